@@ -1,0 +1,64 @@
+//! The one small trait every containment backend implements, and the sample it returns.
+//!
+//! A backend holds the processes of one call. The supervisor (`supervise/supervisor.rs`) creates it
+//! before the fork, asks it to adopt the child before the child is released to run user code,
+//! samples it while the call runs, and asks it to kill everything and clean up at the end.
+
+use crate::{Containment, CpuTime, Error};
+
+/// One poll's worth of measurements of the whole call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Sample {
+    /// CPU time of every process of the call that the backend can see (tree-wide).
+    pub cpu: Option<CpuTime>,
+    /// Processes (not threads) of the call alive now.
+    pub live_processes: Option<u64>,
+    /// Memory charged to the call now, in bytes.
+    pub memory_current: Option<u64>,
+}
+
+/// One call's container. Created before the fork by [`crate::contain::open`].
+pub(crate) trait CallContainer: Send {
+    /// Name and guarantees, for the outcome.
+    fn containment(&self) -> Containment;
+
+    /// Whether the memory limit is enforced by the container (resident memory of the whole call).
+    /// When false and a memory limit is set, the child gets `RLIMIT_AS` instead.
+    fn enforces_memory(&self) -> bool;
+
+    /// Whether the process limit is enforced by the kernel at fork time. When false, the supervisor
+    /// counts live processes at every poll and kills on excess.
+    fn enforces_processes(&self) -> bool;
+
+    /// Called in the parent right after the fork, while the child is still blocked and has run no
+    /// user code: make `pid` (and so all its future descendants) a member of the call.
+    fn adopt(&mut self, pid: i32) -> Result<(), Error>;
+
+    /// Measures the call now. `main` is the pid of the call's first process (still alive or a
+    /// zombie not yet reaped).
+    fn sample(&mut self, main: i32) -> Sample;
+
+    /// High-water mark of memory charged to the call, when the backend measures it.
+    fn memory_peak(&mut self) -> Option<u64>;
+
+    /// How many processes of the call the kernel OOM killer killed.
+    fn oom_kills(&mut self) -> u64;
+
+    /// How many forks the kernel refused because of the process limit.
+    fn processes_refused(&mut self) -> u64;
+
+    /// Sends `signal` to every process of the call (used for the soft signal of a grace period).
+    fn signal_all(&mut self, signal: i32);
+
+    /// SIGKILLs every process of the call and waits (bounded) until none is alive. Returns how many
+    /// processes it found alive and killed. Zombie children of the supervisor are reaped by the
+    /// supervisor, not here.
+    fn kill_all(&mut self, main: i32) -> Result<u64, Error>;
+
+    /// Total CPU time at the end of the call, read after everything is dead (cgroup backends), or
+    /// `None` to let the supervisor use the main process's rusage.
+    fn final_cpu(&mut self) -> Option<CpuTime>;
+
+    /// Removes whatever the container created (a cgroup leaf). Called once, after `kill_all`.
+    fn close(&mut self) -> Result<(), Error>;
+}

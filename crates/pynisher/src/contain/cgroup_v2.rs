@@ -1,0 +1,1 @@
+//! cgroup_v2 backend. Stub; being written.

@@ -1,0 +1,1 @@
+//! process_group backend. Stub; being written.

@@ -1,0 +1,83 @@
+//! The library's own failures, kept apart from the child's fate ([`crate::Outcome`]).
+
+use std::io;
+
+/// Something pynisher itself could not do. A child that crashed, timed out or ran out of memory is
+/// *not* an error: that is an [`crate::Outcome`] with a [`crate::Status`].
+///
+/// ```
+/// let err = pynisher::Limits::new().wall_time(std::time::Duration::ZERO).validate().unwrap_err();
+/// assert!(err.to_string().contains("wall_time"));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A limit or option had a value that cannot be honoured; nothing was started.
+    #[error("invalid value for {param}: {value:?} ({reason})")]
+    InvalidLimit {
+        /// The parameter's name as the caller knows it (`wall_time`, `memory`, …).
+        param: &'static str,
+        /// The rejected value, as given.
+        value: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// A system call the supervisor needs failed (pipe, fork, pidfd, poll, …).
+    #[error("{what} failed: {source}")]
+    Sys {
+        /// What was being attempted, e.g. `creating the result pipe`.
+        what: &'static str,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The requested containment backend is not available on this machine.
+    #[error("containment backend {backend} is unavailable: {reason}")]
+    BackendUnavailable {
+        /// The backend that was asked for.
+        backend: &'static str,
+        /// What is missing.
+        reason: String,
+    },
+    /// A cgroup file could not be written or read.
+    #[error("cgroup {path}: {source}")]
+    Cgroup {
+        /// The file or directory.
+        path: String,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// `run_closure` was called from a process with more than one thread, where forking is unsafe.
+    #[error("the calling process has {threads} threads; forking it to run a closure is unsafe (use run_closure_unchecked if the closure only touches fork-safe state)")]
+    ThreadedCaller {
+        /// How many threads `/proc/self/task` listed.
+        threads: usize,
+    },
+    /// The result value could not be serialized in the parent's own test of the codec.
+    #[error("encoding failed: {0}")]
+    Encode(String),
+}
+
+impl Error {
+    pub(crate) fn sys(what: &'static str, source: impl Into<io::Error>) -> Self {
+        Error::Sys {
+            what,
+            source: source.into(),
+        }
+    }
+
+    pub(crate) fn invalid(param: &'static str, value: impl ToString, reason: impl ToString) -> Self {
+        Error::InvalidLimit {
+            param,
+            value: value.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+impl From<rustix::io::Errno> for Error {
+    fn from(e: rustix::io::Errno) -> Self {
+        Error::sys("system call", e)
+    }
+}

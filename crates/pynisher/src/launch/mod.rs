@@ -1,0 +1,8 @@
+//! How a child starts: a program to exec, or a closure to run in a forked child.
+
+mod child;
+mod closure;
+mod command;
+
+pub(crate) use child::{ChildPlan, Payload};
+pub use command::{Command, Stdin};

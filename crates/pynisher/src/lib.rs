@@ -1,0 +1,38 @@
+//! Run a closure or a command in a child process under memory, CPU-time, wall-time and
+//! process-count limits; get back its result, or exactly why it did not finish.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use pynisher::{Limits, Status};
+//!
+//! let limits = Limits::new().wall_time(Duration::from_secs(2));
+//! // SAFETY: the example's main thread is the only thread.
+//! let outcome = limits.run_closure(|| (1..=10u64).product::<u64>())?;
+//! assert_eq!(outcome.status, Status::Completed);
+//! assert_eq!(outcome.value, Some(3628800));
+//! # Ok::<(), pynisher::Error>(())
+//! ```
+//!
+//! The map of the crate is in `docs/architecture.md`: limits are set in `launch/child.rs`, kills are
+//! decided in `supervise/supervisor.rs`, results are decoded in `transport.rs`.
+
+mod call;
+mod contain;
+mod error;
+mod launch;
+mod limits;
+mod outcome;
+mod supervise;
+mod sys;
+pub mod transport;
+pub mod units;
+
+pub use call::{NoObserver, Observer, Progress};
+pub use contain::available_backends;
+pub use error::Error;
+pub use launch::{Command, Stdin};
+pub use limits::{Backend, Limits, MemoryLimitKind, DEFAULT_OUTPUT_LIMIT};
+pub use outcome::{
+    Captured, Containment, CpuMeasure, CpuTime, Guarantees, MemoryMeasure, Outcome, Status,
+};
+pub use sys::become_subreaper;

@@ -1,0 +1,1 @@
+//! Turning recorded reasons and exit facts into a Status.

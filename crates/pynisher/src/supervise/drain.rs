@@ -1,0 +1,1 @@
+//! Bounded capture of stdout and stderr.

@@ -1,0 +1,7 @@
+//! Waiting, enforcing, ending: the supervisor loop, bounded output draining, and classification.
+
+mod classify;
+mod drain;
+mod supervisor;
+
+pub(crate) use supervisor::{start, supervise, Started};

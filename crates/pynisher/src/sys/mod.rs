@@ -1,0 +1,6 @@
+//! Thin wrappers over the system calls the engine needs that std does not offer.
+
+mod linux;
+
+pub use linux::become_subreaper;
+pub(crate) use linux::*;
