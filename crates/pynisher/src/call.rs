@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::launch::{ChildPlan, Payload};
 use crate::supervise::{self, Started};
-use crate::{transport, Command, CpuTime, Error, Limits, Outcome, Status};
+use crate::{Command, CpuTime, Error, Limits, Outcome, Status};
 
 /// A snapshot of a running call, handed to [`Observer::progress`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

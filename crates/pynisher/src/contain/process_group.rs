@@ -1,1 +1,206 @@
-//! process_group backend. Stub; being written.
+//! The fallback backend: no cgroup. The call is the child's process group plus every descendant
+//! found by walking `/proc` from the main process.
+//!
+//! Weaker than a cgroup, and the outcome says so: a descendant that is orphaned (its parent died)
+//! *and* left the process group (`setsid`) is invisible; CPU time of processes that exited without
+//! being waited for by a member of the call is lost; memory can only be limited per process with
+//! `RLIMIT_AS`; the process limit is enforced by counting at each poll, so a fast fork burst can
+//! exceed it between polls.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use super::{CallContainer, Sample};
+use crate::sys::{self, ProcStat};
+use crate::{Backend, Containment, CpuTime, Error, Guarantees, Limits};
+
+/// The process-group container of one call.
+pub(crate) struct ProcessGroupContainer {
+    pgid: i32,
+    ticks_per_second: u64,
+}
+
+impl ProcessGroupContainer {
+    pub(crate) fn new(_limits: &Limits) -> Result<Self, Error> {
+        Ok(ProcessGroupContainer {
+            pgid: 0,
+            ticks_per_second: sys::clock_ticks_per_second().max(1),
+        })
+    }
+
+    /// The main process, its descendants, and the members of its process group.
+    fn members(&self, main: i32) -> Vec<ProcStat> {
+        let all = sys::all_proc_stats();
+        let mut children: HashMap<i32, Vec<usize>> = HashMap::new();
+        for (i, p) in all.iter().enumerate() {
+            children.entry(p.ppid).or_default().push(i);
+        }
+        let mut seen = HashSet::new();
+        let mut stack: Vec<usize> = all
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.pid == main || (self.pgid > 0 && p.pgrp == self.pgid))
+            .map(|(i, _)| i)
+            .collect();
+        let mut members = Vec::new();
+        while let Some(i) = stack.pop() {
+            let p = all[i];
+            if !seen.insert(p.pid) {
+                continue;
+            }
+            members.push(p);
+            if let Some(kids) = children.get(&p.pid) {
+                stack.extend(kids.iter().copied());
+            }
+        }
+        members
+    }
+
+    fn ticks(&self, ticks: u64) -> Duration {
+        Duration::from_nanos(ticks.saturating_mul(1_000_000_000) / self.ticks_per_second)
+    }
+
+    /// CPU of the members: each live process's exact clock (all threads) plus the tick-counted
+    /// time of the children it reaped; a zombie's own time from its stat line.
+    fn cpu_of(&self, members: &[ProcStat]) -> CpuTime {
+        let mut user = Duration::ZERO;
+        let mut system = Duration::ZERO;
+        for p in members {
+            user += self.ticks(p.cutime);
+            system += self.ticks(p.cstime);
+            let exact = (p.state != b'Z')
+                .then(|| sys::process_cpu_clock(p.pid))
+                .flatten();
+            match exact {
+                Some(own) => {
+                    // Split the exact total by the tick ratio of the stat line.
+                    let ticks = p.utime + p.stime;
+                    let share = if ticks == 0 {
+                        1.0
+                    } else {
+                        p.utime as f64 / ticks as f64
+                    };
+                    let own_user = own.mul_f64(share);
+                    user += own_user;
+                    system += own.saturating_sub(own_user);
+                }
+                None => {
+                    user += self.ticks(p.utime);
+                    system += self.ticks(p.stime);
+                }
+            }
+        }
+        CpuTime { user, system }
+    }
+}
+
+impl CallContainer for ProcessGroupContainer {
+    fn containment(&self) -> Containment {
+        Containment {
+            backend: Backend::ProcessGroup,
+            guarantees: Guarantees {
+                all_descendants_contained: false,
+                exact_tree_cpu_time: false,
+                tree_memory_limit: false,
+                kernel_process_limit: false,
+                notes: vec![
+                    "no cgroup: a descendant that leaves the process group (setsid) and is orphaned is not seen, not counted and not killed".into(),
+                    "CPU time of descendants that exit unwaited-for is lost".into(),
+                    "a memory limit is RLIMIT_AS on each process (address space, not memory in use)".into(),
+                    "the process limit is checked by polling; a fork burst can exceed it briefly".into(),
+                ],
+            },
+        }
+    }
+
+    fn enforces_memory(&self) -> bool {
+        false
+    }
+
+    fn enforces_processes(&self) -> bool {
+        false
+    }
+
+    fn adopt(&mut self, pid: i32) -> Result<(), Error> {
+        // The child calls setpgid(0, 0) itself; set it from here too so that the group exists
+        // before the child is released (the classic race of process-group launchers).
+        // SAFETY: setpgid on our own unreleased child; no memory is touched.
+        unsafe {
+            libc::setpgid(pid, pid);
+        }
+        self.pgid = pid;
+        Ok(())
+    }
+
+    fn sample(&mut self, main: i32) -> Sample {
+        let members = self.members(main);
+        let live = members.iter().filter(|p| p.state != b'Z').count() as u64;
+        Sample {
+            cpu: Some(self.cpu_of(&members)),
+            live_processes: Some(live),
+            memory_current: None,
+        }
+    }
+
+    fn memory_peak(&mut self) -> Option<u64> {
+        None
+    }
+
+    fn oom_kills(&mut self) -> u64 {
+        0
+    }
+
+    fn processes_refused(&mut self) -> u64 {
+        0
+    }
+
+    fn signal_all(&mut self, signal: i32) {
+        sys::kill_group(self.pgid, signal);
+    }
+
+    fn kill_all(&mut self, main: i32) -> Result<u64, Error> {
+        // Stop first so that nobody forks or exits (and re-parents its children away) while we
+        // look, then kill everything found; repeat until a walk finds no live member.
+        let mut killed: HashSet<i32> = HashSet::new();
+        for _ in 0..50 {
+            sys::kill_group(self.pgid, libc::SIGSTOP);
+            let live: Vec<i32> = self
+                .members(main)
+                .iter()
+                .filter(|p| p.state != b'Z')
+                .map(|p| p.pid)
+                .collect();
+            if live.is_empty() {
+                break;
+            }
+            for &pid in &live {
+                sys::kill_pid(pid, libc::SIGSTOP);
+            }
+            for &pid in &live {
+                sys::kill_pid(pid, libc::SIGKILL);
+                killed.insert(pid);
+            }
+            sys::kill_group(self.pgid, libc::SIGKILL);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Orphans re-parented to us (when we are a subreaper) are ours to reap.
+        if sys::is_subreaper() {
+            sys::reap_group_zombies(self.pgid);
+            for &pid in &killed {
+                if pid != main {
+                    sys::reap_if_child(pid);
+                }
+            }
+        }
+        killed.remove(&main);
+        Ok(killed.len() as u64)
+    }
+
+    fn final_cpu(&mut self) -> Option<CpuTime> {
+        None
+    }
+
+    fn close(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+}

@@ -1,18 +1,374 @@
-//! What runs in the child between fork and exec (or the closure). Stub; being written.
-use crate::{Command, Error, Limits};
+//! What runs in the child between `fork` and `exec` (or the closure).
+//!
+//! Everything the child needs is prepared by the parent before the fork ([`ChildPlan`], [`ChildFds`]):
+//! after the fork, until `exec` or the closure, the child makes only async-signal-safe system calls
+//! and touches no allocator, no lock and no Rust standard I/O.
+//!
+//! The child's set-up, in order: its own process group; SIGKILL when the supervisor dies; default
+//! signal dispositions and an empty signal mask; block until the supervisor has placed it in the
+//! call's container (so no user code runs outside it); its standard streams and result descriptor;
+//! the rlimits; the working directory; then `execve` or the closure.
 
+use std::ffi::{CString, OsStr, OsString};
+use std::os::fd::RawFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
+
+use crate::{transport, Command, Error, Limits, Stdin};
+
+/// The file descriptor number on which a child started for its result finds the result pipe.
+pub(crate) const RESULT_FD: RawFd = 3;
+
+/// What the child runs.
 pub(crate) enum Payload<'f> {
+    /// Exec a program; its outcome carries no value.
     Exec(Command),
+    /// Exec a program that sends a result frame on [`RESULT_FD`].
     ExecWithResult(Command),
+    /// Run a closure in the forked child; it returns the encoded value or an encoding error.
     Closure(Box<dyn FnOnce() -> Result<Vec<u8>, String> + 'f>),
 }
 
+/// An exec image prepared before the fork: every string already a C string, every pointer array
+/// already built.
+pub(crate) struct ExecImage {
+    path: CString,
+    _argv: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    _envp: Vec<CString>,
+    envp_ptrs: Vec<*const libc::c_char>,
+    cwd: Option<CString>,
+    pub(crate) display: String,
+}
+
+/// Everything the child needs, prepared before the fork.
 pub(crate) struct ChildPlan<'f> {
-    pub(crate) payload: Payload<'f>,
+    pub(crate) exec: Option<ExecImage>,
+    pub(crate) closure: Option<Box<dyn FnOnce() -> Result<Vec<u8>, String> + 'f>>,
+    pub(crate) stdin: Stdin,
+    pub(crate) wants_result: bool,
+    /// `RLIMIT_CPU` backstop (soft, hard) in seconds.
+    pub(crate) rlimit_cpu: Option<(u64, u64)>,
+    /// `RLIMIT_AS` in bytes; decided after the container is known.
+    pub(crate) rlimit_as: Option<u64>,
 }
 
 impl<'f> ChildPlan<'f> {
-    pub(crate) fn new(_limits: &Limits, payload: Payload<'f>) -> Result<Self, Error> {
-        Ok(ChildPlan { payload })
+    pub(crate) fn new(limits: &Limits, payload: Payload<'f>) -> Result<Self, Error> {
+        // The backstop only bounds the damage if the supervisor stalls: it must never fire before
+        // the supervisor's own, exact enforcement (RLIMIT_CPU is tick-sampled and per process).
+        let rlimit_cpu = limits.cpu_time.map(|cpu| {
+            let soft = (cpu + limits.grace_period).as_secs() + 2;
+            (soft, soft + 1)
+        });
+        let (exec, closure, wants_result, stdin) = match payload {
+            Payload::Exec(cmd) => {
+                let stdin = cmd.stdin.clone();
+                (Some(ExecImage::new(&cmd, false)?), None, false, stdin)
+            }
+            Payload::ExecWithResult(cmd) => {
+                let stdin = cmd.stdin.clone();
+                (Some(ExecImage::new(&cmd, true)?), None, true, stdin)
+            }
+            Payload::Closure(f) => (None, Some(f), true, Stdin::Inherit),
+        };
+        Ok(ChildPlan {
+            exec,
+            closure,
+            stdin,
+            wants_result,
+            rlimit_cpu,
+            rlimit_as: None,
+        })
+    }
+
+    pub(crate) fn is_closure(&self) -> bool {
+        self.closure.is_some()
+    }
+}
+
+fn cstring(param: &'static str, bytes: &[u8]) -> Result<CString, Error> {
+    CString::new(bytes).map_err(|_| {
+        Error::invalid(
+            param,
+            String::from_utf8_lossy(bytes),
+            "contains a NUL byte",
+        )
+    })
+}
+
+impl ExecImage {
+    fn new(cmd: &Command, wants_result: bool) -> Result<Self, Error> {
+        let program = cmd.program.as_bytes();
+        if program.is_empty() {
+            return Err(Error::invalid("program", "", "empty program name"));
+        }
+        let path = resolve_program(&cmd.program, cmd.env_path().as_deref());
+        let path = cstring("program", path.as_os_str().as_bytes())?;
+        let mut argv = vec![cstring("program", program)?];
+        for a in &cmd.args {
+            argv.push(cstring("args", a.as_bytes())?);
+        }
+        let mut env: Vec<(OsString, OsString)> = if cmd.env_clear {
+            Vec::new()
+        } else {
+            std::env::vars_os().collect()
+        };
+        for (k, v) in &cmd.env {
+            env.retain(|(ek, _)| ek != k);
+            if let Some(v) = v {
+                env.push((k.clone(), v.clone()));
+            }
+        }
+        env.retain(|(k, _)| k != transport::RESULT_FD_ENV);
+        if wants_result {
+            env.push((
+                transport::RESULT_FD_ENV.into(),
+                RESULT_FD.to_string().into(),
+            ));
+        }
+        let mut envp = Vec::with_capacity(env.len());
+        for (k, v) in env {
+            let mut kv = k.into_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            envp.push(cstring("env", &kv)?);
+        }
+        let cwd = match &cmd.cwd {
+            Some(dir) => Some(cstring("current_dir", dir.as_os_str().as_bytes())?),
+            None => None,
+        };
+        let ptrs = |v: &Vec<CString>| {
+            v.iter()
+                .map(|c| c.as_ptr())
+                .chain(std::iter::once(std::ptr::null()))
+                .collect::<Vec<_>>()
+        };
+        Ok(ExecImage {
+            argv_ptrs: ptrs(&argv),
+            envp_ptrs: ptrs(&envp),
+            display: cmd.program.to_string_lossy().into_owned(),
+            path,
+            _argv: argv,
+            _envp: envp,
+            cwd,
+        })
+    }
+}
+
+impl Command {
+    /// The `PATH` the child will see.
+    fn env_path(&self) -> Option<OsString> {
+        for (k, v) in self.env.iter().rev() {
+            if k == "PATH" {
+                return v.clone();
+            }
+        }
+        if self.env_clear {
+            None
+        } else {
+            std::env::var_os("PATH")
+        }
+    }
+}
+
+/// Looks `program` up in `path` as `execvp` would, but before the fork (`execvp` may allocate).
+/// A name with a `/` is used as is; a name found nowhere is returned unchanged so that `execve`
+/// reports `ENOENT`; a file that exists but is not executable is kept so that `execve` reports
+/// `EACCES`.
+fn resolve_program(program: &OsStr, path: Option<&OsStr>) -> std::path::PathBuf {
+    if program.as_bytes().contains(&b'/') {
+        return program.into();
+    }
+    let mut not_executable = None;
+    for dir in std::env::split_paths(path.unwrap_or(OsStr::new("/usr/local/bin:/usr/bin:/bin"))) {
+        let candidate = if dir.as_os_str().is_empty() {
+            Path::new(".").join(program)
+        } else {
+            dir.join(program)
+        };
+        if candidate.is_file() {
+            if rustix::fs::access(&candidate, rustix::fs::Access::EXEC_OK).is_ok() {
+                return candidate;
+            }
+            not_executable.get_or_insert(candidate);
+        }
+    }
+    not_executable.unwrap_or_else(|| program.into())
+}
+
+/// The descriptors the child wires up, all open in the parent at fork time.
+pub(crate) struct ChildFds {
+    /// Read end of the release pipe: the child blocks on it until adopted.
+    pub release_read: RawFd,
+    /// Write end of the set-up error pipe (close-on-exec): a failed step writes (step, errno).
+    pub error_write: RawFd,
+    pub stdin: Option<RawFd>,
+    pub stdout: Option<RawFd>,
+    pub stderr: Option<RawFd>,
+    pub result: Option<RawFd>,
+    /// The supervisor's pid, to detect that it died before PDEATHSIG was armed.
+    pub parent_pid: i32,
+}
+
+/// Set-up steps reported on the error pipe.
+pub(crate) mod step {
+    pub const RELEASE: u32 = 1;
+    pub const FDS: u32 = 2;
+    pub const RLIMIT: u32 = 3;
+    pub const CHDIR: u32 = 4;
+    pub const EXEC: u32 = 5;
+
+    /// A short description of a step for error messages.
+    pub fn describe(step: u32) -> &'static str {
+        match step {
+            RELEASE => "waiting to be released",
+            FDS => "setting up file descriptors",
+            RLIMIT => "setting resource limits",
+            CHDIR => "changing directory",
+            _ => "exec",
+        }
+    }
+}
+
+/// Exit code of a child whose set-up failed (the parent reads the real cause from the error pipe).
+pub(crate) const SETUP_FAILED_EXIT: i32 = 127;
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// Reports a failed step and exits. Async-signal-safe.
+fn fail(fds: &ChildFds, which: u32) -> ! {
+    let code = errno();
+    let mut msg = [0u8; 8];
+    msg[..4].copy_from_slice(&which.to_le_bytes());
+    msg[4..].copy_from_slice(&code.to_le_bytes());
+    // SAFETY: write(2) and _exit(2) are async-signal-safe; msg lives on our stack.
+    unsafe {
+        libc::write(fds.error_write, msg.as_ptr().cast(), msg.len());
+        libc::_exit(SETUP_FAILED_EXIT)
+    }
+}
+
+/// The child's side of the fork. Never returns.
+///
+/// # Safety
+/// Must be called only in the child right after `fork`. Until `exec` (or the closure) it calls only
+/// async-signal-safe functions on memory prepared by the parent.
+pub(crate) unsafe fn child_main(plan: ChildPlan<'_>, fds: &ChildFds) -> ! {
+    // SAFETY: every call below is an async-signal-safe system call on our own pid, on descriptors
+    // the parent opened for us, or on stack memory; see the function's contract.
+    unsafe {
+        // Own process group: signals for the call reach the whole group.
+        libc::setpgid(0, 0);
+        // Die with the supervisor; re-check the parent in case it died before the prctl.
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+        if libc::getppid() != fds.parent_pid {
+            libc::_exit(SETUP_FAILED_EXIT);
+        }
+        // Default dispositions and an empty mask: the caller's ignored or blocked signals must not
+        // leak into the call (a child ignoring SIGTERM would defeat the grace period).
+        let mut default_action: libc::sigaction = std::mem::zeroed();
+        default_action.sa_sigaction = libc::SIG_DFL;
+        for sig in 1..libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::sigaction(sig, &default_action, std::ptr::null_mut());
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+
+        // Wait until the supervisor has adopted us into the container.
+        let mut byte = 0u8;
+        loop {
+            let n = libc::read(fds.release_read, (&mut byte as *mut u8).cast(), 1);
+            if n == 1 {
+                break;
+            }
+            if n < 0 && errno() == libc::EINTR {
+                continue;
+            }
+            // EOF: the supervisor gave up on this child (adoption failed or it died).
+            libc::_exit(SETUP_FAILED_EXIT);
+        }
+        libc::close(fds.release_read);
+
+        // Move the sources out of the way first, so that no dup2 clobbers a later source.
+        let targets = [
+            (fds.stdin, 0),
+            (fds.stdout, 1),
+            (fds.stderr, 2),
+            (fds.result, RESULT_FD),
+        ];
+        let mut moved = [-1; 4];
+        for (i, (src, _)) in targets.iter().enumerate() {
+            if let Some(src) = *src {
+                moved[i] = libc::fcntl(src, libc::F_DUPFD_CLOEXEC, 10);
+                if moved[i] < 0 {
+                    fail(fds, step::FDS);
+                }
+            }
+        }
+        for (i, (_, target)) in targets.iter().enumerate() {
+            if moved[i] >= 0 {
+                // dup2 clears close-on-exec on the target, so the program inherits it.
+                if libc::dup2(moved[i], *target) < 0 {
+                    fail(fds, step::FDS);
+                }
+                libc::close(moved[i]);
+            }
+        }
+
+        if let Some((soft, hard)) = plan.rlimit_cpu {
+            let lim = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            // Lowering is always allowed; if an existing hard limit is lower, keep it.
+            if libc::setrlimit(libc::RLIMIT_CPU, &lim) != 0 {
+                let mut old: libc::rlimit = std::mem::zeroed();
+                libc::getrlimit(libc::RLIMIT_CPU, &mut old);
+                if old.rlim_max > hard && libc::setrlimit(libc::RLIMIT_CPU, &lim) != 0 {
+                    fail(fds, step::RLIMIT);
+                }
+            }
+        }
+        if let Some(bytes) = plan.rlimit_as {
+            let lim = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                fail(fds, step::RLIMIT);
+            }
+        }
+
+        match (plan.exec, plan.closure) {
+            (Some(image), _) => {
+                if let Some(cwd) = &image.cwd {
+                    if libc::chdir(cwd.as_ptr()) != 0 {
+                        fail(fds, step::CHDIR);
+                    }
+                }
+                // Descriptors the caller forgot to mark close-on-exec must not leak into the
+                // program (a leaked pipe end could keep a caller's reader waiting forever).
+                libc::syscall(
+                    libc::SYS_close_range,
+                    RESULT_FD as libc::c_uint + 1,
+                    libc::c_uint::MAX,
+                    libc::CLOSE_RANGE_CLOEXEC,
+                );
+                libc::execve(
+                    image.path.as_ptr(),
+                    image.argv_ptrs.as_ptr(),
+                    image.envp_ptrs.as_ptr(),
+                );
+                fail(fds, step::EXEC)
+            }
+            (None, Some(closure)) => super::closure::run_and_exit(closure, fds.error_write),
+            (None, None) => libc::_exit(SETUP_FAILED_EXIT),
+        }
     }
 }

@@ -4,5 +4,5 @@ mod child;
 mod closure;
 mod command;
 
-pub(crate) use child::{ChildPlan, Payload};
+pub(crate) use child::{child_main, step, ChildFds, ChildPlan, Payload};
 pub use command::{Command, Stdin};

@@ -1,22 +1,565 @@
-//! The supervisor loop. Stub; being written.
-use crate::launch::ChildPlan;
-use crate::{Error, Limits, Observer, Outcome};
+//! The supervisor: starts the child inside its container, then waits on its pidfd with `poll` and
+//! monotonic deadlines, reading every pipe while it waits. **This is where a kill is decided**
+//! (`Loop::record`): the reason is recorded first, then the soft signal or SIGKILL is sent.
 
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use rustix::event::{poll, PollFd, PollFlags};
+
+use super::classify::{classify, Facts};
+use super::drain::{BoundedCapture, OutputPipe, StdinFeed};
+use crate::contain::{self, CallContainer, Sample};
+use crate::launch::{child_main, ChildFds, ChildPlan};
+use crate::sys;
+use crate::transport::{FrameReader, Received};
+use crate::{
+    CpuMeasure, CpuTime, Error, Limits, MemoryLimitKind, MemoryMeasure, Observer, Outcome,
+    Progress, Status, Stdin,
+};
+
+/// Size of the window kept of a stderr that is only watched for an allocation failure.
+const DIAGNOSTIC_WINDOW: usize = 8 * 1024;
+/// The text Rust's default allocation-error handler prints before it aborts.
+const ALLOC_FAILURE_TEXT: &str = "memory allocation of ";
+
+/// A child that has been forked, adopted by its container and released.
 pub(crate) struct Started {
     pid: i32,
+    pidfd: OwnedFd,
+    released_at: Instant,
+    container: Box<dyn CallContainer>,
+    limits: Limits,
+    program: String,
+    is_closure: bool,
+    wants_result: bool,
+    memory_limit_kind: Option<MemoryLimitKind>,
+    stdout: Option<OutputPipe>,
+    stderr: Option<OutputPipe>,
+    /// Whether stderr is read only to spot an allocation failure (then it is not reported).
+    stderr_diagnostic_only: bool,
+    result: Option<OwnedFd>,
+    stdin: Option<StdinFeed>,
+    setup_error: OwnedFd,
 }
 
 impl Started {
     pub(crate) fn pid(&self) -> i32 {
         self.pid
     }
-    pub(crate) fn abandon(self) {}
+
+    /// Ends an unwaited call: kill everything, reap, clean up.
+    pub(crate) fn abandon(mut self) {
+        let _ = self.container.kill_all(self.pid);
+        let _ = sys::wait4_blocking(self.pid);
+        let _ = self.container.close();
+    }
 }
 
-pub(crate) fn start(_limits: &Limits, _plan: ChildPlan<'_>) -> Result<Started, Error> {
-    todo!()
+fn output_pipe(
+    fd: OwnedFd,
+    limit: usize,
+    forward: Option<BorrowedFd<'static>>,
+) -> Result<OutputPipe, Error> {
+    sys::set_nonblocking(fd.as_fd()).map_err(|e| Error::sys("configuring an output pipe", e))?;
+    Ok(OutputPipe {
+        fd: Some(fd),
+        capture: BoundedCapture::new(limit),
+        forward,
+    })
 }
 
-pub(crate) fn supervise(_started: Started, _observer: &mut dyn Observer) -> Result<Outcome<Vec<u8>>, Error> {
-    todo!()
+/// Forks the child, places it in its container, and releases it.
+pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started, Error> {
+    let mut container = contain::open(limits)?;
+    let memory_by_container = limits.memory.is_some()
+        && limits.memory_kind != MemoryLimitKind::AddressSpace
+        && container.enforces_memory();
+    if !memory_by_container {
+        plan.rlimit_as = limits.memory;
+    }
+    let memory_limit_kind = limits.memory.map(|_| {
+        if memory_by_container {
+            MemoryLimitKind::Resident
+        } else {
+            MemoryLimitKind::AddressSpace
+        }
+    });
+
+    let pipe = |what| sys::pipe_cloexec().map_err(|e| Error::sys(what, e));
+    let (release_read, release_write) = pipe("creating the release pipe")?;
+    let (error_read, error_write) = pipe("creating the set-up error pipe")?;
+    let (stdout_pipe, stdout_child) = if limits.capture_output {
+        let (r, w) = pipe("creating the stdout pipe")?;
+        (Some(r), Some(w))
+    } else {
+        (None, None)
+    };
+    // A Rust closure that hits RLIMIT_AS aborts after printing to stderr; watch stderr for that
+    // even when not capturing (forwarding it to the caller's stderr).
+    let watch_stderr = plan.is_closure() && plan.rlimit_as.is_some();
+    let (stderr_pipe, stderr_child) = if limits.capture_output || watch_stderr {
+        let (r, w) = pipe("creating the stderr pipe")?;
+        (Some(r), Some(w))
+    } else {
+        (None, None)
+    };
+    let (result_pipe, result_child) = if plan.wants_result {
+        let (r, w) = pipe("creating the result pipe")?;
+        (Some(r), Some(w))
+    } else {
+        (None, None)
+    };
+    let (stdin_feed, stdin_child) = match &plan.stdin {
+        Stdin::Inherit => (None, None),
+        Stdin::Null => {
+            let null = rustix::fs::open(
+                "/dev/null",
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .map_err(|e| Error::sys("opening /dev/null", e))?;
+            (None, Some(OwnedFd::from(null)))
+        }
+        Stdin::Bytes(bytes) => {
+            let (r, w) = pipe("creating the stdin pipe")?;
+            sys::set_nonblocking(w.as_fd()).map_err(|e| Error::sys("configuring stdin", e))?;
+            (
+                Some(StdinFeed {
+                    fd: Some(w),
+                    bytes: bytes.clone(),
+                    written: 0,
+                }),
+                Some(r),
+            )
+        }
+    };
+    let program = plan
+        .exec
+        .as_ref()
+        .map_or_else(|| "closure".to_string(), |e| e.display.clone());
+    let is_closure = plan.is_closure();
+    let wants_result = plan.wants_result;
+    let raw = |fd: &Option<OwnedFd>| fd.as_ref().map(|f| f.as_raw_fd());
+    let fds = ChildFds {
+        release_read: release_read.as_raw_fd(),
+        error_write: error_write.as_raw_fd(),
+        stdin: raw(&stdin_child),
+        stdout: raw(&stdout_child),
+        stderr: raw(&stderr_child),
+        result: raw(&result_child),
+        parent_pid: rustix::process::getpid().as_raw_nonzero().get(),
+    };
+
+    // SAFETY: fork(2) has no memory-safety preconditions by itself; in the child we only call
+    // `child_main`, which is async-signal-safe up to exec or the closure the caller vouched for.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(Error::sys("fork", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        // SAFETY: we are the child, right after fork.
+        unsafe { child_main(plan, &fds) }
+    }
+    drop(plan);
+    drop((release_read, error_write, stdout_child, stderr_child, result_child, stdin_child));
+
+    let give_up = |container: &mut Box<dyn CallContainer>, err: Error| {
+        sys::kill_pid(pid, libc::SIGKILL);
+        let _ = sys::wait4_blocking(pid);
+        let _ = container.close();
+        err
+    };
+    let pidfd = match sys::pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) => return Err(give_up(&mut container, Error::sys("pidfd_open", e))),
+    };
+    if let Err(e) = container.adopt(pid) {
+        return Err(give_up(&mut container, e));
+    }
+    // Release the child: from here on it runs inside its container.
+    if let Err(e) = rustix::io::write(&release_write, &[1]) {
+        return Err(give_up(&mut container, Error::sys("releasing the child", e)));
+    }
+    let released_at = Instant::now();
+    drop(release_write);
+
+    let stdout = stdout_pipe
+        .map(|fd| output_pipe(fd, limits.output_limit, None))
+        .transpose()?;
+    let stderr_diagnostic_only = !limits.capture_output;
+    let stderr = stderr_pipe
+        .map(|fd| {
+            if stderr_diagnostic_only {
+                // SAFETY: fd 2 outlives the call (it is the process's stderr).
+                let caller_stderr = unsafe { BorrowedFd::borrow_raw(2) };
+                output_pipe(fd, DIAGNOSTIC_WINDOW, Some(caller_stderr))
+            } else {
+                output_pipe(fd, limits.output_limit, None)
+            }
+        })
+        .transpose()?;
+    if let Some(fd) = &result_pipe {
+        sys::set_nonblocking(fd.as_fd()).map_err(|e| Error::sys("configuring the result pipe", e))?;
+    }
+    sys::set_nonblocking(error_read.as_fd()).map_err(|e| Error::sys("configuring a pipe", e))?;
+
+    Ok(Started {
+        pid,
+        pidfd,
+        released_at,
+        container,
+        limits: limits.clone(),
+        program,
+        is_closure,
+        wants_result,
+        memory_limit_kind,
+        stdout,
+        stderr,
+        stderr_diagnostic_only,
+        result: result_pipe,
+        stdin: stdin_feed,
+        setup_error: error_read,
+    })
+}
+
+/// The state of one supervision loop.
+struct Loop {
+    recorded: Option<Status>,
+    soft_signal_sent: Option<i32>,
+    grace_deadline: Option<Instant>,
+    killed: bool,
+    last_sample: Sample,
+}
+
+impl Loop {
+    /// Records why the call must end, then acts: the soft signal and a grace deadline for a time
+    /// limit with a grace period, SIGKILL to the whole call otherwise. The first reason wins.
+    fn record(&mut self, reason: Status, started: &mut Started, now: Instant) -> Result<(), Error> {
+        if self.recorded.is_some() {
+            return Ok(());
+        }
+        let soft = match reason {
+            Status::WallTimeout => Some(started.limits.wall_signal.unwrap_or(if started.is_closure {
+                libc::SIGALRM
+            } else {
+                libc::SIGTERM
+            })),
+            Status::CpuTimeout => Some(started.limits.cpu_signal.unwrap_or(if started.is_closure {
+                libc::SIGXCPU
+            } else {
+                libc::SIGTERM
+            })),
+            _ => None,
+        };
+        self.recorded = Some(reason);
+        match soft {
+            Some(signal) if !started.limits.grace_period.is_zero() => {
+                started.container.signal_all(signal);
+                self.soft_signal_sent = Some(signal);
+                self.grace_deadline = Some(now + started.limits.grace_period);
+                Ok(())
+            }
+            _ => self.kill(started),
+        }
+    }
+
+    fn kill(&mut self, started: &mut Started) -> Result<(), Error> {
+        self.killed = true;
+        self.grace_deadline = None;
+        started.container.kill_all(started.pid).map(|_| ())
+    }
+}
+
+/// How long until the next CPU / process-count sample.
+fn sample_interval(limits: &Limits, container_counts_processes: bool, used: Duration) -> Option<Duration> {
+    let mut interval: Option<Duration> = None;
+    if let Some(limit) = limits.cpu_time {
+        // The call cannot burn its remaining budget faster than on every CPU at once; sampling at
+        // that pace keeps the overshoot within one short period and never fires early.
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        let remaining = limit.saturating_sub(used) / cpus;
+        interval = Some(remaining.clamp(Duration::from_millis(1), Duration::from_millis(50)));
+    }
+    if limits.max_processes.is_some() && !container_counts_processes {
+        let every = Duration::from_millis(10);
+        interval = Some(interval.map_or(every, |i| i.min(every)));
+    }
+    interval
+}
+
+fn min_instant(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Reads whatever the pipes hold now.
+fn read_pipes(started: &mut Started, result: &mut FrameReader, buf: &mut [u8]) {
+    for pipe in [started.stdout.as_mut(), started.stderr.as_mut()].into_iter().flatten() {
+        pipe.read_available(buf);
+    }
+    if let Some(fd) = started.result.as_ref() {
+        loop {
+            match rustix::io::read(fd.as_fd(), &mut *buf) {
+                Ok(0) => {
+                    started.result = None;
+                    break;
+                }
+                Ok(n) => result.push(&buf[..n]),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::AGAIN) => break,
+                Err(_) => {
+                    started.result = None;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Supervises a started call until it ends; returns its outcome with the raw result bytes.
+pub(crate) fn supervise(
+    mut started: Started,
+    observer: &mut dyn Observer,
+) -> Result<Outcome<Vec<u8>>, Error> {
+    let mut state = Loop {
+        recorded: None,
+        soft_signal_sent: None,
+        grace_deadline: None,
+        killed: false,
+        last_sample: Sample::default(),
+    };
+    let mut result = FrameReader::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    let start = started.released_at;
+    let wall_deadline = started.limits.wall_time.map(|w| start + w);
+    let counts_processes = started.container.enforces_processes();
+    let mut next_sample =
+        sample_interval(&started.limits, counts_processes, Duration::ZERO).map(|i| start + i);
+    let observer_interval = observer.interval();
+    let mut next_observe = observer_interval.map(|i| start + i);
+
+    let ended_at = loop {
+        let now = Instant::now();
+        let mut wake = min_instant(next_sample, next_observe);
+        if state.recorded.is_none() {
+            wake = min_instant(wake, wall_deadline);
+        }
+        wake = min_instant(wake, state.grace_deadline);
+        let timeout = wake.map(|w| w.saturating_duration_since(now));
+
+        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(5);
+        fds.push(PollFd::new(&started.pidfd, PollFlags::IN));
+        for pipe in [started.stdout.as_ref(), started.stderr.as_ref()].into_iter().flatten() {
+            if let Some(fd) = pipe.fd.as_ref() {
+                fds.push(PollFd::new(fd, PollFlags::IN));
+            }
+        }
+        if let Some(fd) = started.result.as_ref() {
+            fds.push(PollFd::new(fd, PollFlags::IN));
+        }
+        if let Some(fd) = started.stdin.as_ref().and_then(|s| s.fd.as_ref()) {
+            fds.push(PollFd::new(fd, PollFlags::OUT));
+        }
+        let ts = timeout.map(|t| rustix::time::Timespec {
+            tv_sec: t.as_secs() as i64,
+            tv_nsec: t.subsec_nanos() as i64,
+        });
+        match poll(&mut fds, ts.as_ref()) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(Error::sys("poll", e)),
+        }
+        let main_exited = !fds[0].revents().is_empty();
+        drop(fds);
+        let now = Instant::now();
+
+        read_pipes(&mut started, &mut result, &mut buf);
+        if let Some(feed) = started.stdin.as_mut() {
+            let _ = feed.write_available();
+        }
+        if main_exited {
+            break now;
+        }
+
+        if state.recorded.is_none() && wall_deadline.is_some_and(|d| now >= d) {
+            state.record(Status::WallTimeout, &mut started, now)?;
+        }
+        if next_sample.is_some_and(|t| now >= t) {
+            let sample = started.container.sample(started.pid);
+            let used = sample.cpu.map_or(Duration::ZERO, |c| c.total());
+            if let (Some(limit), None) = (started.limits.cpu_time, &state.recorded) {
+                if used >= limit {
+                    state.record(Status::CpuTimeout, &mut started, now)?;
+                }
+            }
+            if let (Some(max), Some(live), false) =
+                (started.limits.max_processes, sample.live_processes, counts_processes)
+            {
+                if live > max && state.recorded.is_none() {
+                    state.record(Status::ProcessLimit, &mut started, now)?;
+                }
+            }
+            state.last_sample = sample;
+            next_sample = if state.killed {
+                None
+            } else {
+                sample_interval(&started.limits, counts_processes, used).map(|i| now + i)
+            };
+        }
+        if next_observe.is_some_and(|t| now >= t) {
+            if next_sample.is_none() {
+                state.last_sample = started.container.sample(started.pid);
+            }
+            observer.progress(&Progress {
+                elapsed: now - start,
+                cpu: state.last_sample.cpu,
+                memory: state.last_sample.memory_current,
+                processes: state.last_sample.live_processes,
+            });
+            if observer.should_cancel() && state.recorded.is_none() {
+                state.record(Status::Cancelled, &mut started, now)?;
+            }
+            next_observe = observer_interval.map(|i| now + i);
+        }
+        if state.grace_deadline.is_some_and(|d| now >= d) && !state.killed {
+            state.kill(&mut started)?;
+        }
+    };
+
+    finish(started, state, result, ended_at, buf)
+}
+
+/// After the main process ended: kill leftovers, drain (bounded), reap, measure, classify.
+fn finish(
+    mut started: Started,
+    mut state: Loop,
+    mut result: FrameReader,
+    ended_at: Instant,
+    mut buf: Vec<u8>,
+) -> Result<Outcome<Vec<u8>>, Error> {
+    let pid = started.pid;
+    // One last look while the main process is a zombie: its times and its leftovers' times.
+    let last = started.container.sample(pid);
+    let leftovers_killed = started.container.kill_all(pid)?;
+    state.killed |= leftovers_killed > 0;
+
+    // Read what is left; a descendant that escaped the kill may hold a pipe open, so bound it.
+    let drain_deadline = Instant::now() + started.limits.drain_timeout;
+    let mut drain_timed_out = false;
+    loop {
+        read_pipes(&mut started, &mut result, &mut buf);
+        let open: Vec<BorrowedFd<'_>> = [started.stdout.as_ref(), started.stderr.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.fd.as_ref().map(|f| f.as_fd()))
+            .chain(started.result.as_ref().map(|f| f.as_fd()))
+            .collect();
+        if open.is_empty() {
+            break;
+        }
+        let now = Instant::now();
+        if now >= drain_deadline {
+            drain_timed_out = true;
+            break;
+        }
+        let mut fds: Vec<PollFd<'_>> = open.iter().map(|fd| PollFd::new(fd, PollFlags::IN)).collect();
+        let left = drain_deadline - now;
+        let ts = rustix::time::Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: left.subsec_nanos() as i64,
+        };
+        match poll(&mut fds, Some(&ts)) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(Error::sys("poll", e)),
+        }
+    }
+
+    let reaped = sys::wait4_blocking(pid).map_err(|e| Error::sys("wait4", e))?;
+
+    let mut setup = [0u8; 8];
+    let setup_error = match rustix::io::read(started.setup_error.as_fd(), &mut setup) {
+        Ok(8) => Some((
+            u32::from_le_bytes(setup[..4].try_into().expect("4 bytes")),
+            i32::from_le_bytes(setup[4..].try_into().expect("4 bytes")),
+        )),
+        _ => None,
+    };
+
+    let (cpu_time, cpu_measure) = match started.container.final_cpu() {
+        Some(cpu) => (cpu, CpuMeasure::Cgroup),
+        None => {
+            let sampled = last.cpu.unwrap_or_default();
+            let cpu = if sampled.total() > reaped.cpu.total() {
+                sampled
+            } else {
+                reaped.cpu
+            };
+            (cpu, CpuMeasure::ProcessTree)
+        }
+    };
+    let (peak_memory, memory_measure) = match started.container.memory_peak() {
+        Some(peak) => (Some(peak), MemoryMeasure::CgroupPeak),
+        None => (Some(reaped.max_rss), MemoryMeasure::MaxRssOfOneProcess),
+    };
+    let oom_kills = started.container.oom_kills();
+    let processes_refused = started.container.processes_refused();
+    let containment = started.container.containment();
+    started.container.close()?;
+
+    let stdout = started.stdout.take().map(|p| p.capture.finish());
+    let stderr_pipe = started.stderr.take();
+    let allocation_failed = started.memory_limit_kind == Some(MemoryLimitKind::AddressSpace)
+        && reaped.signal == Some(libc::SIGABRT)
+        && stderr_pipe
+            .as_ref()
+            .is_some_and(|p| p.capture.ends_with_text(ALLOC_FAILURE_TEXT));
+    let stderr = if started.stderr_diagnostic_only {
+        None
+    } else {
+        stderr_pipe.map(|p| p.capture.finish())
+    };
+
+    let received = if started.wants_result {
+        result.finish()
+    } else {
+        Received::Nothing
+    };
+    let (status, value) = classify(Facts {
+        recorded: state.recorded,
+        setup_error,
+        program: started.program.clone(),
+        memory_limited: started.limits.memory.is_some(),
+        oom_kills,
+        allocation_failed,
+        received,
+        wants_result: started.wants_result,
+        signal: reaped.signal,
+    });
+
+    Ok(Outcome {
+        status,
+        value,
+        exit_code: reaped.exit_code,
+        signal: reaped.signal,
+        soft_signal_sent: state.soft_signal_sent,
+        killed: state.killed,
+        wall_time: ended_at - started.released_at,
+        cpu_time: CpuTime {
+            user: cpu_time.user,
+            system: cpu_time.system,
+        },
+        cpu_measure,
+        peak_memory,
+        memory_measure,
+        memory_limit_kind: started.memory_limit_kind,
+        oom_kills,
+        processes_refused,
+        leftovers_killed,
+        output_drain_timed_out: drain_timed_out,
+        stdout,
+        stderr,
+        containment,
+    })
 }

@@ -1,12 +1,221 @@
-//! Linux system calls not covered by std. Stub; being written.
+//! Linux system calls and `/proc` readers not covered by std or rustix, each wrapped once here.
+
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use crate::CpuTime;
 
 /// Makes the calling process a child subreaper (`PR_SET_CHILD_SUBREAPER`): orphaned descendants are
-/// re-parented to it instead of init. Process-wide; meant for a supervisor process such as the CLI.
-pub fn become_subreaper() -> std::io::Result<()> {
+/// re-parented to it instead of init, so it can reap and account for them. The attribute is
+/// process-wide; it is meant for a dedicated supervisor process such as the `pynisher` command.
+///
+/// ```no_run
+/// pynisher::become_subreaper()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn become_subreaper() -> io::Result<()> {
     rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
     Ok(())
 }
 
+/// Whether this process is a child subreaper.
+pub(crate) fn is_subreaper() -> bool {
+    rustix::process::child_subreaper()
+        .ok()
+        .flatten()
+        .is_some()
+}
+
+/// Number of threads of this process.
 pub(crate) fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(1)
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(1)
+}
+
+/// A pipe whose both ends are close-on-exec.
+pub(crate) fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    Ok((r, w))
+}
+
+/// Sets or clears `O_NONBLOCK`.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK)?;
+    Ok(())
+}
+
+/// Opens a pidfd for `pid` (a child we have not reaped, so the pid cannot be reused).
+pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(pid).ok_or(io::ErrorKind::InvalidInput)?;
+    Ok(rustix::process::pidfd_open(
+        pid,
+        rustix::process::PidfdFlags::empty(),
+    )?)
+}
+
+/// Sends `signal` to every process of process group `pgid`; a group that is already empty is fine.
+pub(crate) fn kill_group(pgid: i32, signal: i32) {
+    // SAFETY: kill(2) with a negative pid addresses a process group; no memory is touched.
+    unsafe {
+        libc::kill(-pgid, signal);
+    }
+}
+
+/// Sends `signal` to one process by pid; a process that is gone is fine.
+pub(crate) fn kill_pid(pid: i32, signal: i32) {
+    // SAFETY: kill(2) with a positive pid; no memory is touched.
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
+
+/// How a reaped child ended, with its resource usage.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reaped {
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub cpu: CpuTime,
+    /// `ru_maxrss` in bytes (Linux reports KiB).
+    pub max_rss: u64,
+}
+
+/// Reaps `pid` (blocking; call it once the pidfd reported the exit) and returns its status and
+/// rusage (the child and the descendants it waited for).
+pub(crate) fn wait4_blocking(pid: i32) -> io::Result<Reaped> {
+    let mut status = 0;
+    // SAFETY: rusage is plain old data; zeroed is a valid value and wait4 fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: valid pointers to our locals for the duration of the call.
+        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if rc == pid {
+            break;
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    Ok(Reaped {
+        exit_code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
+        signal: libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)),
+        cpu: CpuTime {
+            user: tv(usage.ru_utime),
+            system: tv(usage.ru_stime),
+        },
+        max_rss: (usage.ru_maxrss.max(0) as u64) * 1024,
+    })
+}
+
+/// Reaps `pid` if it is an exited child of ours; ignores everything else.
+pub(crate) fn reap_if_child(pid: i32) {
+    let mut status = 0;
+    // SAFETY: valid pointer to a local; WNOHANG never blocks.
+    unsafe {
+        libc::waitpid(pid, &mut status, libc::WNOHANG);
+    }
+}
+
+/// Reaps exited children of ours in process group `pgid` (orphans handed to us as subreaper).
+pub(crate) fn reap_group_zombies(pgid: i32) {
+    let mut status = 0;
+    // SAFETY: valid pointer to a local; WNOHANG never blocks.
+    while unsafe { libc::waitpid(-pgid, &mut status, libc::WNOHANG) } > 0 {}
+}
+
+/// Fields of `/proc/PID/stat` the engine uses.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ProcStat {
+    pub pid: i32,
+    pub state: u8,
+    pub ppid: i32,
+    pub pgrp: i32,
+    /// The process's own user time (clock ticks).
+    pub utime: u64,
+    /// The process's own system time (clock ticks).
+    pub stime: u64,
+    /// User time of the children it reaped (clock ticks).
+    pub cutime: u64,
+    /// System time of the children it reaped (clock ticks).
+    pub cstime: u64,
+}
+
+/// Reads `/proc/PID/stat`; `None` when the process is gone.
+pub(crate) fn proc_stat(pid: i32) -> Option<ProcStat> {
+    let text = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    parse_proc_stat(pid, &text)
+}
+
+fn parse_proc_stat(pid: i32, text: &[u8]) -> Option<ProcStat> {
+    // The command name may contain spaces and parentheses: fields start after the last ')'.
+    let close = text.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&text[close + 2..]).ok()?;
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    // rest[0] is field 3 (state); utime is field 14 → rest[11].
+    let num = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    Some(ProcStat {
+        pid,
+        state: *fields.first()?.as_bytes().first()?,
+        ppid: fields.get(1)?.parse().ok()?,
+        pgrp: fields.get(2)?.parse().ok()?,
+        utime: num(11)?,
+        stime: num(12)?,
+        cutime: num(13)?,
+        cstime: num(14)?,
+    })
+}
+
+/// Every process visible in `/proc`.
+pub(crate) fn all_proc_stats() -> Vec<ProcStat> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(proc_stat)
+        .collect()
+}
+
+/// Exact CPU time of all threads of a live process (its POSIX CPU clock), in nanoseconds.
+pub(crate) fn process_cpu_clock(pid: i32) -> Option<Duration> {
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: valid pointer to a local.
+    if unsafe { libc::clock_getcpuclockid(pid, &mut clock) } != 0 {
+        return None;
+    }
+    // SAFETY: timespec is plain old data; clock_gettime fills it.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: valid clock id and pointer.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return None;
+    }
+    Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
+
+/// Clock ticks per second for `/proc` times.
+pub(crate) fn clock_ticks_per_second() -> u64 {
+    rustix::param::clock_ticks_per_second()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_stat_parses_names_with_spaces_and_parens() {
+        let line = b"42 (a b) c) S 1 42 42 0 -1 4194560 1 0 0 0 7 3 2 1 20 0 1 0 1 1 1";
+        let s = parse_proc_stat(42, line).unwrap();
+        assert_eq!((s.state, s.ppid, s.pgrp), (b'S', 1, 42));
+        assert_eq!((s.utime, s.stime, s.cutime, s.cstime), (7, 3, 2, 1));
+    }
+
+    #[test]
+    fn own_process_cpu_clock_is_readable() {
+        assert!(process_cpu_clock(std::process::id() as i32).is_some());
+    }
 }
