@@ -1,1 +1,451 @@
-//! cgroup_v1 backend. Stub; being written.
+//! The cgroup v1 backend: one fresh leaf per call in each of the `memory`, `cpuacct`, `pids` and
+//! `freezer` hierarchies (root only).
+//!
+//! - memory: `memory.limit_in_bytes` (and `memory.memsw.limit_in_bytes` at the same value when swap
+//!   accounting exists, so swap cannot extend the limit); the kernel OOM killer stays on and its
+//!   kills are counted by `memory.oom_control` `oom_kill`; the peak is `memory.max_usage_in_bytes`.
+//!   Pages the child inherited from the caller stay charged to the caller (charges do not move).
+//! - CPU: `cpuacct.usage` is the exact sum of run time of every task that ever ran in the leaf;
+//!   the user/system split comes from `cpuacct.stat`, which is tick-sampled, so only the
+//!   proportion is taken from it.
+//! - processes: `pids.max`, refused forks from `pids.events` `max`. It counts threads too.
+//! - kill: freeze, SIGKILL everything listed, thaw; repeat until empty. Frozen tasks cannot fork,
+//!   so a fork bomb cannot outrun the kill.
+
+use std::fs::File;
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::select::{
+    cg_err, count_lines, keyed, kill_until_empty, leaf_name, open_file, pread, pread_all,
+    procs_recursive, read_keyed, read_u64, remove_tree, send_signal, write_file, V1Env,
+};
+use super::{CallContainer, Sample};
+use crate::{Backend, Containment, CpuTime, Error, Guarantees, Limits, MemoryLimitKind};
+
+/// How long `kill_all` may take before it reports survivors.
+const KILL_BUDGET: Duration = Duration::from_secs(2);
+
+/// `pids.max` accepts at most PID_MAX_LIMIT (4 Mi); anything above means no limit.
+const PIDS_MAX_LIMIT: u64 = 4 * 1024 * 1024;
+
+/// One call's leaves in the cgroup v1 hierarchies.
+pub(crate) struct CgroupV1Container {
+    memory: PathBuf,
+    pids: PathBuf,
+    freezer: PathBuf,
+    /// The distinct leaf directories (co-mounted hierarchies share one).
+    leaves: Vec<PathBuf>,
+    cpu_usage: File,
+    cpu_stat: File,
+    mem_usage: File,
+    procs: File,
+    procs_buf: Vec<u8>,
+    enforce_memory: bool,
+    enforce_pids: bool,
+    notes: Vec<String>,
+    closed: bool,
+}
+
+struct Settings {
+    enforce_memory: bool,
+    enforce_pids: bool,
+    notes: Vec<String>,
+}
+
+impl CgroupV1Container {
+    /// Creates the call's leaves and writes its limits into them.
+    pub(super) fn open(env: &V1Env, limits: &Limits) -> Result<Self, Error> {
+        let name = leaf_name();
+        let memory = env.memory.join(&name);
+        let cpuacct = env.cpuacct.join(&name);
+        let pids = env.pids.join(&name);
+        let freezer = env.freezer.join(&name);
+        let mut leaves: Vec<PathBuf> = Vec::new();
+        let remove_all = |leaves: &[PathBuf]| {
+            for made in leaves {
+                let _ = std::fs::remove_dir(made);
+            }
+        };
+        for dir in [&memory, &cpuacct, &pids, &freezer] {
+            if leaves.contains(dir) {
+                continue;
+            }
+            if let Err(e) = std::fs::create_dir(dir) {
+                remove_all(&leaves);
+                return Err(cg_err(dir, e));
+            }
+            leaves.push(dir.clone());
+        }
+        let opened = Self::configure(env, limits, &memory, &pids).and_then(|settings| {
+            Ok((
+                settings,
+                open_file(&cpuacct.join("cpuacct.usage"))?,
+                open_file(&cpuacct.join("cpuacct.stat"))?,
+                open_file(&memory.join("memory.usage_in_bytes"))?,
+                open_file(&freezer.join("cgroup.procs"))?,
+            ))
+        });
+        let (settings, cpu_usage, cpu_stat, mem_usage, procs) = match opened {
+            Ok(v) => v,
+            Err(e) => {
+                remove_all(&leaves);
+                return Err(e);
+            }
+        };
+        Ok(CgroupV1Container {
+            memory,
+            pids,
+            freezer,
+            leaves,
+            cpu_usage,
+            cpu_stat,
+            mem_usage,
+            procs,
+            procs_buf: Vec::with_capacity(256),
+            enforce_memory: settings.enforce_memory,
+            enforce_pids: settings.enforce_pids,
+            notes: settings.notes,
+            closed: false,
+        })
+    }
+
+    fn configure(
+        env: &V1Env,
+        limits: &Limits,
+        memory: &std::path::Path,
+        pids: &std::path::Path,
+    ) -> Result<Settings, Error> {
+        let mut notes = Vec::new();
+        let enforce_memory = match limits.memory {
+            Some(bytes) if limits.memory_kind != MemoryLimitKind::AddressSpace => {
+                // The leaf is fresh (usage 0), so no limit can be below the current usage.
+                let value = bytes.to_string();
+                write_file(&memory.join("memory.limit_in_bytes"), &value)?;
+                if env.has_memsw {
+                    write_file(&memory.join("memory.memsw.limit_in_bytes"), &value)?;
+                } else {
+                    notes.push(
+                        "swap accounting is off (no memory.memsw.*): swapped-out pages are not \
+                         counted by the memory limit"
+                            .to_string(),
+                    );
+                }
+                true
+            }
+            Some(_) => {
+                notes.push(
+                    "memory limit is RLIMIT_AS per process (address space), as requested"
+                        .to_string(),
+                );
+                false
+            }
+            None => false,
+        };
+        let enforce_pids = match limits.max_processes {
+            Some(n) => {
+                let value = if n >= PIDS_MAX_LIMIT {
+                    "max".to_string()
+                } else {
+                    n.to_string()
+                };
+                write_file(&pids.join("pids.max"), &value)?;
+                notes.push("the process limit (pids.max) counts threads as well".to_string());
+                true
+            }
+            None => false,
+        };
+        Ok(Settings {
+            enforce_memory,
+            enforce_pids,
+            notes,
+        })
+    }
+
+    fn cpu(&self) -> Option<CpuTime> {
+        let mut buf = [0u8; 64];
+        let total: u64 = pread(&self.cpu_usage, &mut buf)?.trim().parse().ok()?;
+        let mut buf = [0u8; 128];
+        let stat = pread(&self.cpu_stat, &mut buf)?;
+        let user = keyed(stat, "user").unwrap_or(0);
+        let system = keyed(stat, "system").unwrap_or(0);
+        Some(split_cpu(total, user, system))
+    }
+
+    fn kill_everything(&mut self) -> Result<u64, Error> {
+        let state = self.freezer.join("freezer.state");
+        let (killed, empty) = kill_until_empty(&self.freezer, Some(&state), KILL_BUDGET);
+        if empty {
+            Ok(killed.len() as u64)
+        } else {
+            let left = procs_recursive(&self.freezer).len();
+            Err(cg_err(
+                &self.freezer,
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("{left} processes still alive after SIGKILL for {KILL_BUDGET:?}"),
+                ),
+            ))
+        }
+    }
+
+    fn remove_leaves(&mut self) -> Result<(), Error> {
+        self.closed = true;
+        let mut first = Ok(());
+        for leaf in &self.leaves {
+            if let Err(e) = remove_tree(leaf) {
+                if first.is_ok() {
+                    first = Err(e);
+                }
+            }
+        }
+        first
+    }
+}
+
+/// Splits an exact total by the proportion of tick-sampled user and system time.
+fn split_cpu(total_ns: u64, user_ticks: u64, system_ticks: u64) -> CpuTime {
+    let ticks = user_ticks as u128 + system_ticks as u128;
+    let user_ns = (total_ns as u128 * user_ticks as u128)
+        .checked_div(ticks)
+        .map_or(total_ns, |u| u as u64);
+    CpuTime {
+        user: Duration::from_nanos(user_ns),
+        system: Duration::from_nanos(total_ns - user_ns),
+    }
+}
+
+impl CallContainer for CgroupV1Container {
+    fn containment(&self) -> Containment {
+        Containment {
+            backend: Backend::CgroupV1,
+            guarantees: Guarantees {
+                all_descendants_contained: true,
+                exact_tree_cpu_time: true,
+                tree_memory_limit: self.enforce_memory,
+                kernel_process_limit: self.enforce_pids,
+                notes: self.notes.clone(),
+            },
+        }
+    }
+
+    fn enforces_memory(&self) -> bool {
+        self.enforce_memory
+    }
+
+    fn enforces_processes(&self) -> bool {
+        self.enforce_pids
+    }
+
+    fn adopt(&mut self, pid: i32) -> Result<(), Error> {
+        let pid = pid.to_string();
+        for leaf in &self.leaves {
+            write_file(&leaf.join("cgroup.procs"), &pid)?;
+        }
+        Ok(())
+    }
+
+    fn sample(&mut self, _main: i32) -> Sample {
+        let live = pread_all(&self.procs, &mut self.procs_buf)
+            .ok()
+            .map(|()| count_lines(&self.procs_buf));
+        let mut buf = [0u8; 32];
+        let memory_current = pread(&self.mem_usage, &mut buf).and_then(|s| s.trim().parse().ok());
+        Sample {
+            cpu: self.cpu(),
+            live_processes: live,
+            memory_current,
+        }
+    }
+
+    fn memory_peak(&mut self) -> Option<u64> {
+        read_u64(&self.memory.join("memory.max_usage_in_bytes"))
+    }
+
+    fn oom_kills(&mut self) -> u64 {
+        read_keyed(&self.memory.join("memory.oom_control"), "oom_kill").unwrap_or(0)
+    }
+
+    fn processes_refused(&mut self) -> u64 {
+        read_keyed(&self.pids.join("pids.events"), "max").unwrap_or(0)
+    }
+
+    fn signal_all(&mut self, signal: i32) {
+        for pid in procs_recursive(&self.freezer) {
+            send_signal(pid, signal);
+        }
+    }
+
+    fn kill_all(&mut self, _main: i32) -> Result<u64, Error> {
+        self.kill_everything()
+    }
+
+    fn final_cpu(&mut self) -> Option<CpuTime> {
+        self.cpu()
+    }
+
+    fn close(&mut self) -> Result<(), Error> {
+        if self.closed {
+            return Ok(());
+        }
+        // Normally already empty after kill_all; a leaf that still holds processes cannot go.
+        if !procs_recursive(&self.freezer).is_empty() {
+            let _ = self.kill_everything();
+        }
+        self.remove_leaves()
+    }
+}
+
+impl Drop for CgroupV1Container {
+    fn drop(&mut self) {
+        // A supervisor that bailed out between open and close must not leave a leaf (or the
+        // processes in it) behind.
+        if !self.closed {
+            let _ = self.kill_everything();
+            let _ = self.remove_leaves();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::select::test_support::*;
+    use super::*;
+
+    fn v1_or_skip() -> Option<V1Env> {
+        match v1_env() {
+            Ok(env) => Some(env),
+            Err(reason) => {
+                eprintln!("skipped: cgroup v1 unavailable: {reason}");
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn cpu_split_keeps_the_exact_total() {
+        let t = split_cpu(1_000_000_007, 3, 1);
+        assert_eq!(t.total(), Duration::from_nanos(1_000_000_007));
+        assert_eq!(t.user, Duration::from_nanos(750_000_005));
+        assert_eq!(split_cpu(5, 0, 0).user, Duration::from_nanos(5));
+    }
+
+    #[test]
+    fn leaves_are_created_with_limits_and_removed_on_close() {
+        let Some(env) = v1_or_skip() else { return };
+        let limits = Limits::new().memory(100 << 20).max_processes(7);
+        let mut c = CgroupV1Container::open(&env, &limits).unwrap();
+        assert!(c.enforces_memory() && c.enforces_processes());
+        assert_eq!(
+            read_u64(&c.memory.join("memory.limit_in_bytes")),
+            Some(100 << 20)
+        );
+        assert_eq!(read_u64(&c.pids.join("pids.max")), Some(7));
+        let leaves = c.leaves.clone();
+        assert_eq!(leaves.len(), 4);
+        assert!(leaves.iter().all(|l| l.is_dir()));
+        c.close().unwrap();
+        assert!(leaves.iter().all(|l| !l.exists()));
+    }
+
+    #[test]
+    fn address_space_kind_leaves_memory_to_the_rlimit() {
+        let Some(env) = v1_or_skip() else { return };
+        let limits = Limits::new()
+            .memory(100 << 20)
+            .memory_kind(MemoryLimitKind::AddressSpace);
+        let mut c = CgroupV1Container::open(&env, &limits).unwrap();
+        assert!(!c.enforces_memory());
+        assert!(!c.containment().guarantees.tree_memory_limit);
+        assert!(read_u64(&c.memory.join("memory.limit_in_bytes")).unwrap() > 1 << 40);
+        c.close().unwrap();
+    }
+
+    #[test]
+    fn escaped_grandchild_cpu_is_counted_and_it_is_killed() {
+        let Some(env) = v1_or_skip() else { return };
+        let mut c = CgroupV1Container::open(&env, &Limits::new()).unwrap();
+        let child = spawn_blocked("python3", &["-c", ESCAPE_SPINNER]);
+        c.adopt(child.pid()).unwrap();
+        let child = child.release();
+        assert_eq!(exit_code(child.wait()), Some(0));
+        let spinning = wait_for_cpu(&mut c, Duration::from_millis(300));
+        assert_eq!(spinning.live_processes, Some(1), "{spinning:?}");
+        assert_eq!(c.kill_all(child.pid).unwrap(), 1);
+        let cpu = c.final_cpu().unwrap().total();
+        assert!(cpu >= Duration::from_millis(300), "{cpu:?}");
+        assert_eq!(c.sample(0).live_processes, Some(0));
+        c.close().unwrap();
+    }
+
+    #[test]
+    fn sample_rereads_fresh_values_through_open_files() {
+        let Some(env) = v1_or_skip() else { return };
+        let mut c = CgroupV1Container::open(&env, &Limits::new()).unwrap();
+        let child = spawn_blocked("python3", &["-c", "while True: pass"]);
+        c.adopt(child.pid()).unwrap();
+        let child = child.release();
+        let a = c.sample(child.pid);
+        std::thread::sleep(Duration::from_millis(100));
+        let b = c.sample(child.pid);
+        assert_eq!(b.live_processes, Some(1));
+        assert!(
+            b.cpu.unwrap().total() > a.cpu.unwrap().total(),
+            "{a:?} {b:?}"
+        );
+        assert!(b.memory_current.unwrap() > 0);
+        assert_eq!(c.kill_all(child.pid).unwrap(), 1);
+        assert_eq!(term_signal(child.wait()), Some(libc::SIGKILL));
+        c.close().unwrap();
+    }
+
+    #[test]
+    fn memory_hog_is_oom_killed_and_counted() {
+        let Some(env) = v1_or_skip() else { return };
+        let mut c = CgroupV1Container::open(&env, &Limits::new().memory(100 << 20)).unwrap();
+        let child = spawn_blocked("python3", &["-c", "b = bytearray(300 << 20)"]);
+        c.adopt(child.pid()).unwrap();
+        let child = child.release();
+        assert_eq!(term_signal(child.wait()), Some(libc::SIGKILL));
+        assert_eq!(c.oom_kills(), 1);
+        let peak = c.memory_peak().unwrap();
+        assert!(peak <= 100 << 20 && peak > 90 << 20, "peak {peak}");
+        assert_eq!(c.kill_all(0).unwrap(), 0);
+        c.close().unwrap();
+    }
+
+    #[test]
+    fn fork_bomb_is_capped_counted_and_killed_through_the_freezer() {
+        let Some(env) = v1_or_skip() else { return };
+        let mut c = CgroupV1Container::open(&env, &Limits::new().max_processes(64)).unwrap();
+        let child = spawn_blocked("python3", &["-c", FORK_BOMB]);
+        c.adopt(child.pid()).unwrap();
+        let child = child.release();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while c.processes_refused() == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(c.processes_refused() > 0);
+        let live = c.sample(child.pid).live_processes.unwrap();
+        assert!((2..=64).contains(&live), "live {live}");
+        let killed = c.kill_all(child.pid).unwrap();
+        assert!(killed >= 2, "killed {killed}");
+        assert_eq!(c.sample(0).live_processes, Some(0));
+        assert_eq!(term_signal(child.wait()), Some(libc::SIGKILL));
+        c.close().unwrap();
+    }
+
+    #[test]
+    fn dropping_an_unclosed_container_kills_and_removes_it() {
+        let Some(env) = v1_or_skip() else { return };
+        let mut c = CgroupV1Container::open(&env, &Limits::new()).unwrap();
+        let child = spawn_blocked("sleep", &["30"]);
+        c.adopt(child.pid()).unwrap();
+        let child = child.release();
+        let leaves = c.leaves.clone();
+        drop(c);
+        assert!(leaves.iter().all(|l| !l.exists()));
+        assert_eq!(term_signal(child.wait()), Some(libc::SIGKILL));
+    }
+}

@@ -1,1 +1,444 @@
-//! cgroup_v2 backend. Stub; being written.
+//! The cgroup v2 backend: one fresh leaf per call in a writable v2 hierarchy.
+//!
+//! Even without any controller the leaf gives complete membership (every descendant, however it
+//! detaches), exact tree-wide CPU time (`cpu.stat` `usage_usec`), and an atomic kill
+//! (`cgroup.kill`, then `cgroup.events` `populated 0`). With the `memory` controller the limit is
+//! `memory.max` (and `memory.swap.max` 0, so swap cannot extend it), OOM kills come from
+//! `memory.events` and the peak from `memory.peak`; with `pids` the process limit is `pids.max`.
+//! Without them the memory limit falls back to `RLIMIT_AS` and the process limit to the
+//! supervisor's polling of the live process count; the guarantees say so.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::select::{
+    cg_err, count_lines, keyed, kill_until_empty, leaf_name, open_file, pread, pread_all,
+    procs_recursive, read_keyed, read_u64, remove_tree, send_signal, write_file, V2Env,
+};
+use super::{CallContainer, Sample};
+use crate::{Backend, Containment, CpuTime, Error, Guarantees, Limits, MemoryLimitKind};
+
+/// How long `kill_all` may take before it reports survivors.
+const KILL_BUDGET: Duration = Duration::from_secs(2);
+
+/// `pids.max` accepts at most PID_MAX_LIMIT (4 Mi); anything above means no limit.
+const PIDS_MAX_LIMIT: u64 = 4 * 1024 * 1024;
+
+/// One call's leaf in a cgroup v2 hierarchy.
+pub(crate) struct CgroupV2Container {
+    leaf: PathBuf,
+    cpu_stat: File,
+    procs: File,
+    events: File,
+    memory_current: Option<File>,
+    procs_buf: Vec<u8>,
+    has_memory: bool,
+    has_pids: bool,
+    has_kill: bool,
+    enforce_memory: bool,
+    enforce_pids: bool,
+    notes: Vec<String>,
+    closed: bool,
+}
+
+impl CgroupV2Container {
+    /// Creates the call's leaf and writes its limits into it.
+    pub(super) fn open(env: &V2Env, limits: &Limits) -> Result<Self, Error> {
+        let leaf = env.parent.join(leaf_name());
+        std::fs::create_dir(&leaf).map_err(|e| cg_err(&leaf, e))?;
+        match Self::configure(env, limits, leaf.clone()) {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                let _ = std::fs::remove_dir(&leaf);
+                Err(e)
+            }
+        }
+    }
+
+    fn configure(env: &V2Env, limits: &Limits, leaf: PathBuf) -> Result<Self, Error> {
+        let mut notes = Vec::new();
+        let wants_memory = limits.memory.is_some();
+        let enforce_memory = match limits.memory {
+            Some(bytes)
+                if limits.memory_kind != MemoryLimitKind::AddressSpace && env.has_memory =>
+            {
+                // The leaf is fresh (usage 0), so no limit can be below the current usage.
+                write_file(&leaf.join("memory.max"), &bytes.to_string())?;
+                let swap = leaf.join("memory.swap.max");
+                if swap.exists() {
+                    write_file(&swap, "0")?;
+                }
+                true
+            }
+            Some(_) if limits.memory_kind == MemoryLimitKind::AddressSpace => {
+                notes.push(
+                    "memory limit is RLIMIT_AS per process (address space), as requested".into(),
+                );
+                false
+            }
+            _ => false,
+        };
+        if !env.has_memory {
+            if wants_memory
+                && !enforce_memory
+                && limits.memory_kind != MemoryLimitKind::AddressSpace
+            {
+                notes.push(
+                    "no memory controller in this cgroup2 hierarchy; memory limit is RLIMIT_AS \
+                     per process (address space)"
+                        .into(),
+                );
+            }
+            notes.push(
+                "no memory controller in this cgroup2 hierarchy: memory is not measured by the \
+                 cgroup"
+                    .into(),
+            );
+        }
+        let enforce_pids = match limits.max_processes {
+            Some(n) if env.has_pids => {
+                let value = if n >= PIDS_MAX_LIMIT {
+                    "max".to_string()
+                } else {
+                    n.to_string()
+                };
+                write_file(&leaf.join("pids.max"), &value)?;
+                notes.push("the process limit (pids.max) counts threads as well".into());
+                true
+            }
+            Some(_) => {
+                notes.push(
+                    "no pids controller in this cgroup2 hierarchy; the process limit is enforced \
+                     by polling the live process count"
+                        .into(),
+                );
+                false
+            }
+            None => false,
+        };
+        if !env.has_kill {
+            notes.push(
+                "no cgroup.kill (kernel before 5.14): processes are killed one by one".into(),
+            );
+        }
+        let memory_current = if env.has_memory {
+            Some(open_file(&leaf.join("memory.current"))?)
+        } else {
+            None
+        };
+        Ok(CgroupV2Container {
+            cpu_stat: open_file(&leaf.join("cpu.stat"))?,
+            procs: open_file(&leaf.join("cgroup.procs"))?,
+            events: open_file(&leaf.join("cgroup.events"))?,
+            memory_current,
+            procs_buf: Vec::with_capacity(256),
+            has_memory: env.has_memory,
+            has_pids: env.has_pids,
+            has_kill: env.has_kill,
+            enforce_memory,
+            enforce_pids,
+            notes,
+            closed: false,
+            leaf,
+        })
+    }
+
+    fn cpu(&self) -> Option<CpuTime> {
+        let mut buf = [0u8; 1024];
+        let stat = pread(&self.cpu_stat, &mut buf)?;
+        Some(split_usec(
+            keyed(stat, "usage_usec")?,
+            keyed(stat, "user_usec").unwrap_or(0),
+        ))
+    }
+
+    fn populated(&self) -> Option<bool> {
+        let mut buf = [0u8; 128];
+        keyed(pread(&self.events, &mut buf)?, "populated").map(|v| v != 0)
+    }
+
+    /// Waits until `cgroup.events` says `populated 0`, woken by the kernel's POLLPRI on change.
+    fn wait_empty(&self, deadline: Instant) -> bool {
+        loop {
+            match self.populated() {
+                Some(false) => return true,
+                None => return procs_recursive(&self.leaf).is_empty(),
+                Some(true) => {}
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            let ms = (deadline - now).as_millis().clamp(1, 100) as libc::c_int;
+            let mut pfd = libc::pollfd {
+                fd: self.events.as_raw_fd(),
+                events: libc::POLLPRI,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd on a file we keep open for the duration of the call.
+            unsafe { libc::poll(&mut pfd, 1, ms) };
+        }
+    }
+
+    fn kill_everything(&mut self) -> Result<u64, Error> {
+        let deadline = Instant::now() + KILL_BUDGET;
+        let (killed, empty) = if self.has_kill {
+            let found = procs_recursive(&self.leaf).len() as u64;
+            write_file(&self.leaf.join("cgroup.kill"), "1")?;
+            (found, self.wait_empty(deadline))
+        } else {
+            let (killed, empty) = kill_until_empty(&self.leaf, None, KILL_BUDGET);
+            (killed.len() as u64, empty)
+        };
+        if empty {
+            Ok(killed)
+        } else {
+            let left = procs_recursive(&self.leaf).len();
+            Err(cg_err(
+                &self.leaf,
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("{left} processes still alive after SIGKILL for {KILL_BUDGET:?}"),
+                ),
+            ))
+        }
+    }
+
+    fn remove_leaf(&mut self) -> Result<(), Error> {
+        self.closed = true;
+        remove_tree(&self.leaf)
+    }
+}
+
+/// Keeps the exact total (`usage_usec`) and takes the user part from `user_usec`.
+fn split_usec(usage: u64, user: u64) -> CpuTime {
+    let user = user.min(usage);
+    CpuTime {
+        user: Duration::from_micros(user),
+        system: Duration::from_micros(usage - user),
+    }
+}
+
+impl CallContainer for CgroupV2Container {
+    fn containment(&self) -> Containment {
+        Containment {
+            backend: Backend::CgroupV2,
+            guarantees: Guarantees {
+                all_descendants_contained: true,
+                exact_tree_cpu_time: true,
+                tree_memory_limit: self.enforce_memory,
+                kernel_process_limit: self.enforce_pids,
+                notes: self.notes.clone(),
+            },
+        }
+    }
+
+    fn enforces_memory(&self) -> bool {
+        self.enforce_memory
+    }
+
+    fn enforces_processes(&self) -> bool {
+        self.enforce_pids
+    }
+
+    fn adopt(&mut self, pid: i32) -> Result<(), Error> {
+        write_file(&self.leaf.join("cgroup.procs"), &pid.to_string())
+    }
+
+    fn sample(&mut self, _main: i32) -> Sample {
+        let live = pread_all(&self.procs, &mut self.procs_buf)
+            .ok()
+            .map(|()| count_lines(&self.procs_buf));
+        let memory_current = self.memory_current.as_ref().and_then(|f| {
+            let mut buf = [0u8; 32];
+            pread(f, &mut buf).and_then(|s| s.trim().parse().ok())
+        });
+        Sample {
+            cpu: self.cpu(),
+            live_processes: live,
+            memory_current,
+        }
+    }
+
+    fn memory_peak(&mut self) -> Option<u64> {
+        if !self.has_memory {
+            return None;
+        }
+        read_u64(&self.leaf.join("memory.peak"))
+    }
+
+    fn oom_kills(&mut self) -> u64 {
+        if !self.has_memory {
+            return 0;
+        }
+        read_keyed(&self.leaf.join("memory.events"), "oom_kill").unwrap_or(0)
+    }
+
+    fn processes_refused(&mut self) -> u64 {
+        if !self.has_pids {
+            return 0;
+        }
+        read_keyed(&self.leaf.join("pids.events"), "max").unwrap_or(0)
+    }
+
+    fn signal_all(&mut self, signal: i32) {
+        for pid in procs_recursive(&self.leaf) {
+            send_signal(pid, signal);
+        }
+    }
+
+    fn kill_all(&mut self, _main: i32) -> Result<u64, Error> {
+        self.kill_everything()
+    }
+
+    fn final_cpu(&mut self) -> Option<CpuTime> {
+        self.cpu()
+    }
+
+    fn close(&mut self) -> Result<(), Error> {
+        if self.closed {
+            return Ok(());
+        }
+        if self.populated() != Some(false) && !procs_recursive(&self.leaf).is_empty() {
+            let _ = self.kill_everything();
+        }
+        self.remove_leaf()
+    }
+}
+
+impl Drop for CgroupV2Container {
+    fn drop(&mut self) {
+        // A supervisor that bailed out between open and close must not leave a leaf (or the
+        // processes in it) behind.
+        if !self.closed {
+            let _ = self.kill_everything();
+            let _ = self.remove_leaf();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::select::test_support::*;
+    use super::*;
+
+    fn v2_or_skip() -> Option<V2Env> {
+        match v2_env() {
+            Ok(env) => Some(env),
+            Err(reason) => {
+                eprintln!("skipped: cgroup v2 unavailable: {reason}");
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn usec_split_keeps_the_exact_total() {
+        let t = split_usec(1500, 1000);
+        assert_eq!(t.total(), Duration::from_micros(1500));
+        assert_eq!(split_usec(10, 20).total(), Duration::from_micros(10));
+    }
+
+    #[test]
+    fn controllerless_leaf_reports_its_fallbacks_honestly() {
+        let Some(env) = v2_or_skip() else { return };
+        if env.has_memory || env.has_pids {
+            eprintln!("skipped: this cgroup v2 hierarchy has controllers");
+            return;
+        }
+        let limits = Limits::new().memory(100 << 20).max_processes(8);
+        let mut c = CgroupV2Container::open(&env, &limits).unwrap();
+        assert!(!c.enforces_memory() && !c.enforces_processes());
+        let g = c.containment().guarantees;
+        assert!(g.all_descendants_contained && g.exact_tree_cpu_time);
+        assert!(!g.tree_memory_limit && !g.kernel_process_limit);
+        assert!(
+            g.notes.iter().any(|n| n.contains("RLIMIT_AS")),
+            "{:?}",
+            g.notes
+        );
+        assert!(
+            g.notes.iter().any(|n| n.contains("polling")),
+            "{:?}",
+            g.notes
+        );
+        assert_eq!(c.memory_peak(), None);
+        let leaf = c.leaf.clone();
+        assert!(leaf.is_dir());
+        c.close().unwrap();
+        assert!(!leaf.exists());
+    }
+
+    #[test]
+    fn escaped_grandchild_cpu_is_counted_and_cgroup_kill_ends_it() {
+        let Some(env) = v2_or_skip() else { return };
+        let mut c = CgroupV2Container::open(&env, &Limits::new()).unwrap();
+        let child = spawn_blocked("python3", &["-c", ESCAPE_SPINNER]);
+        c.adopt(child.pid()).unwrap();
+        let child = child.release();
+        assert_eq!(exit_code(child.wait()), Some(0));
+        let spinning = wait_for_cpu(&mut c, Duration::from_millis(300));
+        assert_eq!(spinning.live_processes, Some(1), "{spinning:?}");
+        let started = Instant::now();
+        assert_eq!(c.kill_all(child.pid).unwrap(), 1);
+        assert!(started.elapsed() < Duration::from_millis(500));
+        assert_eq!(c.populated(), Some(false));
+        let cpu = c.final_cpu().unwrap().total();
+        assert!(cpu >= Duration::from_millis(300), "{cpu:?}");
+        c.close().unwrap();
+    }
+
+    #[test]
+    fn sample_rereads_fresh_cpu_through_the_open_file() {
+        let Some(env) = v2_or_skip() else { return };
+        let mut c = CgroupV2Container::open(&env, &Limits::new()).unwrap();
+        let child = spawn_blocked("python3", &["-c", "while True: pass"]);
+        c.adopt(child.pid()).unwrap();
+        let child = child.release();
+        let a = c.sample(child.pid);
+        std::thread::sleep(Duration::from_millis(100));
+        let b = c.sample(child.pid);
+        assert_eq!(b.live_processes, Some(1));
+        assert!(
+            b.cpu.unwrap().total() > a.cpu.unwrap().total(),
+            "{a:?} {b:?}"
+        );
+        assert_eq!(c.kill_all(child.pid).unwrap(), 1);
+        assert_eq!(term_signal(child.wait()), Some(libc::SIGKILL));
+        c.close().unwrap();
+    }
+
+    #[test]
+    fn fallback_kill_without_cgroup_kill_empties_the_leaf() {
+        let Some(env) = v2_or_skip() else { return };
+        let env = V2Env {
+            has_kill: false,
+            ..env
+        };
+        let mut c = CgroupV2Container::open(&env, &Limits::new()).unwrap();
+        let child = spawn_blocked("python3", &["-c", ESCAPE_SPINNER]);
+        c.adopt(child.pid()).unwrap();
+        let child = child.release();
+        assert_eq!(exit_code(child.wait()), Some(0));
+        wait_for_cpu(&mut c, Duration::from_millis(50));
+        assert_eq!(c.kill_all(child.pid).unwrap(), 1);
+        assert_eq!(c.sample(0).live_processes, Some(0));
+        c.close().unwrap();
+    }
+
+    #[test]
+    fn dropping_an_unclosed_container_kills_and_removes_it() {
+        let Some(env) = v2_or_skip() else { return };
+        let mut c = CgroupV2Container::open(&env, &Limits::new()).unwrap();
+        let child = spawn_blocked("sleep", &["30"]);
+        c.adopt(child.pid()).unwrap();
+        let child = child.release();
+        let leaf = c.leaf.clone();
+        drop(c);
+        assert!(!leaf.exists());
+        assert_eq!(term_signal(child.wait()), Some(libc::SIGKILL));
+    }
+}
