@@ -490,12 +490,19 @@ fn finish(
     let (cpu_time, cpu_measure) = match started.container.final_cpu() {
         Some(cpu) => (cpu, CpuMeasure::Cgroup),
         None => {
-            let sampled = last.cpu.unwrap_or_default();
-            let cpu = if sampled.total() > reaped.cpu.total() {
-                sampled
-            } else {
-                reaped.cpu
-            };
+            // The largest view wins: the main process's rusage (itself and what it reaped), the
+            // sample taken as it exited, and the sample that decided a CPU limit (processes killed
+            // since then were never reaped by a member of the call, so their time is only there).
+            let cpu = [last.cpu, state.last_sample.cpu]
+                .into_iter()
+                .flatten()
+                .fold(reaped.cpu, |best, c| {
+                    if c.total() > best.total() {
+                        c
+                    } else {
+                        best
+                    }
+                });
             (cpu, CpuMeasure::ProcessTree)
         }
     };

@@ -1,0 +1,139 @@
+//! Nothing escapes and nothing leaks: descendants die with the call, pipes are drained within
+//! bounds, file descriptors and zombies do not accumulate.
+
+mod common;
+
+use std::io::Write;
+use std::os::fd::FromRawFd;
+use std::time::{Duration, Instant};
+
+use common::{backends, dead_within, is_alive, on, open_fds, sh, zombie_children};
+use pynisher::{Backend, Command, Limits, Status};
+
+#[test]
+fn a_grandchild_sleeping_forever_is_dead_when_the_call_returns() {
+    for b in backends() {
+        let o = on(b)
+            .capture_output(true)
+            .run_command(&sh("sleep 1000 & echo $!"))
+            .unwrap();
+        assert_eq!(o.status, Status::Completed, "{b:?}");
+        let pid: i32 = o.stdout.unwrap().text().trim().parse().unwrap();
+        assert!(!is_alive(pid), "{b:?}: grandchild {pid} still alive");
+        assert_eq!(o.leftovers_killed, 1, "{b:?}");
+        assert_eq!(zombie_children(), 0);
+    }
+}
+
+#[test]
+fn a_grandchild_is_killed_when_a_limit_ends_the_call() {
+    for b in backends() {
+        let o = on(b)
+            .wall_time(Duration::from_millis(300))
+            .capture_output(true)
+            .run_command(&sh("sleep 1000 & echo $!; sleep 1000"))
+            .unwrap();
+        assert_eq!(o.status, Status::WallTimeout);
+        let pid: i32 = o.stdout.unwrap().text().trim().parse().unwrap();
+        assert!(!is_alive(pid), "{b:?}: grandchild {pid} still alive");
+    }
+}
+
+#[test]
+fn an_escaped_descendant_holding_the_pipes_cannot_hang_the_call() {
+    for b in backends() {
+        let t = Instant::now();
+        let o = on(b)
+            .capture_output(true)
+            .drain_timeout(Duration::from_millis(200))
+            .run_command(&sh("setsid sh -c 'sleep 3' & echo started"))
+            .unwrap();
+        assert!(t.elapsed() < Duration::from_secs(2), "{b:?} {:?}", t.elapsed());
+        assert_eq!(o.status, Status::Completed);
+        assert_eq!(o.stdout.unwrap().text(), "started\n");
+    }
+}
+
+#[test]
+fn output_floods_are_bounded_and_do_not_deadlock() {
+    let limit = 1 << 20;
+    // SAFETY: the closure writes to fd 1 through a raw File (no std lock) and allocates.
+    let o = unsafe {
+        Limits::new()
+            .capture_output(true)
+            .output_limit(limit)
+            .wall_time(Duration::from_secs(60))
+            .spawn_closure_unchecked(|| {
+                let mut out = std::mem::ManuallyDrop::new(std::fs::File::from_raw_fd(1));
+                let chunk = vec![b'x'; 1 << 20];
+                for _ in 0..200 {
+                    out.write_all(&chunk).unwrap();
+                }
+                200u32
+            })
+    }
+    .unwrap()
+    .wait()
+    .unwrap();
+    assert_eq!(o.status, Status::Completed);
+    assert_eq!(o.value, Some(200));
+    let out = o.stdout.unwrap();
+    assert!(out.truncated);
+    assert_eq!(out.total_bytes, 200 << 20);
+    assert!(out.bytes.len() <= limit + 100);
+}
+
+#[test]
+fn a_thousand_calls_leak_no_descriptors_and_no_zombies() {
+    let fds_before = open_fds();
+    for i in 0..1000u32 {
+        // SAFETY: the closure only computes.
+        let o = unsafe { Limits::new().spawn_closure_unchecked(move || i * 2) }
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(o.value, Some(i * 2));
+    }
+    for _ in 0..100 {
+        let o = Limits::new()
+            .capture_output(true)
+            .run_command(&Command::new("true"))
+            .unwrap();
+        assert_eq!(o.status, Status::Completed);
+    }
+    // Other tests run in parallel threads and open descriptors of their own; allow for them.
+    assert!(open_fds() <= fds_before + 16, "{} -> {}", fds_before, open_fds());
+    assert_eq!(zombie_children(), 0);
+}
+
+#[test]
+fn the_call_dies_with_its_supervisor() {
+    let pidfile = std::env::temp_dir().join(format!("pynisher-orphan-{}", std::process::id()));
+    let path = pidfile.clone();
+    // The outer call's closure starts an inner call, records the inner child's pid, then kills
+    // itself. Only the inner child's parent-death signal can end it: the outer call runs on the
+    // process-group backend, which cannot see an orphan in another process group.
+    // SAFETY: the closure allocates, forks through the engine and writes a file.
+    let o = unsafe {
+        Limits::new()
+            .backend(Backend::ProcessGroup)
+            .wall_time(Duration::from_secs(10))
+            .spawn_closure_unchecked(move || {
+                let running = Limits::new()
+                    .backend(Backend::ProcessGroup)
+                    .spawn_command(&Command::new("sleep").arg("100"))
+                    .unwrap();
+                std::fs::write(&path, running.pid().to_string()).unwrap();
+                std::mem::forget(running);
+                libc::kill(libc::getpid(), libc::SIGKILL);
+                0u8
+            })
+    }
+    .unwrap()
+    .wait()
+    .unwrap();
+    assert_eq!(o.status, Status::Signaled { signal: 9 });
+    let inner: i32 = std::fs::read_to_string(&pidfile).unwrap().parse().unwrap();
+    std::fs::remove_file(&pidfile).unwrap();
+    assert!(dead_within(inner, Duration::from_secs(2)), "inner {inner} survived its supervisor");
+}
