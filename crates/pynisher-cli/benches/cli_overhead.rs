@@ -1,1 +1,122 @@
-fn main() {}
+//! CLI overhead, measured against GNU `timeout` and a bare program in the same run:
+//!
+//! 1. wall-limit overshoot: `pynisher --wall-time 1s -- sleep 5` beside `timeout 1 sleep 5`
+//!    (elapsed − 1 s, runs interleaved; target: pynisher's median within 1 ms of timeout's);
+//! 2. start-up overhead: `pynisher -- /bin/true` beside `/bin/true` alone (ratio of medians).
+//!
+//! `cargo bench -p pynisher-cli --bench cli_overhead` builds and runs the optimised binary.
+//! Set `PYNISHER_BENCH_RUNS` to change the 20 runs of part 1.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PYNISHER: &str = env!("CARGO_BIN_EXE_pynisher");
+
+/// Runs a command with all three streams on /dev/null and returns its wall time and exit code.
+fn time_run(program: &str, args: &[&str]) -> (Duration, Option<i32>) {
+    let start = Instant::now();
+    let status = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    (start.elapsed(), status.code())
+}
+
+/// min, median and 99th percentile (nearest rank) of a sample.
+fn stats(sample: &mut [f64]) -> (f64, f64, f64) {
+    sample.sort_by(f64::total_cmp);
+    let n = sample.len();
+    let median = if n % 2 == 1 {
+        sample[n / 2]
+    } else {
+        (sample[n / 2 - 1] + sample[n / 2]) / 2.0
+    };
+    let p99_rank = ((0.99 * n as f64).ceil() as usize).clamp(1, n) - 1;
+    (sample[0], median, sample[p99_rank])
+}
+
+fn print_row(label: &str, unit: &str, sample: &mut [f64]) -> f64 {
+    let (min, median, p99) = stats(sample);
+    println!(
+        "  {label:<44} min {min:>8.3} {unit}  median {median:>8.3} {unit}  p99 {p99:>8.3} {unit}  (n={})",
+        sample.len()
+    );
+    median
+}
+
+fn has_program(name: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn wall_overshoot(runs: usize) {
+    println!("wall-limit overshoot (elapsed - 1 s), {runs} interleaved runs each:");
+    if !has_program("timeout") || !has_program("sleep") {
+        println!("  SKIPPED: needs GNU timeout and sleep");
+        return;
+    }
+    let mut gnu = Vec::with_capacity(runs);
+    let mut ours = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let (elapsed, code) = time_run("timeout", &["1", "sleep", "5"]);
+        assert_eq!(code, Some(124), "timeout 1 sleep 5");
+        gnu.push((elapsed.as_secs_f64() - 1.0) * 1e3);
+        let (elapsed, code) = time_run(
+            PYNISHER,
+            &["--quiet", "--wall-time", "1s", "--", "sleep", "5"],
+        );
+        assert_eq!(code, Some(124), "pynisher --wall-time 1s -- sleep 5");
+        ours.push((elapsed.as_secs_f64() - 1.0) * 1e3);
+    }
+    let gnu_median = print_row("timeout 1 sleep 5", "ms", &mut gnu);
+    let our_median = print_row("pynisher --wall-time 1s -- sleep 5", "ms", &mut ours);
+    let difference = our_median - gnu_median;
+    println!(
+        "  median difference (pynisher - timeout): {difference:+.3} ms  [target: within 1 ms] {}",
+        if difference.abs() <= 1.0 {
+            "MET"
+        } else {
+            "NOT MET"
+        }
+    );
+}
+
+fn startup_overhead(runs: usize) {
+    println!("start-up overhead, {runs} interleaved runs each:");
+    let mut bare = Vec::with_capacity(runs);
+    let mut ours = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let (elapsed, code) = time_run("/bin/true", &[]);
+        assert_eq!(code, Some(0));
+        bare.push(elapsed.as_secs_f64() * 1e3);
+        let (elapsed, code) = time_run(PYNISHER, &["--quiet", "--", "/bin/true"]);
+        assert_eq!(code, Some(0), "pynisher -- /bin/true");
+        ours.push(elapsed.as_secs_f64() * 1e3);
+    }
+    let bare_median = print_row("/bin/true", "ms", &mut bare);
+    let our_median = print_row("pynisher --quiet -- /bin/true", "ms", &mut ours);
+    println!(
+        "  median overhead: {:+.3} ms, ratio {:.1}x",
+        our_median - bare_median,
+        our_median / bare_median
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing special: run a quick
+    // smoke version there so the bench target is still exercised.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let runs = std::env::var("PYNISHER_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 2 } else { 20 });
+    println!("pynisher binary: {PYNISHER}");
+    wall_overshoot(runs);
+    startup_overhead(if quick { 5 } else { 200 });
+}

@@ -203,11 +203,7 @@ pub struct Cli {
     pub verbose: bool,
 
     /// The program to run and its arguments (put them after --).
-    #[arg(
-        value_name = "PROGRAM",
-        required = true,
-        trailing_var_arg = true
-    )]
+    #[arg(value_name = "PROGRAM", required = true, trailing_var_arg = true)]
     pub command: Vec<OsString>,
 }
 

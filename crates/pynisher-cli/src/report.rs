@@ -31,10 +31,23 @@ pub mod exit {
     pub const NOT_FOUND: i32 = 127;
 }
 
+/// The status pynisher reports: the engine's, except that a run in which the kernel refused forks
+/// at the process limit (`processes_refused > 0`, cgroup backends) is `process_limit` even though
+/// the program went on and ended by itself: the limit was reached, as an OOM kill makes a run
+/// `memory_limit`. The program's own exit code or signal stays in the report's `program`.
+pub fn effective_status(outcome: &Outcome<()>) -> Status {
+    match &outcome.status {
+        Status::Completed | Status::Signaled { .. } if outcome.processes_refused > 0 => {
+            Status::ProcessLimit
+        }
+        status => status.clone(),
+    }
+}
+
 /// pynisher's exit status for an outcome. A cancelled run reports 128 + the cancel signal (pynisher
 /// then ends itself by that signal, see [`crate::signals::die_by_signal`]).
 pub fn exit_status(outcome: &Outcome<()>, cancel_signal: Option<i32>) -> i32 {
-    match &outcome.status {
+    match &effective_status(outcome) {
         Status::Completed => match (outcome.exit_code, outcome.signal) {
             (Some(code), _) => code,
             (None, Some(signal)) => 128 + signal,
@@ -79,7 +92,7 @@ pub fn describe_status(
 ) -> String {
     let limit =
         |d: Option<Duration>| d.map_or_else(String::new, |d| format!(" ({})", format_duration(d)));
-    match &outcome.status {
+    match &effective_status(outcome) {
         Status::Completed => match (outcome.exit_code, outcome.signal) {
             (Some(code), _) => format!("completed, exit code {code}"),
             (None, Some(signal)) => format!("completed, ended by {}", signal_name(signal)),
@@ -99,10 +112,15 @@ pub fn describe_status(
             }
         ),
         Status::ProcessLimit => format!(
-            "process limit{} reached",
+            "process limit{} reached{}",
             requested
                 .max_processes
-                .map_or_else(String::new, |n| format!(" ({n})"))
+                .map_or_else(String::new, |n| format!(" ({n})")),
+            match outcome.processes_refused {
+                0 => String::new(),
+                1 => ", 1 fork refused".to_string(),
+                n => format!(", {n} forks refused"),
+            }
         ),
         Status::Signaled { signal } => format!("killed by {}", signal_name(*signal)),
         Status::SpawnFailed { message, .. } => format!("could not start: {message}"),
@@ -121,6 +139,12 @@ pub fn summary_line(
     cancel_signal: Option<i32>,
     output_notes: &[String],
 ) -> String {
+    if let Status::SpawnFailed { .. } = outcome.status {
+        return format!(
+            "pynisher: {}",
+            describe_status(outcome, requested, cancel_signal)
+        );
+    }
     let mut line = format!(
         "pynisher: {}; wall {}, CPU {} (user {} + sys {}), peak memory {}",
         describe_status(outcome, requested, cancel_signal),
@@ -375,7 +399,7 @@ impl Report {
             schema: SCHEMA.into(),
             pynisher_version: env!("CARGO_PKG_VERSION").into(),
             command: settings.command_text.clone(),
-            status: outcome.status.name().into(),
+            status: effective_status(outcome).name().into(),
             exit_status: exit_status(outcome, cancel_signal),
             message: describe_status(outcome, &settings.requested, cancel_signal),
             limits: limits_report(&settings.requested),
@@ -515,6 +539,14 @@ mod tests {
         }
     }
 
+    fn inherited_output() -> OutputReport {
+        OutputReport {
+            stdout: StreamReport::inherited(),
+            stderr: StreamReport::inherited(),
+            drain_timed_out: false,
+        }
+    }
+
     fn settings(args: &[&str]) -> Settings {
         let mut argv = vec!["pynisher"];
         argv.extend_from_slice(args);
@@ -550,6 +582,35 @@ mod tests {
             143
         );
         assert_eq!(exit_status(&outcome(Status::NoResult), None), 125);
+    }
+
+    #[test]
+    fn forks_refused_at_the_process_limit_make_the_run_a_process_limit() {
+        let refused = Outcome {
+            exit_code: Some(2),
+            processes_refused: 3,
+            ..outcome(Status::Completed)
+        };
+        assert_eq!(effective_status(&refused), Status::ProcessLimit);
+        assert_eq!(exit_status(&refused, None), 122);
+        let s = settings(&["--max-processes", "4"]);
+        let line = summary_line(&refused, &s.requested, None, &[]);
+        assert!(
+            line.contains("process limit (4) reached, 3 forks refused"),
+            "{line}"
+        );
+        let report = Report::from_outcome(&s, &refused, None, inherited_output());
+        assert_eq!(report.status, "process_limit");
+        assert_eq!(report.program.exit_code, Some(2));
+        let wall = Outcome {
+            processes_refused: 3,
+            ..outcome(Status::WallTimeout)
+        };
+        assert_eq!(
+            effective_status(&wall),
+            Status::WallTimeout,
+            "the engine's limit wins"
+        );
     }
 
     #[test]
@@ -599,12 +660,7 @@ mod tests {
         let s = settings(&["--cpu-time", "2s", "--memory", "1GiB"]);
         let mut o = outcome(Status::Signaled { signal: 9 });
         o.signal = Some(9);
-        let output = OutputReport {
-            stdout: StreamReport::inherited(),
-            stderr: StreamReport::inherited(),
-            drain_timed_out: false,
-        };
-        let report = Report::from_outcome(&s, &o, None, output);
+        let report = Report::from_outcome(&s, &o, None, inherited_output());
         let text = serde_json::to_string(&report).unwrap();
         let back: Report = serde_json::from_str(&text).unwrap();
         assert_eq!(back, report);

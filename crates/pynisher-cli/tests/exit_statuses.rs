@@ -1,0 +1,272 @@
+//! Each way a program can end, seen from the shell: pynisher's exit status, its summary line and
+//! the report's status.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{has_program, read_report, run, TempDir};
+
+fn run_with_report(dir: &TempDir, args: &[&str]) -> (common::Run, serde_json::Value) {
+    let report = dir.path_str("report.json");
+    let json = format!("--json={report}");
+    let mut all = vec![json.as_str()];
+    all.extend_from_slice(args);
+    let result = run(&all);
+    let value = read_report(&dir.join("report.json"));
+    (result, value)
+}
+
+#[test]
+fn a_program_that_exits_by_itself_passes_its_code_through() {
+    let result = run(&["--", "sh", "-c", "exit 3"]);
+    assert_eq!(result.code, Some(3), "{result:?}");
+    assert!(
+        result.stderr.contains("pynisher: completed, exit code 3"),
+        "{result:?}"
+    );
+    let result = run(&["--", "true"]);
+    assert_eq!(result.code, Some(0), "{result:?}");
+}
+
+#[test]
+fn the_program_output_passes_through_by_default() {
+    let result = run(&["--quiet", "--", "sh", "-c", "echo out; echo err >&2"]);
+    assert_eq!(result.code, Some(0));
+    assert_eq!(result.stdout, "out\n");
+    assert_eq!(result.stderr, "err\n", "--quiet prints no summary");
+}
+
+#[test]
+fn the_wall_time_limit_exits_124_soon_after_the_limit() {
+    let dir = TempDir::new("wall");
+    let (result, report) = run_with_report(&dir, &["--wall-time", "300ms", "--", "sleep", "5"]);
+    assert_eq!(result.code, Some(124), "{result:?}");
+    assert_eq!(report["status"], "wall_timeout");
+    let wall = report["wall_time_s"].as_f64().unwrap();
+    assert!(wall >= 0.3, "ended before the limit: {wall}");
+    assert!(wall < 2.0, "ended long after the limit: {wall}");
+    assert!(result.elapsed >= Duration::from_millis(300));
+    assert!(result.elapsed < Duration::from_secs(3), "{result:?}");
+    assert!(
+        result.stderr.contains("wall-time limit (0.300s) reached"),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn the_cpu_time_limit_exits_124_after_that_much_cpu() {
+    let dir = TempDir::new("cpu");
+    let (result, report) = run_with_report(
+        &dir,
+        &[
+            "--cpu-time",
+            "500ms",
+            "--wall-time",
+            "20s",
+            "--",
+            "sh",
+            "-c",
+            "while :; do :; done",
+        ],
+    );
+    assert_eq!(result.code, Some(124), "{result:?}");
+    assert_eq!(report["status"], "cpu_timeout");
+    let cpu = report["cpu_time_s"]["total"].as_f64().unwrap();
+    assert!(cpu >= 0.5, "stopped before the CPU limit: {cpu}");
+    assert!(cpu < 3.0, "stopped long after the CPU limit: {cpu}");
+    assert!(result.elapsed < Duration::from_secs(10), "{result:?}");
+}
+
+/// A real Python interpreter (not a pyenv shim, which forks helpers), for a memory hog.
+fn python() -> Option<String> {
+    let output = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+#[test]
+fn the_memory_limit_exits_123() {
+    let Some(python) = python() else {
+        eprintln!("SKIPPED: no python3 to allocate memory with");
+        return;
+    };
+    let dir = TempDir::new("memory");
+    let (result, report) = run_with_report(
+        &dir,
+        &[
+            "--memory",
+            "100MiB",
+            "--wall-time",
+            "30s",
+            "--",
+            &python,
+            "-c",
+            "import time; b = b'x' * (400 << 20); time.sleep(5)",
+        ],
+    );
+    assert_eq!(result.code, Some(123), "{result:?}\n{report:#}");
+    assert_eq!(report["status"], "memory_limit");
+    assert!(report["memory_limit_kind"].is_string(), "{report:#}");
+    assert!(
+        result.stderr.contains("memory limit (100.0 MiB) reached"),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn the_process_limit_exits_122() {
+    let dir = TempDir::new("processes");
+    let (result, report) = run_with_report(
+        &dir,
+        &[
+            "--max-processes",
+            "4",
+            "--wall-time",
+            "20s",
+            "--",
+            "sh",
+            "-c",
+            "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 3 & done; wait",
+        ],
+    );
+    assert_eq!(result.code, Some(122), "{result:?}\n{report:#}");
+    assert_eq!(report["status"], "process_limit");
+    assert!(
+        result.stderr.contains("process limit (4) reached"),
+        "{result:?}"
+    );
+    assert!(result.elapsed < Duration::from_secs(3), "{result:?}");
+}
+
+#[test]
+fn a_program_killed_by_a_signal_exits_128_plus_the_signal() {
+    let result = run(&["--", "sh", "-c", "kill -USR1 $$"]);
+    assert_eq!(result.code, Some(128 + libc::SIGUSR1), "{result:?}");
+    assert!(result.stderr.contains("killed by SIGUSR1"), "{result:?}");
+}
+
+#[test]
+fn a_missing_program_exits_127() {
+    let result = run(&["--", "/nonexistent/program-pynisher-test"]);
+    assert_eq!(result.code, Some(127), "{result:?}");
+    assert!(result.stderr.contains("could not start"), "{result:?}");
+    let result = run(&["--", "no-such-program-pynisher-test"]);
+    assert_eq!(result.code, Some(127), "{result:?}");
+}
+
+#[test]
+fn a_program_that_is_not_executable_exits_126() {
+    let dir = TempDir::new("noexec");
+    let script = dir.join("script.sh");
+    std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+    // Without the execute bit. (root may still be refused: exec needs at least one x bit.)
+    let result = run(&["--", script.to_str().unwrap()]);
+    assert_eq!(result.code, Some(126), "{result:?}");
+    let result = run(&["--", dir.join("").to_str().unwrap()]);
+    assert_eq!(result.code, Some(126), "a directory: {result:?}");
+}
+
+#[test]
+fn a_soft_signal_lets_the_program_clean_up_within_the_grace_period() {
+    let dir = TempDir::new("soft");
+    let (result, report) = run_with_report(
+        &dir,
+        &[
+            "--wall-time",
+            "300ms",
+            "--grace",
+            "3s",
+            "--signal",
+            "USR1",
+            "--",
+            "sh",
+            "-c",
+            "trap 'echo cleaned up; exit 0' USR1; while :; do sleep 0.05; done",
+        ],
+    );
+    assert_eq!(result.code, Some(124), "{result:?}");
+    assert_eq!(report["soft_signal_sent"], libc::SIGUSR1);
+    assert!(result.stdout.contains("cleaned up"), "{result:?}");
+    assert!(
+        result.elapsed < Duration::from_millis(2500),
+        "waited out the grace period: {result:?}"
+    );
+}
+
+#[test]
+fn a_program_ignoring_the_soft_signal_is_killed_after_the_grace_period() {
+    let dir = TempDir::new("grace");
+    let (result, report) = run_with_report(
+        &dir,
+        &[
+            "--wall-time",
+            "200ms",
+            "--grace",
+            "400ms",
+            "--",
+            "sh",
+            "-c",
+            "trap '' TERM; while :; do sleep 0.05; done",
+        ],
+    );
+    assert_eq!(result.code, Some(124), "{result:?}");
+    assert_eq!(report["soft_signal_sent"], libc::SIGTERM);
+    assert_eq!(report["killed"], true);
+    let wall = report["wall_time_s"].as_f64().unwrap();
+    assert!(wall >= 0.6, "killed before limit + grace: {wall}");
+    assert!(wall < 3.0, "{wall}");
+}
+
+#[test]
+fn the_live_status_line_is_drawn_on_a_terminal_with_verbose() {
+    if !has_program("script") {
+        eprintln!("SKIPPED: no `script` to give pynisher a terminal");
+        return;
+    }
+    let command = format!(
+        "{} --verbose --wall-time 10s -- sleep 1.2",
+        env!("CARGO_BIN_EXE_pynisher")
+    );
+    let output = std::process::Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let redraws = text.matches("\r\x1b[Kpynisher: elapsed").count();
+    assert!(redraws >= 2, "expected a redrawn line: {text:?}");
+    assert!(
+        redraws <= 8,
+        "redrawn more than 4 times a second: {redraws}"
+    );
+    assert!(text.contains("/ 10.00s"), "{text:?}");
+    assert!(
+        text.contains("pynisher: completed, exit code 0"),
+        "{text:?}"
+    );
+}
+
+#[test]
+fn verbose_without_a_terminal_prints_the_limits_but_no_live_line() {
+    let result = run(&[
+        "--verbose",
+        "--wall-time",
+        "5s",
+        "--memory",
+        "1GiB",
+        "--",
+        "true",
+    ]);
+    assert_eq!(result.code, Some(0));
+    assert!(
+        result.stderr.contains("with wall 5.000s, memory 1.0 GiB"),
+        "{result:?}"
+    );
+    assert!(!result.stderr.contains('\r'), "{result:?}");
+}

@@ -1,0 +1,102 @@
+//! Signals to pynisher itself: SIGINT/SIGTERM/SIGHUP end the whole limited tree and are reported;
+//! SIGKILL of pynisher takes the tree down too.
+
+mod common;
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{assert_all_gone, is_alive, pynisher, read_report, wait_for_pids, TempDir};
+
+/// Starts `pynisher` on a shell that starts a `sleep 30` grandchild, then sleeps itself; returns
+/// pynisher and the pids of the shell and of the grandchild, once both are running.
+fn start_tree(dir: &TempDir, extra: &[&str]) -> (Child, i32, i32) {
+    let pidfile = dir.path_str("pids");
+    let script = format!("sleep 30 & echo $$ $! > {pidfile}.tmp; mv {pidfile}.tmp {pidfile}; wait");
+    let child = pynisher()
+        .args(extra)
+        .args(["--", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pids = wait_for_pids(&dir.join("pids"), 2, Duration::from_secs(10));
+    assert!(is_alive(pids[0], "sh") && is_alive(pids[1], "sleep"));
+    (child, pids[0], pids[1])
+}
+
+fn wait_with_deadline(mut child: Child, timeout: Duration) -> std::process::Output {
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("pynisher did not end within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn sigint_sigterm_and_sighup_end_the_tree_and_are_reported_as_cancelled() {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        let dir = TempDir::new("cancel");
+        let report = dir.path_str("r.json");
+        let (child, shell, grandchild) = start_tree(&dir, &[&format!("--json={report}")]);
+        let pid = child.id() as i32;
+        let sent = Instant::now();
+        // SAFETY: signalling the pynisher process this test started and has not reaped.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+        let output = wait_with_deadline(child, Duration::from_secs(5));
+        let took = sent.elapsed();
+        assert_eq!(
+            output.status.signal(),
+            Some(signal),
+            "pynisher ends itself by the signal it got: {output:?}"
+        );
+        assert!(took < Duration::from_secs(2), "cancel took {took:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("cancelled by SIG"), "{stderr}");
+        let report = read_report(&dir.join("r.json"));
+        assert_eq!(report["status"], "cancelled");
+        assert_eq!(report["cancel_signal"], signal);
+        assert_eq!(report["exit_status"], 128 + signal);
+        assert_all_gone(
+            &[(shell, "sh"), (grandchild, "sleep")],
+            Duration::from_secs(1),
+        );
+    }
+}
+
+#[test]
+fn sigkill_of_pynisher_kills_the_tree() {
+    let dir = TempDir::new("sigkill");
+    let (mut child, shell, grandchild) = start_tree(&dir, &["--wall-time", "60s"]);
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    // Orphans are re-parented to PID 1, which may take a while to reap them: zombies count as dead.
+    assert_all_gone(
+        &[(shell, "sh"), (grandchild, "sleep")],
+        Duration::from_secs(3),
+    );
+}
+
+#[test]
+fn a_cancel_signal_before_the_program_ends_is_never_lost() {
+    // SIGTERM right after start: whether it lands before or after the program starts, the run
+    // ends as cancelled, quickly.
+    let child = pynisher()
+        .args(["--quiet", "--", "sleep", "30"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    // SAFETY: signalling the pynisher process this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let start = Instant::now();
+    let output = wait_with_deadline(child, Duration::from_secs(5));
+    assert_eq!(output.status.signal(), Some(libc::SIGTERM), "{output:?}");
+    assert!(start.elapsed() < Duration::from_secs(2));
+}
