@@ -2,7 +2,8 @@
 //!
 //! Priority: the limit pynisher itself enforced (recorded before any signal was sent) > signs of
 //! memory exhaustion (a cgroup OOM kill, an allocation failure under the address-space limit) >
-//! the result channel > the signal or exit code. A signal alone never names a limit.
+//! forks refused by the kernel's process limit > the result channel > the signal or exit code.
+//! A signal alone never names a limit.
 
 use crate::launch::step;
 use crate::transport::Received;
@@ -21,6 +22,8 @@ pub(crate) struct Facts {
     pub memory_limited: bool,
     /// OOM kills counted by the container.
     pub oom_kills: u64,
+    /// Forks the kernel refused under the process limit.
+    pub processes_refused: u64,
     /// Whether the child aborted after reporting an allocation failure under `RLIMIT_AS`.
     pub allocation_failed: bool,
     /// What arrived on the result channel (`Nothing` when there is none).
@@ -39,6 +42,7 @@ pub(crate) fn classify(facts: Facts) -> (Status, Option<Vec<u8>>) {
         program,
         memory_limited,
         oom_kills,
+        processes_refused,
         allocation_failed,
         received,
         wants_result,
@@ -61,6 +65,11 @@ pub(crate) fn classify(facts: Facts) -> (Status, Option<Vec<u8>>) {
     }
     if memory_limited && (oom_kills > 0 || allocation_failed) {
         return (Status::MemoryLimit, value);
+    }
+    if processes_refused > 0 {
+        // The kernel refused forks at the limit; the program then failed or coped, but the
+        // limit shaped how it ended.
+        return (Status::ProcessLimit, value);
     }
     match received {
         Received::Value(_) => return (Status::Completed, value),
@@ -91,6 +100,7 @@ mod tests {
             program: "prog".into(),
             memory_limited: false,
             oom_kills: 0,
+            processes_refused: 0,
             allocation_failed: false,
             received: Received::Nothing,
             wants_result: false,
@@ -136,6 +146,15 @@ mod tests {
             ..facts()
         };
         assert_eq!(classify(f).0, Status::MemoryLimit);
+    }
+
+    #[test]
+    fn refused_forks_make_it_a_process_limit_whatever_the_exit_code() {
+        let f = Facts {
+            processes_refused: 3,
+            ..facts()
+        };
+        assert_eq!(classify(f).0, Status::ProcessLimit);
     }
 
     #[test]

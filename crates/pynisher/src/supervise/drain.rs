@@ -188,7 +188,7 @@ mod tests {
         assert!(out.truncated);
         assert_eq!(out.total_bytes, 4000);
         assert!(out.bytes.starts_with(b"00000"));
-        assert!(out.bytes.ends_with(b"98999"));
+        assert!(out.bytes.ends_with(b"80999"));
         assert_eq!(out.bytes.len(), 10 + TRUNCATION_MARKER.len());
     }
 }

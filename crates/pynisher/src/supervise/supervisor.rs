@@ -539,6 +539,7 @@ fn finish(
         program: started.program.clone(),
         memory_limited: started.limits.memory.is_some(),
         oom_kills,
+        processes_refused,
         allocation_failed,
         received,
         wants_result: started.wants_result,

@@ -85,3 +85,10 @@ pub fn py(script: &str) -> pynisher::Command {
 pub fn burn_cpu_py(secs: f64) -> String {
     format!("import time\nt=time.process_time()\nwhile time.process_time()-t<{secs}: pass\n")
 }
+
+/// Tests that burn CPU take this lock so that they do not slow each other down on a 2-core machine
+/// (their wall-time assertions assume the CPUs are theirs).
+pub fn cpu_heavy() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
