@@ -1,0 +1,304 @@
+"""The pynisher 0.x API: `enforce_limits`.
+
+Reproduces the API of the original pynisher README (0.6.x): ``enforce_limits(...)`` returns a
+decorator; the decorated object is called like the function, returns its value or None, and
+afterwards tells what happened through ``result``, ``exit_status``, ``wall_clock_time``,
+``stdout``, ``stderr``, ``exitcode``, ``os_errno``, ``resources_function`` and
+``resources_pynisher``.
+
+Deliberate, documented deviations from 0.6.4:
+
+* Limits may be floats (0.6 crashed the child on a float); they must be > 0.
+* ``mem_in_mb`` (MiB) is enforced on the call's *resident* memory via a cgroup where available,
+  otherwise as an address-space limit (``RLIMIT_AS``), which is what 0.6 always used.
+* ``num_processes`` caps the processes of the call (through the engine), also for root, for whom
+  0.6's ``RLIMIT_NPROC`` did nothing.
+* The whole process tree of the call is killed when the call ends (0.6 leaked grandchildren on
+  wall-clock timeouts), and Ctrl-C raises ``KeyboardInterrupt`` in the caller after killing it
+  (0.6 swallowed it).
+* ``capture_output`` captures at the file-descriptor level, so output of C code and of child
+  processes is included.
+* ``context`` also accepts a start-method name; 0.6 needed a context object.
+* ``os_errno`` is reset at every call (0.6 kept a stale value).
+* The exception classes share the `pynisher.exceptions.PynisherException` base (0.6: plain
+  ``Exception`` subclasses); ``exit_status is X`` comparisons are unaffected.
+* Debug messages that 0.6 logged in the child ("function returned properly", "return value") are
+  logged by the caller after the call, with the same text.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import functools
+import logging
+import math
+import resource
+import signal
+import threading
+import time
+from typing import Any, Callable, Optional, Tuple, Type, Union
+
+from pynisher._v1 import _start_method
+from pynisher.exceptions import (
+    AnythingException,
+    CpuTimeoutException,
+    MemorylimitException,
+    PynisherError,
+    PynisherException,
+    SignalException,
+    SubprocessException,
+    TimeoutException,
+)
+
+__all__ = ["enforce_limits"]
+
+_module_logger = logging.getLogger("pynisher")
+
+ExitStatus = Union[int, Type[PynisherException]]
+
+
+def _positive(name: str, value: Any) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"`{name}` {value!r} must be a number or None")
+    if not value > 0:
+        raise ValueError(f"`{name}` {value!r} must be > 0")
+    return value
+
+
+class _QuitToSignalException:
+    """Runs in the child: turns SIGQUIT into `SignalException` like 0.6's child handler did."""
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self.func = func
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        def on_quit(signum: int, frame: Any) -> None:
+            raise SignalException()
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGQUIT, on_quit)
+        return self.func(*args, **kwargs)
+
+
+class enforce_limits:  # noqa: N801 - the 0.x name
+    """Limit the resources of every call of a function (pynisher 0.x API).
+
+    Use as a decorator or a wrapper factory::
+
+        @pynisher.enforce_limits(wall_time_in_s=2)
+        def f(t): ...
+
+        obj = pynisher.enforce_limits(wall_time_in_s=2, capture_output=True)(f)
+        result = obj(t)          # the return value, or None on any failure
+        obj.exit_status          # 0, or the exception *class* (compare with `is`)
+
+    Parameters
+    ----------
+    mem_in_mb : float | None
+        Memory limit in MiB (× 1024 × 1024 bytes). Enforced on resident memory via a cgroup where
+        available, otherwise as an address-space limit (upstream 0.x: ``RLIMIT_AS``).
+    cpu_time_in_s : float | None
+        CPU-time limit in seconds. SIGXCPU is sent first; SIGKILL follows after the grace period.
+    wall_time_in_s : float | None
+        Wall-clock limit in seconds. SIGALRM is sent first; SIGKILL follows after the grace period.
+    num_processes : int | None
+        Maximum number of processes of the call (the function's process included).
+    grace_period_in_s : float | None
+        Time between the soft signal (SIGXCPU / SIGALRM, raised inside the function as
+        `CpuTimeoutException` / `TimeoutException` so it can clean up) and SIGKILL. None → 0.
+        The reported ``exit_status`` is right with or without a grace period.
+    logger : logging.Logger | None
+        Receives the debug messages of 0.x. None → the ``"pynisher"`` logger.
+    capture_output : bool
+        Capture the child's stdout and stderr (file-descriptor level) into ``obj.stdout`` and
+        ``obj.stderr`` (str); otherwise those are None.
+    context : multiprocessing context | "fork" | "spawn" | "forkserver" | None
+        Start method; None = the interpreter's default (not fixed as a side effect).
+
+    Integer and float values are accepted (0.x required ints); all limits must be > 0.
+
+    ``exit_status`` after a call is ``0`` or one of: `CpuTimeoutException`,
+    `TimeoutException` (wall clock), `MemorylimitException`, `SubprocessException` (the function
+    raised ``OSError``; see ``os_errno``), `PynisherError` (internal), `SignalException` (SIGQUIT),
+    `AnythingException` (anything else: another exception, a fatal signal, no result).
+    """
+
+    def __init__(
+        self,
+        mem_in_mb: Optional[float] = None,
+        cpu_time_in_s: Optional[float] = None,
+        wall_time_in_s: Optional[float] = None,
+        num_processes: Optional[int] = None,
+        grace_period_in_s: Optional[float] = None,
+        logger: Optional[logging.Logger] = None,
+        capture_output: bool = False,
+        context: Any = None,
+    ) -> None:
+        self.mem_in_mb = _positive("mem_in_mb", mem_in_mb)
+        self.cpu_time_in_s = _positive("cpu_time_in_s", cpu_time_in_s)
+        self.wall_time_in_s = _positive("wall_time_in_s", wall_time_in_s)
+        if num_processes is not None and (
+            isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1
+        ):
+            raise ValueError(f"`num_processes` {num_processes!r} must be an int >= 1 or None")
+        self.num_processes = num_processes
+        grace = 0 if grace_period_in_s is None else grace_period_in_s
+        if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not grace >= 0:
+            raise ValueError(f"`grace_period_in_s` {grace_period_in_s!r} must be a number >= 0 or None")
+        self.grace_period_in_s = grace
+        self.logger = logger if logger is not None else _module_logger
+        self.capture_output = bool(capture_output)
+        self.context = context
+        self._start_method, _ = _start_method(context)
+
+        log = self.logger.debug
+        if self.mem_in_mb is not None:
+            log("Restricting your function to {} mb memory.".format(self.mem_in_mb))
+        if self.cpu_time_in_s is not None:
+            log("Restricting your function to {} seconds cpu time.".format(self.cpu_time_in_s))
+        if self.wall_time_in_s is not None:
+            log("Restricting your function to {} seconds wall time.".format(self.wall_time_in_s))
+        if self.num_processes is not None:
+            log("Restricting your function to {} threads/processes.".format(self.num_processes))
+        log("Allowing a grace period of {} seconds.".format(self.grace_period_in_s))
+
+    def __call__(self, func: Callable[..., Any]) -> "_LimitedFunction":
+        """Wrap ``func``; the returned object is called like ``func``."""
+        return _LimitedFunction(self, func)
+
+
+class _LimitedFunction:
+    """The object `enforce_limits(...)(func)` returns (0.x ``function_wrapper``)."""
+
+    def __init__(self, limits: enforce_limits, func: Callable[..., Any]) -> None:
+        self._limits = limits
+        self.func = func
+        functools.update_wrapper(self, func)
+        self.os_errno: Optional[int] = None
+        self._reset_attributes()
+
+    def _reset_attributes(self) -> None:
+        self.result: Any = None
+        self.exit_status: Optional[ExitStatus] = None
+        self.resources_function: Optional[resource.struct_rusage] = None
+        self.resources_pynisher: Optional[resource.struct_rusage] = None
+        self.wall_clock_time: Optional[float] = None
+        self.stdout: Optional[str] = None
+        self.stderr: Optional[str] = None
+        self.exitcode: Optional[int] = None
+        self.os_errno = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the function under the limits; return its value, or None if it failed."""
+        from pynisher._run import run_limited
+
+        lim = self._limits
+        log = lim.logger.debug
+        self._reset_attributes()
+        log("Function called with argument: {}, {}".format(args, kwargs))
+        memory = None if lim.mem_in_mb is None else int(round(lim.mem_in_mb * 2**20))
+        start = time.time()
+        try:
+            res = run_limited(
+                _QuitToSignalException(self.func),
+                args,
+                kwargs,
+                wall_time=lim.wall_time_in_s,
+                cpu_time=lim.cpu_time_in_s,
+                memory=memory,
+                memory_kind="auto",
+                max_processes=lim.num_processes,
+                grace_period=float(lim.grace_period_in_s),
+                wall_signal=signal.SIGALRM,
+                cpu_signal=signal.SIGXCPU,
+                capture_output=lim.capture_output,
+                context=lim._start_method,
+            )
+        except PynisherException as e:
+            # The library's own failure (fork / pipe): 0.x's catch-all branch.
+            log("Something else went wrong, sorry.")
+            log("{}: {}".format(type(e).__name__, e))
+            self.exit_status = PynisherError
+            self._finish(start)
+            if lim.capture_output:
+                self.stdout, self.stderr = "", ""
+            return self.result
+        self._finish(start)
+        self._classify(res)
+        return self.result
+
+    def _finish(self, start: float) -> None:
+        self.wall_clock_time = time.time() - start
+        self.resources_function = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.resources_pynisher = resource.getrusage(resource.RUSAGE_SELF)
+
+    def _classify(self, res: Any) -> None:
+        log = self._limits.logger.debug
+        if self._limits.capture_output:
+            self.stdout = (res.stdout or b"").decode(errors="replace")
+            self.stderr = (res.stderr or b"").decode(errors="replace")
+        if res.signal:
+            self.exitcode = -int(res.signal)
+        else:
+            self.exitcode = res.exit_code
+
+        status = res.status
+        exc = res.exception
+        if res.returned and status in ("completed", "process_limit"):
+            self.result = res.value
+            self.exit_status = 0
+            log("function returned properly: {}".format((res.value, 0)))
+            log("return value: {}".format((res.value, 0)))
+            return
+
+        if status == "completed":
+            self._classify_exception(exc, res.traceback)
+        elif status == "wall_timeout":
+            self.exit_status = TimeoutException
+        elif status == "cpu_timeout":
+            self.exit_status = CpuTimeoutException
+        elif status == "memory_limit":
+            self.exit_status = MemorylimitException
+        elif status == "process_limit":
+            # 0.x: fork() failing under RLIMIT_NPROC surfaced as an OSError (EAGAIN).
+            self.exit_status = SubprocessException
+            self.os_errno = exc.errno if isinstance(exc, OSError) else _errno.EAGAIN
+        elif status in ("signaled", "no_result"):
+            log("Your function call closed the pipe prematurely -> Subprocess probably got an uncatchable signal.")
+            self.exit_status = AnythingException
+        else:
+            log("Something else went wrong, sorry.")
+            if getattr(res, "message", None):
+                log("{}: {}".format(status, res.message))
+            self.exit_status = PynisherError
+
+    def _classify_exception(self, exc: Optional[BaseException], tb: str) -> None:
+        log = self._limits.logger.debug
+        handled: Tuple[Any, ...]
+        if isinstance(exc, MemoryError):
+            self.exit_status = MemorylimitException
+        elif isinstance(exc, OSError):
+            self.exit_status = SubprocessException
+            self.os_errno = exc.errno
+        elif isinstance(exc, CpuTimeoutException):
+            self.exit_status = CpuTimeoutException
+        elif isinstance(exc, TimeoutException):
+            self.exit_status = TimeoutException
+        elif isinstance(exc, SignalException):
+            self.exit_status = SignalException
+        else:
+            # 0.x did not transport other exceptions: the child printed the traceback on its
+            # stderr and exited with 1. Reproduce what the caller could observe.
+            log("Your function call closed the pipe prematurely -> Subprocess probably got an uncatchable signal.")
+            if exc is not None:
+                log("The function raised {}: {}".format(type(exc).__name__, exc))
+            self.exit_status = AnythingException
+            if self.exitcode == 0:
+                self.exitcode = 1
+            if self._limits.capture_output and tb:
+                self.stderr = (self.stderr or "") + tb
+            return
+        handled = (None, self.exit_status) if self.os_errno is None else (None, self.exit_status, self.os_errno)
+        log("return value: {}".format(handled))

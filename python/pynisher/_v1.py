@@ -1,0 +1,628 @@
+"""The pynisher 1.x API: `Pynisher` / `limit`, `restricted`, `EMPTY`.
+
+Behaves like pynisher 1.0.10 except for these deliberate, documented deviations:
+
+* Times may be floats (``wall_time=0.5``) down to `MIN_SECONDS`; upstream required whole seconds
+  ``>= 1`` (bare floats only half-worked there). ``(value, unit)`` time tuples are converted
+  exactly instead of being rounded to whole seconds.
+* Memory limits use the engine's ``"auto"`` kind: the *resident* memory of the whole call, via a
+  cgroup where one is available, else the address-space limit (``RLIMIT_AS``) that upstream always
+  used. A forked child is therefore no longer charged for the parent's mappings.
+* Wall-clock timeouts are raised within milliseconds of the limit (upstream: about 5 s late), and
+  the call's whole process tree is gone when the call returns, on every path.
+* ``wrap_errors``: class entries match with ``isinstance`` (upstream matched only names), names
+  match any class in the exception's MRO, ``(ExcType, errno)`` 2-tuples work, the ``"wall_time"``
+  key works. When a memory limit is set, a ``MemoryError`` in the function becomes
+  `MemoryLimitException` even with ``wrap_errors=True`` (1.0.10 measured a
+  ``PynisherException`` there, which made SMAC3 report an out-of-memory trial as a crash).
+* A child exception is re-raised with its type and args intact; its traceback text is attached as
+  ``__cause__`` (an instance of the same type built from the text when that type accepts it, else a
+  `pynisher.exceptions.RemoteTraceback`). Upstream broke on multi-argument exceptions.
+* ``restricted`` honours every argument, including ``context``, and works with ``"spawn"``
+  (functions travel with cloudpickle).
+* ``terminate_child_processes=False`` and ``forceful_keyboard_interrupt=False`` are accepted for
+  compatibility, but the engine always kills the call's whole process tree when the call ends or
+  is interrupted.
+* No signal handler is ever installed in the calling process (1.0.10 replaced the caller's
+  SIGTERM handler on every call).
+* ``warnings`` are emitted with `warnings.warn` (category `PynisherWarning`) in the caller instead
+  of being printed on the child's stderr.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import multiprocessing.context
+import signal
+import sys
+import warnings as _warnings
+from functools import wraps
+from typing import Any, Callable, Dict, Generic, List, Optional, Tuple, TypeVar, Union
+
+from pynisher.exceptions import (
+    CpuTimeoutException,
+    MemoryLimitException,
+    PynisherException,
+    PynisherWarning,
+    RemoteTraceback,
+    TimeoutException,
+    WallTimeoutException,
+)
+from pynisher.support import (
+    contexts as valid_contexts,
+    default_start_method,
+    supports,
+    supports_cputime,
+    supports_memory,
+    supports_walltime,
+)
+from pynisher.util import callstring, memconvert, timeconvert
+
+if sys.version_info >= (3, 10):
+    from typing import ParamSpec
+
+    P = ParamSpec("P")
+else:  # pragma: no cover - typing nicety only
+    P = TypeVar("P")
+
+__all__ = ["EMPTY", "Pynisher", "limit", "restricted", "MIN_SECONDS"]
+
+T = TypeVar("T")
+
+#: Smallest accepted ``wall_time`` / ``cpu_time`` in seconds (upstream: 1).
+MIN_SECONDS = 0.01
+
+#: Below this memory limit a fresh interpreter can hardly run; `warnings=True` says so.
+_LOW_MEMORY_BYTES = 32 * 2**20
+
+MemoryArg = Union[int, float, Tuple[float, str], List[Any], None]
+TimeArg = Union[int, float, Tuple[float, str], List[Any], None]
+WrapErrors = Union[bool, List[Any], Tuple[Any, ...], Dict[str, Any]]
+
+
+class _EMPTY:
+    """Type of `EMPTY`, the value a call returns with ``raises=False`` when it has no result."""
+
+    _instance: Optional["_EMPTY"] = None
+
+    def __new__(cls) -> "_EMPTY":
+        # A singleton, so `result is EMPTY` holds even for copies.
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "EMPTY"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> str:
+        # Pickles as a reference to the module-level name: identity survives a round-trip.
+        return "EMPTY"
+
+
+#: Returned by a call with ``raises=False`` when the function produced no result.
+EMPTY = _EMPTY()
+
+
+# --------------------------------------------------------------------------------------------
+# argument normalisation
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _seconds(name: str, value: TimeArg) -> Optional[float]:
+    """``wall_time`` / ``cpu_time`` → seconds (int kept as int), validated, or None."""
+    if value is None:
+        return None
+    raw = value
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2 or not _is_number(value[0]) or not isinstance(value[1], str):
+            raise ValueError(f"`{name}` {raw!r} must be seconds or a (value, unit) tuple")
+        try:
+            value = timeconvert(value[0], frm=value[1])
+        except ValueError as e:
+            raise ValueError(f"`{name}` {raw!r}: {e}") from None
+        # Keep whole numbers as ints so messages read "2 seconds", not "2.0 seconds".
+        if float(value).is_integer():
+            value = int(value)
+    if not _is_number(value) or not math.isfinite(value):
+        raise ValueError(f"`{name}` {raw!r} must be a finite number of seconds")
+    if not value >= MIN_SECONDS:
+        raise ValueError(f"`{name}` {raw!r} must be >= {MIN_SECONDS} seconds")
+    return value
+
+
+def _memory_bytes(value: MemoryArg) -> Optional[int]:
+    """``memory`` → bytes (an int means bytes, as in 1.x), validated, or None."""
+    if value is None:
+        return None
+    raw = value
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2 or not _is_number(value[0]) or not isinstance(value[1], str):
+            raise ValueError(f"`memory` {raw!r} must be bytes or a (value, unit) tuple")
+        try:
+            value = memconvert(value[0], frm=value[1])
+        except ValueError as e:
+            raise ValueError(f"`memory` {raw!r}: {e}") from None
+    if not _is_number(value) or not math.isfinite(value):
+        raise ValueError(f"`memory` {raw!r} must be a number of bytes")
+    value = round(value)
+    if not value >= 1:
+        raise ValueError(f"`memory` {raw!r} must be >= 1 Byte")
+    return value
+
+
+def _start_method(context: Any) -> Tuple[str, Any]:
+    """``context`` → (start method name, a multiprocessing context object for introspection).
+
+    Never fixes the interpreter's default start method as a side effect.
+    """
+    if context is None or isinstance(context, multiprocessing.context.DefaultContext):
+        method = default_start_method()
+        return method, multiprocessing.get_context(method)
+    if isinstance(context, str):
+        if context not in valid_contexts:
+            raise ValueError(f"`context` {context} must be in {valid_contexts}")
+        return context, multiprocessing.get_context(context)
+    get = getattr(context, "get_start_method", None)
+    if not callable(get):
+        raise ValueError(
+            f"`context` {context!r} must be a start method name in {valid_contexts}"
+            " or a multiprocessing context"
+        )
+    method = get()
+    if method not in valid_contexts:
+        raise ValueError(f"`context` {context!r} has start method {method!r}, must be in {valid_contexts}")
+    return method, context
+
+
+_WRAP_KEYS = ("memory", "wall_time", "cpu_time", "pynisher")
+
+
+def _check_wrap_entry(entry: Any) -> None:
+    if isinstance(entry, str) or (isinstance(entry, type) and issubclass(entry, BaseException)):
+        return
+    if isinstance(entry, tuple) and len(entry) in (2, 3):
+        _check_wrap_entry(entry[0])
+        if all(isinstance(code, int) for code in entry[1:]):
+            return
+    raise ValueError(
+        f"`wrap_errors` entry {entry!r} must be an exception class, a class name,"
+        " (ExcType, errno) or (ExcType, errno, winerror)"
+    )
+
+
+def _wrap_entries(value: Any) -> List[Any]:
+    """A dict value or list of `wrap_errors` → list of entries (a lone tuple entry allowed)."""
+    if isinstance(value, tuple) and len(value) in (2, 3) and isinstance(value[1], int):
+        value = [value]
+    if isinstance(value, (str, type)):
+        value = [value]
+    if not isinstance(value, (list, tuple, set, frozenset)):
+        raise ValueError(f"`wrap_errors` value {value!r} must be a list of exception classes or names")
+    entries = list(value)
+    for entry in entries:
+        _check_wrap_entry(entry)
+    return entries
+
+
+def _normalise_wrap_errors(wrap_errors: Any) -> Union[bool, Dict[str, List[Any]]]:
+    if isinstance(wrap_errors, bool):
+        return wrap_errors
+    if isinstance(wrap_errors, (list, tuple, set, frozenset)):
+        return {"pynisher": _wrap_entries(list(wrap_errors))}
+    if isinstance(wrap_errors, dict):
+        unknown = [k for k in wrap_errors if k not in _WRAP_KEYS]
+        if unknown:
+            raise ValueError(
+                f"`wrap_errors` has unknown key in {list(wrap_errors)}, each must be in {list(_WRAP_KEYS)}"
+            )
+        return {k: _wrap_entries(v) for k, v in wrap_errors.items()}
+    raise ValueError(f"`wrap_errors` {wrap_errors!r} must be a bool, a list or a dict")
+
+
+# --------------------------------------------------------------------------------------------
+# child side of `wrap_errors`
+
+
+def _matches(err: BaseException, entry: Any) -> bool:
+    if isinstance(entry, str):
+        return any(cls.__name__ == entry for cls in type(err).__mro__)
+    if isinstance(entry, type):
+        return isinstance(err, entry)
+    # (ExcType, errno) or (ExcType, errno, winerror); "winerror" is the real attribute name.
+    if not _matches(err, entry[0]) or getattr(err, "errno", None) != entry[1]:
+        return False
+    return len(entry) == 2 or getattr(err, "winerror", None) == entry[2]
+
+
+def _wrap_error(
+    err: Exception,
+    wrap_errors: Union[bool, Dict[str, List[Any]]],
+    memory: bool,
+    cpu_time: bool,
+    wall_time: bool,
+) -> Optional[PynisherException]:
+    """The pynisher exception ``err`` becomes under ``wrap_errors``, or None to keep ``err``."""
+    message = f"Wrapped Exception {type(err).__name__} - {err}"
+    # A MemoryError under a memory limit is the limit, whatever `wrap_errors` says.
+    if memory and isinstance(err, MemoryError):
+        return MemoryLimitException(message)
+    if wrap_errors is True:
+        return PynisherException(message)
+    if wrap_errors is False:
+        return None
+    rules = (
+        ("cpu_time", cpu_time, CpuTimeoutException),
+        ("wall_time", wall_time, WallTimeoutException),
+        ("memory", memory, MemoryLimitException),
+        ("pynisher", True, PynisherException),
+    )
+    for key, active, exc_type in rules:
+        if active and any(_matches(err, entry) for entry in wrap_errors.get(key, ())):
+            return exc_type(message)
+    return None
+
+
+class _WrapErrors:
+    """Calls the function *in the child* and applies ``wrap_errors`` there.
+
+    Doing it child-side means the parent only ever unpickles a `PynisherException`, never the
+    original exception type, so the caller's process does not import the module that defines it
+    (upstream's "namespace pollution" feature, e.g. not importing sklearn).
+    """
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        wrap_errors: Union[bool, Dict[str, List[Any]]],
+        memory: bool,
+        cpu_time: bool,
+        wall_time: bool,
+    ) -> None:
+        self.func = func
+        self.wrap_errors = wrap_errors
+        self.memory = memory
+        self.cpu_time = cpu_time
+        self.wall_time = wall_time
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self.func(*args, **kwargs)
+        except PynisherException:
+            raise
+        except Exception as err:
+            wrapped = _wrap_error(err, self.wrap_errors, self.memory, self.cpu_time, self.wall_time)
+            if wrapped is None:
+                raise
+            # `from err` keeps the original in the traceback text that travels to the parent;
+            # pickling drops __cause__, so the original type is not unpickled there.
+            raise wrapped from err
+
+
+# --------------------------------------------------------------------------------------------
+# re-raising in the parent
+
+
+def _traceback_cause(err: BaseException, tb: str) -> BaseException:
+    """The ``__cause__`` carrying the child's traceback text.
+
+    Like upstream, an instance of the error's own type built from the text when that works and
+    reads back as the text; otherwise (multi-argument constructors such as
+    ``CalledProcessError(returncode, cmd)``, or types whose str() is not the message)
+    a `RemoteTraceback`.
+    """
+    try:
+        cause = type(err)(tb)
+        if isinstance(cause, BaseException) and str(cause) == tb:
+            return cause
+    except Exception:
+        pass
+    return RemoteTraceback(tb)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+class Pynisher(Generic[P, T]):
+    """Run a function in a child process under memory, CPU-time and wall-time limits.
+
+    ``Pynisher(func, **limits)(*args, **kwargs)`` calls ``func(*args, **kwargs)`` in a fresh
+    child process and returns its result, or raises:
+
+    * `WallTimeoutException` (a `TimeoutException`) when ``wall_time`` ran out,
+    * `CpuTimeoutException` (a `TimeoutException`) when ``cpu_time`` ran out,
+    * `MemoryLimitException` (a `PynisherException` *and* a ``MemoryError``) when ``memory``
+      ran out, including a ``MemoryError`` raised inside the function while a limit is set,
+    * the function's own exception, same type and args, with the child traceback as
+      ``__cause__``,
+    * `PynisherException` when the child died without a result for another reason.
+
+    With ``raises=False`` every failure returns `EMPTY` instead. ``limit`` is the same class.
+
+    Parameters
+    ----------
+    func : Callable
+        The function to limit. Under "spawn"/"forkserver" it (and its arguments) travel with
+        cloudpickle, so lambdas and closures work.
+    name : str | None
+        A name for the call, shown in error messages.
+    memory : int | (value, unit) | None
+        Memory limit; an int is **bytes**; units "B", "KB", "MB", "GB" (binary, case-insensitive).
+        Enforced on the call's resident memory via a cgroup where available, otherwise as an
+        address-space limit (upstream always used ``RLIMIT_AS``).
+    cpu_time : float | (value, unit) | None
+        CPU-time limit in seconds; units "s", "m", "h". Floats >= `MIN_SECONDS` are accepted
+        (upstream: whole seconds >= 1).
+    wall_time : float | (value, unit) | None
+        Wall-clock limit in seconds, same units as ``cpu_time``.
+    context : "fork" | "spawn" | "forkserver" | multiprocessing context | None
+        Start method; None = the interpreter's default (not fixed as a side effect).
+    raises : bool
+        False → failures return `EMPTY` instead of raising.
+    warnings : bool
+        Emit `PynisherWarning`\\ s (``warnings.warn``) for limits that are unsupported here or
+        too small to start a process.
+    wrap_errors : bool | list | dict
+        Convert the function's exceptions *in the child* into pynisher exceptions: True wraps
+        every exception into `PynisherException`; a list wraps the listed ones; a dict maps the
+        keys "memory", "cpu_time", "wall_time", "pynisher" to lists of entries, each an exception
+        class (``isinstance``), a class name, ``(ExcType, errno)`` or
+        ``(ExcType, errno, winerror)``; a key only applies while its limit is set.
+    terminate_child_processes : bool
+        Accepted for compatibility; the engine always kills every process of the call.
+    forceful_keyboard_interrupt : bool
+        Accepted for compatibility; Ctrl-C always kills the call's process tree and raises
+        ``KeyboardInterrupt`` in the caller.
+    """
+
+    WallTimeoutException = WallTimeoutException
+    CpuTimeoutException = CpuTimeoutException
+    MemoryLimitException = MemoryLimitException
+    PynisherException = PynisherException
+    TimeoutException = TimeoutException
+
+    def __init__(
+        self,
+        func: Callable[P, T],
+        *,
+        name: Optional[str] = None,
+        memory: MemoryArg = None,
+        cpu_time: TimeArg = None,
+        wall_time: TimeArg = None,
+        context: Any = None,
+        raises: bool = True,
+        warnings: bool = True,
+        wrap_errors: WrapErrors = False,
+        terminate_child_processes: bool = True,
+        forceful_keyboard_interrupt: bool = True,
+    ) -> None:
+        if not callable(func):
+            raise ValueError(f"`func` ({func}) must be callable")
+        self.func = func
+        self.name = name
+        self.memory: Optional[int] = _memory_bytes(memory)
+        self.cpu_time: Optional[float] = _seconds("cpu_time", cpu_time)
+        self.wall_time: Optional[float] = _seconds("wall_time", wall_time)
+        self._start_method, self.context = _start_method(context)
+        self.raises = raises
+        self.warnings = warnings
+        self._wrap_errors = _normalise_wrap_errors(wrap_errors)
+        self.wrap_errors = wrap_errors
+        self.terminate_child_processes = terminate_child_processes
+        self.forceful_keyboard_interrupt = forceful_keyboard_interrupt
+        #: pid of the child of the most recent call (gone by the time the call returns).
+        self._pid: Optional[int] = None
+
+    def __enter__(self) -> "Pynisher[P, T]":
+        """Use as ``with limit(f, ...) as lf: lf(x)``; nothing to set up or tear down."""
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        limits = ", ".join(
+            f"{k}={v!r}"
+            for k, v in (("memory", self.memory), ("cpu_time", self.cpu_time), ("wall_time", self.wall_time))
+            if v is not None
+        )
+        return f"Pynisher({getattr(self.func, '__qualname__', self.func)!r}, {limits}, context={self._start_method!r})"
+
+    @staticmethod
+    def supports(limit: str) -> bool:
+        """Whether a feature ("wall_time", "cpu_time", "memory", "decorator") works here."""
+        return supports(limit)
+
+    def _warn_about_limits(self) -> None:
+        checks = (
+            (self.memory, supports_memory, "memory"),
+            (self.cpu_time, supports_cputime, "cpu_time"),
+            (self.wall_time, supports_walltime, "wall_time"),
+        )
+        for value, supported, label in checks:
+            if value is not None and not supported():
+                _warnings.warn(f"pynisher cannot enforce `{label}` on {sys.platform}", PynisherWarning, stacklevel=3)
+        if self.memory is not None and self.memory < _LOW_MEMORY_BYTES:
+            _warnings.warn(
+                f"Memory limit of {self.memory}B is below what a Python process needs to run"
+                f" (~{_LOW_MEMORY_BYTES // 2**20} MiB); the call is likely to fail, try"
+                " increasing the memory limit",
+                PynisherWarning,
+                stacklevel=3,
+            )
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Call the function in a limited child process and return its result (see class doc)."""
+        # Imported here so `import pynisher` stays cheap and does not load the native engine.
+        from pynisher._run import run_limited
+
+        if self.warnings:
+            self._warn_about_limits()
+        target: Callable[..., Any] = self.func
+        if self._wrap_errors is not False:
+            target = _WrapErrors(
+                self.func,
+                self._wrap_errors,
+                memory=self.memory is not None,
+                cpu_time=self.cpu_time is not None,
+                wall_time=self.wall_time is not None,
+            )
+        result = run_limited(
+            target,
+            args,
+            kwargs,
+            wall_time=self.wall_time,
+            cpu_time=self.cpu_time,
+            memory=self.memory,
+            memory_kind="auto",
+            context=self._start_method,
+        )
+        self._pid = getattr(result, "pid", None)
+        return self._outcome(result, args, kwargs)
+
+    # ---------------------------------------------------------------------------------------
+
+    def _callstring(self, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> str:
+        text = callstring(self.func, *args, **kwargs)
+        return f"[{self.name}] {text}" if self.name else text
+
+    def _outcome(self, res: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
+        """Turn the engine's CallResult into a return value or a raised exception."""
+        status = res.status
+        if status == "completed" and res.returned:
+            return res.value
+        if not self.raises:
+            return EMPTY
+        call = self._callstring(args, kwargs)
+        err: BaseException
+        if status == "completed":
+            self._raise_child_exception(res.exception, res.traceback, call)
+        if status == "wall_timeout":
+            err = WallTimeoutException(
+                f"Your function took longer than {_fmt(self.wall_time)} seconds to run.\n{call}"
+            )
+        elif status == "cpu_timeout":
+            err = CpuTimeoutException(f"Did not finish in cpu time ({_fmt(self.cpu_time)}s)\n{call}")
+        elif status == "memory_limit":
+            err = MemoryLimitException(f"Not enough memory to run function ({self.memory}B).\n{call}")
+        elif status == "signaled":
+            err = self._signaled(res.signal, call)
+        elif status == "no_result":
+            if res.exit_code == 0:
+                err = PynisherException(
+                    "Function ended properly but no result was received."
+                    f" Got exitcode 0 from subprocess that ran:\n{call}"
+                )
+            else:
+                err = PynisherException(
+                    f"Unknown reason for exitcode {res.exit_code}, no result or error received"
+                    f" from subprocess that ran:\n{call}"
+                )
+        else:
+            # process_limit (never requested by this API), panicked, spawn_failed,
+            # result_undecodable, cancelled: the library's own failure.
+            detail = f": {res.message}" if getattr(res, "message", None) else ""
+            err = PynisherException(f"pynisher could not run the function ({status}){detail}\n{call}")
+        raise err
+
+    def _signaled(self, sig: Optional[int], call: str) -> PynisherException:
+        if sig == signal.SIGSEGV and self.memory is not None:
+            # Allocation failures under an address-space limit often surface as SIGSEGV in C code.
+            return MemoryLimitException(
+                "The function exited with a segmentation fault (SIGSEGV) while a memory limit"
+                f" ({self.memory}B) was set; presumably it ran out of memory.\n{call}"
+            )
+        if sig == getattr(signal, "SIGXCPU", None) and self.cpu_time is not None:
+            return CpuTimeoutException(f"Did not finish in cpu time ({_fmt(self.cpu_time)}s)\n{call}")
+        try:
+            signame = signal.Signals(sig).name  # type: ignore[arg-type]
+        except (ValueError, TypeError):
+            signame = str(sig)
+        code = -sig if isinstance(sig, int) else sig
+        return PynisherException(
+            f"Unknown reason for exitcode {code} (killed by {signame}), no result or error"
+            f" received from subprocess that ran:\n{call}"
+        )
+
+    def _raise_child_exception(self, err: Optional[BaseException], tb: str, call: str) -> None:
+        if err is None:
+            raise PynisherException(f"The function ended without a result or an error:\n{call}")
+        if self.memory is not None and isinstance(err, MemoryError) and not isinstance(err, MemoryLimitException):
+            if tb:
+                err.__cause__ = RemoteTraceback(tb)
+            raise MemoryLimitException(f"Not enough memory to run function ({self.memory}B).\n{call}") from err
+        if not isinstance(err, Exception):
+            # SystemExit / KeyboardInterrupt / GeneratorExit from the child must not end or
+            # interrupt the *caller*; report them as a failed call.
+            raise PynisherException(
+                f"The function raised {type(err).__name__}({', '.join(map(repr, err.args))}):\n{call}"
+            ) from (RemoteTraceback(tb) if tb else None)
+        if tb:
+            raise err from _traceback_cause(err, tb)
+        raise err
+
+
+#: Alias of `Pynisher` (``pynisher.limit(func, ...)``).
+limit = Pynisher
+
+
+def restricted(
+    name: Optional[str] = None,
+    *,
+    memory: MemoryArg = None,
+    cpu_time: TimeArg = None,
+    wall_time: TimeArg = None,
+    context: Any = None,
+    raises: bool = True,
+    warnings: bool = True,
+    wrap_errors: WrapErrors = False,
+    terminate_child_processes: bool = True,
+    forceful_keyboard_interrupt: bool = True,
+) -> Callable[[Callable[P, T]], Callable[P, T]]:
+    """Decorator form of `Pynisher`: every call of the decorated function is limited.
+
+    .. code:: python
+
+        @restricted(memory=(1, "GB"), wall_time=14)
+        def f(x: int) -> int:
+            return x * 2
+
+    Every argument is passed on to `Pynisher` (upstream dropped ``context`` and the flags), and
+    the arguments are validated when decorating. Must be called with arguments:
+    ``@restricted`` alone raises ``ValueError``.
+    """
+    if callable(name):
+        raise ValueError("Please pass arguments to decorator `@restricted`")
+    if not supports("decorator"):
+        raise ValueError(f"`@restricted(...)` is not supported on {sys.platform}, use `limit`")
+
+    def decorator(func: Callable[P, T]) -> Callable[P, T]:
+        limited: Pynisher[P, T] = Pynisher(
+            func,
+            name=name,
+            memory=memory,
+            cpu_time=cpu_time,
+            wall_time=wall_time,
+            context=context,
+            raises=raises,
+            warnings=warnings,
+            wrap_errors=wrap_errors,
+            terminate_child_processes=terminate_child_processes,
+            forceful_keyboard_interrupt=forceful_keyboard_interrupt,
+        )
+
+        @wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            return limited(*args, **kwargs)
+
+        wrapper.pynisher = limited  # type: ignore[attr-defined]  # lets callers inspect the limits
+        return wrapper
+
+    return decorator

@@ -1,0 +1,67 @@
+"""Unit conversion and formatting helpers (same names and behaviour as pynisher 1.0.10)."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Callable
+
+__all__ = ["memconvert", "timeconvert", "callstring"]
+
+# Binary units, as in pynisher 1.x: "KB" means KiB, "MB" MiB, "GB" GiB.
+_MEM_UNITS = {"B": 1, "KB": 2**10, "MB": 2**20, "GB": 2**30}
+_TIME_UNITS = {"s": 1, "m": 60, "h": 60 * 60}
+
+
+def memconvert(x: float, *, frm: str = "B", to: str = "B") -> float:
+    """Convert a memory amount between the units "B", "KB", "MB" and "GB" (case-insensitive).
+
+    The units are binary (1 KB = 1024 B). A result in bytes is rounded to an ``int``; any other
+    target unit gives a float.
+
+    >>> memconvert(1, frm="GB")
+    1073741824
+    >>> memconvert(512, frm="mb", to="gb")
+    0.5
+    """
+    try:
+        u_from = _MEM_UNITS[frm.upper()]
+        u_to = _MEM_UNITS[to.upper()]
+    except KeyError as e:
+        raise ValueError(f"Unknown memory unit {e.args[0]!r}, use one of {list(_MEM_UNITS)}") from None
+    as_target = x * u_from / u_to
+    # Fractional bytes make no sense, as upstream: round to whole bytes.
+    if to.upper() == "B":
+        return round(as_target)
+    return as_target
+
+
+def timeconvert(x: float, *, frm: str = "s", to: str = "s") -> float:
+    """Convert a time amount between the units "s", "m" and "h" (case-insensitive).
+
+    >>> timeconvert(1.5, frm="m")
+    90.0
+    """
+    try:
+        u_from = _TIME_UNITS[frm.lower()]
+        u_to = _TIME_UNITS[to.lower()]
+    except KeyError as e:
+        raise ValueError(f"Unknown time unit {e.args[0]!r}, use one of {list(_TIME_UNITS)}") from None
+    return x * u_from / u_to
+
+
+def callstring(f: Callable[..., Any], *args: Any, **kwargs: Any) -> str:
+    """Render a call of ``f`` with the given arguments as text, e.g. ``"f(1, 2, x=3)"``.
+
+    Used in error messages. Arguments are shown with ``str()`` like upstream.
+    """
+    parts = [str(a) for a in args] + [f"{k}={v}" for k, v in kwargs.items()]
+    param_str = ", ".join(parts)
+    if isinstance(f, partial):
+        name = getattr(f.func, "__name__", str(f.func))
+    elif hasattr(f, "__qualname__"):
+        name = f.__qualname__
+    elif hasattr(f, "__class__"):
+        name = f.__class__.__name__
+    else:  # pragma: no cover - every object has __class__
+        name = str(f)
+    return f"{name}({param_str})"

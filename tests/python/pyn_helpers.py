@@ -1,0 +1,208 @@
+"""Target functions for the API tests.
+
+They live in an importable module (conftest.py puts this directory on PYTHONPATH), so that
+"spawn" and "forkserver" children, Pool workers and Dask workers can unpickle them by reference,
+the way users' own functions travel.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+MIB = 2**20
+
+
+def add(a: int, b: int = 0) -> int:
+    return a + b
+
+
+def return_none() -> None:
+    return None
+
+
+def sleep_and_return(t: float) -> float:
+    time.sleep(t)
+    return t
+
+
+def busy_forever() -> None:
+    while True:
+        pass
+
+
+def busy_for(seconds: float) -> float:
+    """Burn CPU for `seconds` of CPU time, then return it."""
+    start = time.process_time()
+    while time.process_time() - start < seconds:
+        pass
+    return seconds
+
+
+def hog(mib: int) -> int:
+    """Allocate *and touch* `mib` MiB (multiplying a bytearray writes every byte)."""
+    data = bytearray(b"\x01") * (mib * MIB)
+    return len(data)
+
+
+def raise_value_error(msg: str = "bad config") -> None:
+    raise ValueError(msg)
+
+
+def raise_called_process_error() -> None:
+    raise subprocess.CalledProcessError(1, ["cmd", "arg"], output="out", stderr="err")
+
+
+class TwoArgError(Exception):
+    """Constructor needs two arguments: `type(err)(traceback_text)` cannot rebuild it."""
+
+    def __init__(self, code: int, detail: str) -> None:
+        super().__init__(code, detail)
+        self.code = code
+        self.detail = detail
+
+
+def raise_two_arg_error() -> None:
+    raise TwoArgError(7, "detail")
+
+
+def raise_memory_error() -> None:
+    raise MemoryError("raised by the function itself")
+
+
+def raise_file_not_found() -> None:
+    open("/nonexistent-pynisher-test/definitely/not/here")
+
+
+def raise_given(exc: BaseException) -> None:
+    raise exc
+
+
+def raise_timeout_error() -> None:
+    raise TimeoutError("a user TimeoutError")
+
+
+def return_lock() -> Any:
+    return threading.Lock()
+
+
+def exit_with(code: int) -> None:
+    os._exit(code)
+
+
+def sys_exit(code: int) -> None:
+    sys.exit(code)
+
+
+def kill_self(sig: int) -> None:
+    os.kill(os.getpid(), sig)
+    time.sleep(10)
+
+
+def has_parent_marker() -> bool:
+    """True in a forked child of a parent that set the marker, False in a fresh interpreter."""
+    import json
+
+    return hasattr(json, "_pynisher_test_marker")
+
+
+def spawn_sleep_and_return() -> int:
+    """Start `sleep 60` and return right away: the sleep must not outlive the call."""
+    proc = subprocess.Popen(["sleep", "60"])
+    return proc.pid
+
+
+def spawn_sleep_then(pidfile: str, then: str) -> None:
+    """Start `sleep 60`, record its pid, then hang / raise / burn CPU."""
+    proc = subprocess.Popen(["sleep", "60"])
+    with open(pidfile, "w") as fh:
+        fh.write(f"{os.getpid()} {proc.pid}\n")
+    if then == "hang":
+        time.sleep(60)
+    elif then == "raise":
+        raise ValueError("after spawning")
+    elif then == "busy":
+        busy_forever()
+
+
+def clean_up_on_timeout(path: str, kind: str) -> str:
+    """Run into a limit, catch pynisher's soft-signal exception and clean up in the grace period."""
+    import pynisher
+
+    try:
+        if kind == "wall":
+            time.sleep(30)
+        else:
+            busy_forever()
+    except pynisher.TimeoutException as e:
+        with open(path, "w") as fh:
+            fh.write(type(e).__name__)
+        return "cleaned up"
+    return "not reached"
+
+
+def ignore_soft_signals_and_sleep(seconds: float) -> None:
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    time.sleep(seconds)
+
+
+def print_everywhere(x: int) -> int:
+    """Output through Python, through the raw fds and from a child process."""
+    print("py-stdout", flush=True)
+    os.write(1, b"fd-stdout\n")
+    subprocess.run(["sh", "-c", "echo from-child-process"], check=True)
+    sys.stderr.write("py-stderr\n")
+    sys.stderr.flush()
+    os.write(2, b"fd-stderr\n")
+    return x
+
+
+def fork_sleepers(n: int) -> int:
+    """Start `n` sleep processes; an OSError (EAGAIN) propagates when a process cap refuses one."""
+    procs = [subprocess.Popen(["sleep", "30"]) for _ in range(n)]
+    for p in procs:
+        p.kill()
+        p.wait()
+    return n
+
+
+# ---- tasks run inside Pool / Dask workers: each returns the outcome as a string ---------------
+
+
+def limited_task(kind: str) -> str:
+    """Run one limited call of the given kind with the 1.x API and name its outcome."""
+    import pynisher
+
+    calls = {
+        "ok": lambda: pynisher.limit(add, wall_time=5)(1, 2),
+        "wall": lambda: pynisher.limit(sleep_and_return, wall_time=0.5)(30),
+        "memory": lambda: pynisher.limit(hog, memory=(100, "MB"))(500),
+        "cpu": lambda: pynisher.limit(busy_forever, cpu_time=0.5)(),
+        "raise": lambda: pynisher.limit(raise_value_error)("x"),
+    }
+    try:
+        value = calls[kind]()
+    except Exception as e:  # report the type: the test compares it with the expected one
+        return type(e).__name__
+    return f"value:{value}"
+
+
+def limited_task_v0(kind: str) -> str:
+    """Same with the 0.x API: name the exit_status."""
+    import pynisher
+
+    targets = {
+        "ok": (add, dict(wall_time_in_s=5), (1, 2)),
+        "wall": (sleep_and_return, dict(wall_time_in_s=0.5), (30,)),
+        "memory": (hog, dict(mem_in_mb=100), (500,)),
+    }
+    func, limits, args = targets[kind]
+    obj = pynisher.enforce_limits(**limits)(func)
+    result = obj(*args)
+    status = obj.exit_status
+    return "0" if status == 0 else f"{getattr(status, '__name__', status)}:{result}"
