@@ -1,1 +1,472 @@
+//! `pynisher._core`: the Python binding of the pynisher engine.
+//!
+//! Thin on purpose: it turns a dict of limits into [`pynisher::Limits`], starts a call (a forked
+//! Python callable, or a program that sends one result frame), waits for it with the interpreter
+//! lock released, and hands the [`pynisher::Outcome`] back as a plain dict. What a status means to
+//! a user (which exception, which attribute) is decided in Python (`pynisher._run` and the API
+//! modules), never here.
 
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+use pyo3::{create_exception, ffi};
+
+use pynisher::{
+    Backend, Captured, Command, CpuMeasure, Limits, MemoryLimitKind, MemoryMeasure, Observer,
+    Outcome, Status, Stdin,
+};
+
+create_exception!(
+    _core,
+    EngineError,
+    pyo3::exceptions::PyException,
+    "The engine itself failed (a system call, a cgroup file, an unavailable backend); the \
+     call's processes were not started or have been cleaned up."
+);
+
+/// How often the wait loop comes back to check for Ctrl-C and for a cancelled caller.
+const OBSERVE_INTERVAL: Duration = Duration::from_millis(20);
+
+/// The keys `limits` may carry; anything else is a programming error in the Python layer.
+const LIMIT_KEYS: [&str; 11] = [
+    "wall_time",
+    "cpu_time",
+    "memory",
+    "memory_kind",
+    "max_processes",
+    "grace_period",
+    "wall_signal",
+    "cpu_signal",
+    "capture_output",
+    "output_limit",
+    "backend",
+];
+
+fn engine_error(err: pynisher::Error) -> PyErr {
+    match err {
+        pynisher::Error::InvalidLimit { .. } => PyValueError::new_err(err.to_string()),
+        other => EngineError::new_err(other.to_string()),
+    }
+}
+
+fn invalid(param: &str, value: &Bound<'_, PyAny>, reason: &str) -> PyErr {
+    let shown = value
+        .repr()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|_| "?".to_string());
+    PyValueError::new_err(format!("invalid value for {param}: {shown} ({reason})"))
+}
+
+fn seconds(param: &'static str, value: &Bound<'_, PyAny>) -> PyResult<Duration> {
+    let secs: f64 = value
+        .extract()
+        .map_err(|_| invalid(param, value, "must be a number of seconds"))?;
+    pynisher::units::duration_from_secs_f64(param, secs).map_err(engine_error)
+}
+
+fn count(param: &'static str, value: &Bound<'_, PyAny>) -> PyResult<u64> {
+    if value.is_instance_of::<pyo3::types::PyBool>() {
+        return Err(invalid(param, value, "must be an integer, not a bool"));
+    }
+    let n: i128 = value
+        .extract()
+        .map_err(|_| invalid(param, value, "must be an integer"))?;
+    u64::try_from(n).map_err(|_| invalid(param, value, "must be between 1 and 2**64-1"))
+}
+
+fn signal(param: &'static str, value: &Bound<'_, PyAny>) -> PyResult<i32> {
+    // `signal.Signals` members are ints, so they extract as such.
+    let n: i64 = value
+        .extract()
+        .map_err(|_| invalid(param, value, "must be a signal number"))?;
+    i32::try_from(n).map_err(|_| invalid(param, value, "not a signal number"))
+}
+
+/// Builds [`Limits`] from the Python layer's dict. `None` values mean "not set".
+fn limits_from_dict(dict: &Bound<'_, PyDict>) -> PyResult<Limits> {
+    let mut limits = Limits::new();
+    for (key, value) in dict.iter() {
+        let key: String = key
+            .extract()
+            .map_err(|_| PyTypeError::new_err("limit names must be strings"))?;
+        if !LIMIT_KEYS.contains(&key.as_str()) {
+            return Err(PyValueError::new_err(format!(
+                "unknown limit {key:?}; known: {}",
+                LIMIT_KEYS.join(", ")
+            )));
+        }
+        if value.is_none() {
+            continue;
+        }
+        limits = match key.as_str() {
+            "wall_time" => limits.wall_time(seconds("wall_time", &value)?),
+            "cpu_time" => limits.cpu_time(seconds("cpu_time", &value)?),
+            "memory" => limits.memory(count("memory", &value)?),
+            "max_processes" => limits.max_processes(count("max_processes", &value)?),
+            "grace_period" => {
+                let secs: f64 = value
+                    .extract()
+                    .map_err(|_| invalid("grace_period", &value, "must be a number of seconds"))?;
+                if secs == 0.0 {
+                    limits
+                } else if secs.is_nan() || secs < 0.0 {
+                    return Err(invalid("grace_period", &value, "must be zero or more"));
+                } else {
+                    let grace = pynisher::units::duration_from_secs_f64("grace_period", secs)
+                        .map_err(engine_error)?;
+                    limits.grace_period(grace)
+                }
+            }
+            "wall_signal" => limits.wall_signal(signal("wall_signal", &value)?),
+            "cpu_signal" => limits.cpu_signal(signal("cpu_signal", &value)?),
+            "capture_output" => limits.capture_output(value.is_truthy()?),
+            "output_limit" => {
+                let bytes = count("output_limit", &value)?;
+                let bytes = usize::try_from(bytes)
+                    .map_err(|_| invalid("output_limit", &value, "too large"))?;
+                limits.output_limit(bytes)
+            }
+            "memory_kind" => {
+                let kind: String = value.extract()?;
+                limits.memory_kind(match kind.as_str() {
+                    "auto" => MemoryLimitKind::Auto,
+                    "resident" => MemoryLimitKind::Resident,
+                    "address_space" => MemoryLimitKind::AddressSpace,
+                    _ => {
+                        return Err(invalid(
+                            "memory_kind",
+                            &value,
+                            "one of 'auto', 'resident', 'address_space'",
+                        ))
+                    }
+                })
+            }
+            "backend" => {
+                let name: String = value.extract()?;
+                limits.backend(match name.as_str() {
+                    "auto" => Backend::Auto,
+                    "cgroup2" => Backend::CgroupV2,
+                    "cgroup1" => Backend::CgroupV1,
+                    "none" => Backend::ProcessGroup,
+                    _ => {
+                        return Err(invalid(
+                            "backend",
+                            &value,
+                            "one of 'auto', 'cgroup2', 'cgroup1', 'none'",
+                        ))
+                    }
+                })
+            }
+            _ => unreachable!("checked against LIMIT_KEYS"),
+        };
+    }
+    limits.validate().map_err(engine_error)?;
+    Ok(limits)
+}
+
+/// Watches the caller while the engine waits: Ctrl-C (Python's pending signals) and, for the
+/// forkserver's supervisors, the caller's socket (readable = the caller hung up or cancelled).
+struct CallerWatch {
+    /// Run Python's signal handlers at each interval (main thread only; elsewhere it is a no-op).
+    check_signals: bool,
+    /// A descriptor whose readability means "cancel".
+    cancel_fd: Option<RawFd>,
+    /// The exception a signal handler raised (KeyboardInterrupt), re-raised after the wait.
+    raised: Option<PyErr>,
+}
+
+impl CallerWatch {
+    fn cancel_fd_ready(&self) -> bool {
+        let Some(fd) = self.cancel_fd else {
+            return false;
+        };
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN | libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: `pfd` is a valid pollfd on our stack, count 1, zero timeout; a closed or invalid
+        // descriptor only yields POLLNVAL in `revents`.
+        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+        n > 0 && pfd.revents != 0
+    }
+}
+
+impl Observer for CallerWatch {
+    fn interval(&self) -> Option<Duration> {
+        Some(OBSERVE_INTERVAL)
+    }
+
+    fn should_cancel(&mut self) -> bool {
+        if self.raised.is_some() || self.cancel_fd_ready() {
+            return true;
+        }
+        if self.check_signals {
+            if let Err(err) = Python::attach(|py| py.check_signals()) {
+                self.raised = Some(err);
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Lets a started call cross into [`Python::detach`].
+struct SameThread<T>(T);
+// SAFETY: `Python::detach` runs its closure on the calling thread; the value never reaches another
+// thread. The bound exists only to keep Python references out of the closure, and a started call
+// holds none.
+unsafe impl<T> Send for SameThread<T> {}
+
+impl<T> SameThread<T> {
+    /// Unwraps by method, so that closures capture the whole wrapper (and its `Send`), not the
+    /// field.
+    fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+/// What waits for a started call: `|observer| running.wait_observed(observer)`.
+type Outcome8 = Result<Outcome<Vec<u8>>, pynisher::Error>;
+
+/// Waits with the interpreter lock released, then re-raises a KeyboardInterrupt (or any exception
+/// a signal handler raised) once the call's processes are gone.
+fn wait_released<W>(py: Python<'_>, wait: W, cancel_fd: Option<RawFd>) -> PyResult<Outcome<Vec<u8>>>
+where
+    W: FnOnce(&mut dyn Observer) -> Outcome8,
+{
+    // SAFETY: gettid and getpid only read the caller's own ids.
+    let on_main_thread = unsafe { libc::gettid() == libc::getpid() };
+    let mut watch = CallerWatch {
+        check_signals: on_main_thread,
+        cancel_fd,
+        raised: None,
+    };
+    let wait = SameThread(wait);
+    let watch_ref = &mut watch;
+    let result = py.detach(move || (wait.into_inner())(watch_ref));
+    if let Some(err) = watch.raised.take() {
+        return Err(err);
+    }
+    result.map_err(engine_error)
+}
+
+fn status_message(status: &Status) -> Option<String> {
+    match status {
+        Status::Panicked { message } => Some(message.clone()),
+        Status::SpawnFailed { message, .. } => Some(message.clone()),
+        Status::ResultUndecodable { reason } => Some(reason.clone()),
+        _ => None,
+    }
+}
+
+fn put_captured(
+    dict: &Bound<'_, PyDict>,
+    stream: &str,
+    captured: Option<&Captured>,
+) -> PyResult<()> {
+    let py = dict.py();
+    match captured {
+        Some(c) => {
+            dict.set_item(stream, PyBytes::new(py, &c.bytes))?;
+            dict.set_item(format!("{stream}_truncated"), c.truncated)?;
+            dict.set_item(format!("{stream}_total_bytes"), c.total_bytes)?;
+        }
+        None => {
+            dict.set_item(stream, py.None())?;
+            dict.set_item(format!("{stream}_truncated"), false)?;
+            dict.set_item(format!("{stream}_total_bytes"), 0)?;
+        }
+    }
+    Ok(())
+}
+
+/// The outcome as a dict of plain values (picklable, so the forkserver can forward it).
+fn outcome_dict<'py>(
+    py: Python<'py>,
+    outcome: &Outcome<Vec<u8>>,
+    pid: i32,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("status", outcome.status.name())?;
+    d.set_item("message", status_message(&outcome.status))?;
+    d.set_item(
+        "spawn_errno",
+        match &outcome.status {
+            Status::SpawnFailed { errno, .. } => Some(*errno),
+            _ => None,
+        },
+    )?;
+    d.set_item(
+        "value",
+        outcome.value.as_deref().map(|v| PyBytes::new(py, v)),
+    )?;
+    d.set_item("exit_code", outcome.exit_code)?;
+    d.set_item("signal", outcome.signal)?;
+    d.set_item("soft_signal_sent", outcome.soft_signal_sent)?;
+    d.set_item("killed", outcome.killed)?;
+    d.set_item("wall_time", outcome.wall_time.as_secs_f64())?;
+    d.set_item("cpu_user", outcome.cpu_time.user.as_secs_f64())?;
+    d.set_item("cpu_system", outcome.cpu_time.system.as_secs_f64())?;
+    d.set_item(
+        "cpu_measure",
+        match outcome.cpu_measure {
+            CpuMeasure::Cgroup => "cgroup",
+            CpuMeasure::ProcessTree => "process_tree",
+        },
+    )?;
+    d.set_item("peak_memory", outcome.peak_memory)?;
+    d.set_item(
+        "memory_measure",
+        match outcome.memory_measure {
+            MemoryMeasure::CgroupPeak => "cgroup_peak",
+            MemoryMeasure::MaxRssOfOneProcess => "max_rss_of_one_process",
+        },
+    )?;
+    d.set_item(
+        "memory_limit_kind",
+        outcome.memory_limit_kind.map(|k| match k {
+            MemoryLimitKind::Auto => "auto",
+            MemoryLimitKind::Resident => "resident",
+            MemoryLimitKind::AddressSpace => "address_space",
+        }),
+    )?;
+    d.set_item("oom_kills", outcome.oom_kills)?;
+    d.set_item("processes_refused", outcome.processes_refused)?;
+    d.set_item("leftovers_killed", outcome.leftovers_killed)?;
+    d.set_item("output_drain_timed_out", outcome.output_drain_timed_out)?;
+    put_captured(&d, "stdout", outcome.stdout.as_ref())?;
+    put_captured(&d, "stderr", outcome.stderr.as_ref())?;
+    d.set_item("backend", outcome.containment.backend.name())?;
+    let g = &outcome.containment.guarantees;
+    let guarantees = PyDict::new(py);
+    guarantees.set_item("all_descendants_contained", g.all_descendants_contained)?;
+    guarantees.set_item("exact_tree_cpu_time", g.exact_tree_cpu_time)?;
+    guarantees.set_item("tree_memory_limit", g.tree_memory_limit)?;
+    guarantees.set_item("kernel_process_limit", g.kernel_process_limit)?;
+    guarantees.set_item("notes", PyList::new(py, &g.notes)?)?;
+    d.set_item("guarantees", guarantees)?;
+    d.set_item("pid", pid)?;
+    Ok(d)
+}
+
+/// Runs `child()` in a forked copy of this interpreter under `limits` and waits for it.
+///
+/// `child` runs only in the forked process; it must return `bytes` (the encoded result) — an
+/// exception it lets escape becomes status `result_undecodable` with the exception's text. The fork
+/// is wrapped exactly as `os.fork()` wraps it (`PyOS_BeforeFork` / `PyOS_AfterFork_*`, so
+/// `os.register_at_fork` hooks run). While waiting, the interpreter lock is released; Ctrl-C
+/// cancels the call (its processes are killed and reaped) and then raises `KeyboardInterrupt`. When
+/// `cancel_fd` is given, the call is also cancelled as soon as that descriptor becomes readable
+/// or hangs up.
+#[pyfunction]
+#[pyo3(signature = (child, limits, *, cancel_fd=None))]
+fn run_fork<'py>(
+    py: Python<'py>,
+    child: Bound<'py, PyAny>,
+    limits: &Bound<'py, PyDict>,
+    cancel_fd: Option<RawFd>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let limits = limits_from_dict(limits)?;
+    let body = || -> Result<Vec<u8>, String> {
+        // SAFETY: this runs only in the forked child, first thing before any other Python API
+        // use, as CPython's own os.fork does; the forking thread held the interpreter lock, so it
+        // is this thread's after the fork.
+        unsafe { ffi::PyOS_AfterFork_Child() };
+        let encoded = child
+            .call0()
+            .map_err(|err| format!("the child's Python code failed: {err}"))?;
+        let bytes = encoded
+            .cast::<PyBytes>()
+            .map_err(|_| "the child's Python code did not return bytes".to_string())?;
+        Ok(bytes.as_bytes().to_vec())
+    };
+    // SAFETY: we hold the interpreter lock (the `py` token), as os.fork requires for
+    // PyOS_BeforeFork; every BeforeFork is paired with AfterFork_Parent below, and the child calls
+    // AfterFork_Child first (see `body`).
+    unsafe { ffi::PyOS_BeforeFork() };
+    // SAFETY: the child copies only this thread. Python's own locks are reset by
+    // PyOS_AfterFork_Child; like os.fork, we cannot vouch for locks held by other threads of the
+    // caller (user mutexes, C libraries), which is the documented hazard of the fork context.
+    let started = unsafe { limits.spawn_closure_bytes(body) };
+    // SAFETY: parent side of the PyOS_BeforeFork above, still holding the interpreter lock.
+    unsafe { ffi::PyOS_AfterFork_Parent() };
+    let running = started.map_err(engine_error)?;
+    let pid = running.pid();
+    let outcome = wait_released(py, |observer| running.wait_observed(observer), cancel_fd)?;
+    outcome_dict(py, &outcome, pid)
+}
+
+/// Runs `argv` under `limits` as a program that sends one result frame on the descriptor named
+/// by `PYNISHER_RESULT_FD`; `stdin` is written to its standard input. `env` entries are set (a
+/// `None` value removes the variable). Waits like [`run_fork`].
+#[pyfunction]
+#[pyo3(signature = (argv, limits, *, stdin=None, env=None, cwd=None, cancel_fd=None))]
+fn run_command<'py>(
+    py: Python<'py>,
+    argv: Vec<std::ffi::OsString>,
+    limits: &Bound<'py, PyDict>,
+    stdin: Option<Vec<u8>>,
+    env: Option<Vec<(std::ffi::OsString, Option<std::ffi::OsString>)>>,
+    cwd: Option<std::path::PathBuf>,
+    cancel_fd: Option<RawFd>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let limits = limits_from_dict(limits)?;
+    let Some((program, args)) = argv.split_first() else {
+        return Err(PyValueError::new_err("argv must not be empty"));
+    };
+    let mut command = Command::new(program).args(args);
+    for (key, value) in env.into_iter().flatten() {
+        command = match value {
+            Some(value) => command.env(key, value),
+            None => command.env_remove(key),
+        };
+    }
+    if let Some(cwd) = cwd {
+        command = command.current_dir(cwd);
+    }
+    command = command.stdin(match stdin {
+        Some(bytes) => Stdin::Bytes(bytes),
+        None => Stdin::Null,
+    });
+    // No Python runs in this child (it execs), so the lock can be released while starting too.
+    let started = py.detach(|| limits.spawn_command_for_result(&command).map(SameThread));
+    let running = started.map_err(engine_error)?.into_inner();
+    let pid = running.pid();
+    let outcome = wait_released(py, |observer| running.wait_observed(observer), cancel_fd)?;
+    outcome_dict(py, &outcome, pid)
+}
+
+/// Checks a dict of limits as a call would, without starting anything; raises `ValueError` naming
+/// the first bad parameter.
+#[pyfunction]
+fn check_limits(limits: &Bound<'_, PyDict>) -> PyResult<()> {
+    limits_from_dict(limits).map(drop)
+}
+
+/// The containment backends usable on this machine, strongest first (`"cgroup2"`, `"cgroup1"`,
+/// `"none"`).
+#[pyfunction]
+fn available_backends() -> Vec<&'static str> {
+    pynisher::available_backends()
+        .into_iter()
+        .map(Backend::name)
+        .collect()
+}
+
+/// The native half of pynisher's Python package. Private: use `pynisher`.
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(run_fork, m)?)?;
+    m.add_function(wrap_pyfunction!(run_command, m)?)?;
+    m.add_function(wrap_pyfunction!(check_limits, m)?)?;
+    m.add_function(wrap_pyfunction!(available_backends, m)?)?;
+    m.add("EngineError", m.py().get_type::<EngineError>())?;
+    m.add("RESULT_FD_ENV", pynisher::transport::RESULT_FD_ENV)?;
+    m.add("FRAME_VERSION", pynisher::transport::FRAME_VERSION)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

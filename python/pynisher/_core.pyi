@@ -1,0 +1,77 @@
+"""Type stubs of `pynisher._core`, the engine's binding (private; use `pynisher`)."""
+
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypedDict, Union
+
+__version__: str
+RESULT_FD_ENV: str
+FRAME_VERSION: int
+
+class EngineError(Exception):
+    """The engine itself failed (a system call, a cgroup file, an unavailable backend)."""
+
+class Limits(TypedDict, total=False):
+    wall_time: Optional[float]
+    cpu_time: Optional[float]
+    memory: Optional[int]
+    memory_kind: str
+    max_processes: Optional[int]
+    grace_period: float
+    wall_signal: Optional[int]
+    cpu_signal: Optional[int]
+    capture_output: bool
+    output_limit: Optional[int]
+    backend: str
+
+class Guarantees(TypedDict):
+    all_descendants_contained: bool
+    exact_tree_cpu_time: bool
+    tree_memory_limit: bool
+    kernel_process_limit: bool
+    notes: List[str]
+
+class RawOutcome(TypedDict):
+    status: str
+    message: Optional[str]
+    spawn_errno: Optional[int]
+    value: Optional[bytes]
+    exit_code: Optional[int]
+    signal: Optional[int]
+    soft_signal_sent: Optional[int]
+    killed: bool
+    wall_time: float
+    cpu_user: float
+    cpu_system: float
+    cpu_measure: str
+    peak_memory: Optional[int]
+    memory_measure: str
+    memory_limit_kind: Optional[str]
+    oom_kills: int
+    processes_refused: int
+    leftovers_killed: int
+    output_drain_timed_out: bool
+    stdout: Optional[bytes]
+    stdout_truncated: bool
+    stdout_total_bytes: int
+    stderr: Optional[bytes]
+    stderr_truncated: bool
+    stderr_total_bytes: int
+    backend: str
+    guarantees: Guarantees
+    pid: int
+
+_PathLike = Union[str, bytes]
+
+def run_fork(
+    child: Callable[[], bytes], limits: Mapping[str, object], *, cancel_fd: Optional[int] = None
+) -> RawOutcome: ...
+def run_command(
+    argv: Sequence[_PathLike],
+    limits: Mapping[str, object],
+    *,
+    stdin: Optional[bytes] = None,
+    env: Optional[Sequence[Tuple[_PathLike, Optional[_PathLike]]]] = None,
+    cwd: Optional[_PathLike] = None,
+    cancel_fd: Optional[int] = None,
+) -> RawOutcome: ...
+def check_limits(limits: Mapping[str, object]) -> None: ...
+def available_backends() -> List[str]: ...

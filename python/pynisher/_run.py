@@ -1,0 +1,282 @@
+"""The execution layer: run one function call in a child process under limits.
+
+`run_limited` is the only entry point the API modules use; its contract is
+``docs/python-internal-interface.md``. It chooses how the child starts (``fork``, ``spawn``,
+``forkserver``), hands the limits to the engine (`pynisher._core`), and turns the engine's outcome
+into a `CallResult`. It decides nothing about which exception a user sees.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Callable, Dict, Optional
+
+from pynisher import _core, _worker
+
+CONTEXTS = ("fork", "spawn", "forkserver")
+_MEMORY_KINDS = ("auto", "resident", "address_space")
+_BACKENDS = ("auto", "cgroup2", "cgroup1", "none")
+
+
+@dataclass
+class CallResult:
+    """How one call ended and what it used (see ``docs/python-internal-interface.md``)."""
+
+    status: str
+    returned: bool = False
+    value: Any = None
+    exception: Optional[BaseException] = None
+    traceback: str = ""
+    exit_code: Optional[int] = None
+    signal: Optional[int] = None
+    soft_signal_sent: Optional[int] = None
+    killed: bool = False
+    wall_time: float = 0.0
+    cpu_user: float = 0.0
+    cpu_system: float = 0.0
+    cpu_measure: str = "process_tree"
+    peak_memory: Optional[int] = None
+    memory_measure: str = "max_rss_of_one_process"
+    memory_limit_kind: Optional[str] = None
+    oom_kills: int = 0
+    processes_refused: int = 0
+    leftovers_killed: int = 0
+    stdout: Optional[bytes] = None
+    stderr: Optional[bytes] = None
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    backend: str = "none"
+    guarantees: Dict[str, Any] = field(default_factory=dict)
+    pid: int = 0
+    spawn_errno: Optional[int] = None
+    message: Optional[str] = None
+    context: str = "fork"
+
+    @property
+    def cpu_time(self) -> float:
+        """User + system CPU seconds of the call."""
+        return self.cpu_user + self.cpu_system
+
+
+def _library_error(message: str, cause: Optional[BaseException] = None) -> BaseException:
+    from pynisher import exceptions
+
+    err = exceptions.PynisherException(message)
+    err.__cause__ = cause
+    return err
+
+
+def _limits_dict(
+    *,
+    wall_time: Optional[float],
+    cpu_time: Optional[float],
+    memory: Optional[int],
+    memory_kind: str,
+    max_processes: Optional[int],
+    grace_period: float,
+    wall_signal: Optional[int],
+    cpu_signal: Optional[int],
+    capture_output: bool,
+    output_limit: Optional[int],
+    backend: str,
+) -> Dict[str, Any]:
+    if memory_kind not in _MEMORY_KINDS:
+        raise ValueError(f"invalid value for memory_kind: {memory_kind!r} (one of {_MEMORY_KINDS})")
+    if backend not in _BACKENDS:
+        raise ValueError(f"invalid value for backend: {backend!r} (one of {_BACKENDS})")
+    if grace_period is None:
+        grace_period = 0.0
+    return {
+        "wall_time": wall_time,
+        "cpu_time": cpu_time,
+        "memory": memory,
+        "memory_kind": memory_kind,
+        "max_processes": max_processes,
+        "grace_period": grace_period,
+        "wall_signal": wall_signal,
+        "cpu_signal": cpu_signal,
+        "capture_output": bool(capture_output),
+        "output_limit": output_limit,
+        "backend": backend,
+    }
+
+
+def _soft_signals(limits: Dict[str, Any]) -> Dict[str, Optional[int]]:
+    """The signals the child should turn into timeout exceptions: only with a grace period
+    (without one the engine kills at once and sends no soft signal).
+
+    Sets the function defaults (SIGALRM, SIGXCPU) in ``limits`` too: the engine would default to
+    SIGTERM for the spawn context, which runs a program.
+    """
+    limits["wall_signal"] = int(limits["wall_signal"] or signal.SIGALRM)
+    limits["cpu_signal"] = int(limits["cpu_signal"] or signal.SIGXCPU)
+    if not limits["grace_period"]:
+        return {"wall_signal": None, "cpu_signal": None}
+    return {
+        "wall_signal": limits["wall_signal"] if limits["wall_time"] else None,
+        "cpu_signal": limits["cpu_signal"] if limits["cpu_time"] else None,
+    }
+
+
+def _flush_std_streams() -> None:
+    # A forked child inherits unflushed buffers and would print them a second time.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:
+            pass
+
+
+def _run_fork(func, args, kwargs, limits, soft) -> Dict[str, Any]:
+    _flush_std_streams()
+    child = partial(
+        _worker.execute,
+        func,
+        args,
+        kwargs,
+        soft["wall_signal"],
+        soft["cpu_signal"],
+        limits["capture_output"],
+    )
+    return _core.run_fork(child, limits)
+
+
+def _spawn_argv() -> list:
+    # Load the worker module by its path, not as `pynisher._worker`: importing the package would
+    # run `pynisher/__init__.py` (the whole API) in every spawned child for nothing. The worker
+    # needs only the standard library; the caller's sys.path replaces the child's before the
+    # function is unpickled.
+    bootstrap = (
+        "import importlib.util as u; s = u.spec_from_file_location('_pynisher_spawn_worker', {!r}); "
+        "m = u.module_from_spec(s); s.loader.exec_module(m); m.main()"
+    ).format(os.path.abspath(_worker.__file__))
+    return [sys.executable, "-c", bootstrap]
+
+
+def call_settings(soft: Dict[str, Optional[int]]) -> Dict[str, Any]:
+    """What a fresh or foreign interpreter needs to find and run the call like the caller would."""
+    return {
+        "sys_path": list(sys.path),
+        "cwd": os.getcwd(),
+        "wall_signal": soft["wall_signal"],
+        "cpu_signal": soft["cpu_signal"],
+    }
+
+
+def encode_call_or_raise(func, args, kwargs, context: str) -> bytes:
+    try:
+        return _worker.encode_call(func, args, kwargs)
+    except Exception as err:
+        raise _library_error(
+            f"Could not pickle the function or its arguments for the {context!r} context "
+            f"({type(err).__name__}: {err}); use context='fork' or make them picklable",
+            err,
+        ) from err
+
+
+def _run_spawn(func, args, kwargs, limits, soft) -> Dict[str, Any]:
+    import pickle
+
+    blob = encode_call_or_raise(func, args, kwargs, "spawn")
+    request = pickle.dumps((call_settings(soft), blob), protocol=pickle.HIGHEST_PROTOCOL)
+    return _core.run_command(_spawn_argv(), limits, stdin=request)
+
+
+def _result_from(raw: Dict[str, Any], context: str) -> CallResult:
+    data = raw.get("value")
+    returned, value, exception, tb = False, None, None, ""
+    if data is not None:
+        returned, value, exception, tb = _worker.decode(data)
+    return CallResult(
+        status=raw["status"],
+        returned=returned,
+        value=value,
+        exception=exception,
+        traceback=tb,
+        exit_code=raw["exit_code"],
+        signal=raw["signal"],
+        soft_signal_sent=raw["soft_signal_sent"],
+        killed=raw["killed"],
+        wall_time=raw["wall_time"],
+        cpu_user=raw["cpu_user"],
+        cpu_system=raw["cpu_system"],
+        cpu_measure=raw["cpu_measure"],
+        peak_memory=raw["peak_memory"],
+        memory_measure=raw["memory_measure"],
+        memory_limit_kind=raw["memory_limit_kind"],
+        oom_kills=raw["oom_kills"],
+        processes_refused=raw["processes_refused"],
+        leftovers_killed=raw["leftovers_killed"],
+        stdout=raw["stdout"],
+        stderr=raw["stderr"],
+        stdout_truncated=raw["stdout_truncated"],
+        stderr_truncated=raw["stderr_truncated"],
+        backend=raw["backend"],
+        guarantees=raw["guarantees"],
+        pid=raw["pid"],
+        spawn_errno=raw["spawn_errno"],
+        message=raw["message"],
+        context=context,
+    )
+
+
+def run_limited(
+    func: Callable[..., Any],
+    args: tuple = (),
+    kwargs: Optional[dict] = None,
+    *,
+    wall_time: Optional[float] = None,
+    cpu_time: Optional[float] = None,
+    memory: Optional[int] = None,
+    memory_kind: str = "auto",
+    max_processes: Optional[int] = None,
+    grace_period: float = 0.0,
+    wall_signal: Optional[int] = None,
+    cpu_signal: Optional[int] = None,
+    capture_output: bool = False,
+    output_limit: Optional[int] = None,
+    context: str = "fork",
+    backend: str = "auto",
+) -> CallResult:
+    """Runs ``func(*args, **kwargs)`` in a child process under the given limits.
+
+    Raises `ValueError` (naming the parameter) for invalid values, `KeyboardInterrupt` after the
+    call's processes are killed and reaped when Ctrl-C arrives during the call, and
+    `pynisher.exceptions.PynisherException` for the library's own failures. Never leaves a process
+    of the call alive.
+    """
+    if context not in CONTEXTS:
+        raise ValueError(f"invalid value for context: {context!r} (one of {CONTEXTS})")
+    limits = _limits_dict(
+        wall_time=wall_time,
+        cpu_time=cpu_time,
+        memory=memory,
+        memory_kind=memory_kind,
+        max_processes=max_processes,
+        grace_period=grace_period,
+        wall_signal=wall_signal,
+        cpu_signal=cpu_signal,
+        capture_output=capture_output,
+        output_limit=output_limit,
+        backend=backend,
+    )
+    _core.check_limits(limits)
+    soft = _soft_signals(limits)
+    kwargs = {} if kwargs is None else kwargs
+    try:
+        if context == "fork":
+            raw = _run_fork(func, args, kwargs, limits, soft)
+        elif context == "spawn":
+            raw = _run_spawn(func, args, kwargs, limits, soft)
+        else:
+            from pynisher import _forkserver
+
+            raw = _forkserver.run(func, args, kwargs, limits, soft)
+    except _core.EngineError as err:
+        raise _library_error(f"pynisher could not run the call: {err}", err) from err
+    return _result_from(raw, context)

@@ -1,0 +1,298 @@
+"""The child's side of a call: run the function, encode what happened, send it back.
+
+Used three ways:
+
+* **fork** and **forkserver**: `execute` / `execute_blob` run inside the forked child (the engine
+  sends the bytes they return as the result frame);
+* **spawn**: ``python -c 'from pynisher._worker import main; main()'`` reads a request from stdin,
+  runs it, and writes one result frame on the descriptor named by ``PYNISHER_RESULT_FD``.
+
+The encoded result is a pickle of one tagged tuple (see `decode` for the parent's side):
+
+* ``("returned", value)``
+* ``("raised", exception, traceback_text)``
+* ``("unpicklable_return", type_name, reason)``
+* ``("unpicklable_exception", type_name, message, traceback_text, reason)``
+
+Everything here must stay cheap to import: it runs in every spawn child.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import struct
+import sys
+import traceback
+from typing import Any, Callable, Dict, Optional, Tuple
+
+#: The environment variable naming the result descriptor (mirrors the engine's RESULT_FD_ENV).
+RESULT_FD_ENV = "PYNISHER_RESULT_FD"
+#: Header of a result frame: magic, version, kind (0 = value), payload length (see transport.rs).
+_FRAME_HEADER = struct.Struct("<4sBBQ")
+_FRAME_MAGIC = b"PYNR"
+_FRAME_VERSION = 1
+_FRAME_VALUE = 0
+
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+def _dumps(obj: Any) -> bytes:
+    """Pickles with the C pickler; falls back to cloudpickle for what only it can handle
+    (lambdas, closures, classes defined in ``__main__`` of a spawned child)."""
+    try:
+        return pickle.dumps(obj, protocol=_PROTOCOL)
+    except Exception:
+        import cloudpickle
+
+        return cloudpickle.dumps(obj, protocol=_PROTOCOL)
+
+
+def _type_name(obj: Any) -> str:
+    cls = type(obj)
+    module = getattr(cls, "__module__", None)
+    name = getattr(cls, "__qualname__", cls.__name__)
+    return name if module in (None, "builtins") else f"{module}.{name}"
+
+
+def _describe(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}"
+
+
+def _flush_std_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:
+            pass
+
+
+def _soft_signal_handler(exception_name: str, signame: str) -> Callable[[int, Any], None]:
+    def handler(signum: int, frame: Any) -> None:
+        from pynisher import exceptions
+
+        cls = getattr(exceptions, exception_name)
+        raise cls(
+            f"{exception_name}: pynisher sent {signame} at the limit; the call is killed after "
+            "its grace period"
+        )
+
+    return handler
+
+
+def install_soft_signal_handlers(wall_signal: Optional[int], cpu_signal: Optional[int]) -> None:
+    """Makes the soft signals of the grace period raise inside the function: the wall-time
+    signal raises `WallTimeoutException`, the CPU-time one `CpuTimeoutException`."""
+    for signum, exception_name in (
+        (cpu_signal, "CpuTimeoutException"),
+        (wall_signal, "WallTimeoutException"),
+    ):
+        if signum:
+            signame = signal.Signals(signum).name
+            signal.signal(signum, _soft_signal_handler(exception_name, signame))
+
+
+def _ignore_soft_signals(wall_signal: Optional[int], cpu_signal: Optional[int]) -> None:
+    """After the function ended, a late soft signal must not break sending its result."""
+    for signum in (wall_signal, cpu_signal):
+        if signum:
+            try:
+                signal.signal(signum, signal.SIG_IGN)
+            except (OSError, ValueError):
+                pass
+
+
+def _encode_returned(value: Any) -> bytes:
+    try:
+        return _dumps(("returned", value))
+    except Exception as err:
+        return _dumps(("unpicklable_return", _type_name(value), _describe(err)))
+
+
+def _encode_raised(exc: BaseException, tb: str) -> bytes:
+    try:
+        data = _dumps(("raised", exc, tb))
+        # An exception may pickle but not unpickle (a constructor whose arguments are not in
+        # `args`); find out here, where the traceback can still be reported.
+        pickle.loads(data)
+        return data
+    except BaseException as err:
+        try:
+            message = str(exc)
+        except Exception:
+            message = "<str() failed>"
+        return _dumps(("unpicklable_exception", _type_name(exc), message, tb, _describe(err)))
+
+
+def rebind_std_streams() -> None:
+    """Points ``sys.stdout`` / ``sys.stderr`` at descriptors 1 and 2.
+
+    For a forked child whose output is captured: the parent's stream objects may write elsewhere
+    than the descriptors (pytest's capture, a notebook kernel), and the capture is at the
+    descriptor level. Line-buffered, so that what was printed before a kill is not lost.
+    """
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        old = getattr(sys, name, None)
+        encoding = getattr(old, "encoding", None) or "utf-8"
+        errors = getattr(old, "errors", None) or "backslashreplace"
+        try:
+            setattr(
+                sys,
+                name,
+                open(fd, "w", encoding=encoding, errors=errors, closefd=False, buffering=1),
+            )
+        except OSError:
+            pass
+
+
+def execute(
+    func: Callable[..., Any],
+    args: Tuple[Any, ...],
+    kwargs: Dict[str, Any],
+    wall_signal: Optional[int] = None,
+    cpu_signal: Optional[int] = None,
+    capture_output: bool = False,
+) -> bytes:
+    """Runs ``func(*args, **kwargs)`` in the call's child and returns the encoded outcome.
+
+    ``wall_signal`` / ``cpu_signal``: the soft signals to turn into timeout exceptions (set only
+    when the call has a grace period). ``capture_output``: rebind the Python-level streams to the
+    (captured) descriptors first.
+    """
+    if capture_output:
+        rebind_std_streams()
+    if wall_signal or cpu_signal:
+        install_soft_signal_handlers(wall_signal, cpu_signal)
+    try:
+        value = func(*args, **kwargs)
+    except BaseException as exc:
+        _ignore_soft_signals(wall_signal, cpu_signal)
+        tb = traceback.format_exc()
+        _flush_std_streams()
+        return _encode_raised(exc, tb)
+    _ignore_soft_signals(wall_signal, cpu_signal)
+    _flush_std_streams()
+    return _encode_returned(value)
+
+
+def encode_call(func: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> bytes:
+    """The caller's side for spawn and forkserver: the call as cloudpickle bytes (lambdas and
+    closures included). Raises whatever cloudpickle raises for an unpicklable call."""
+    import cloudpickle
+
+    return cloudpickle.dumps((func, args, kwargs), protocol=_PROTOCOL)
+
+
+def execute_blob(settings: Dict[str, Any], blob: bytes) -> bytes:
+    """Like `execute`, for a call encoded by `encode_call` in another process.
+
+    ``settings``: ``sys_path`` and ``cwd`` of the caller (applied before unpickling, so the
+    function's module is found), ``wall_signal`` and ``cpu_signal``. A failure to unpickle the
+    call (a module missing here) is reported like an exception raised by the function.
+    """
+    sys_path = settings.get("sys_path")
+    if sys_path is not None:
+        sys.path[:] = sys_path
+    cwd = settings.get("cwd")
+    try:
+        if cwd is not None and cwd != os.getcwd():
+            os.chdir(cwd)
+        func, args, kwargs = pickle.loads(blob)
+    except BaseException as exc:
+        return _encode_raised(exc, traceback.format_exc())
+    return execute(func, args, kwargs, settings.get("wall_signal"), settings.get("cpu_signal"))
+
+
+def decode(data: bytes) -> Tuple[bool, Any, Optional[BaseException], str]:
+    """The parent's side: ``(returned, value, exception, traceback_text)``.
+
+    Failures to decode, unpicklable return values and unpicklable exceptions come back as a
+    `pynisher.exceptions.PynisherException` in ``exception`` that says what happened.
+    """
+    from pynisher import exceptions
+
+    try:
+        message = pickle.loads(data)
+    except BaseException as err:
+        return (
+            False,
+            None,
+            exceptions.PynisherException(
+                f"The result of the call could not be unpickled in the caller: {_describe(err)}"
+            ),
+            "",
+        )
+    tag = message[0]
+    if tag == "returned":
+        return True, message[1], None, ""
+    if tag == "raised":
+        return False, None, message[1], message[2]
+    if tag == "unpicklable_return":
+        _, type_name, reason = message
+        return (
+            False,
+            None,
+            exceptions.PynisherException(
+                f"The function returned a value of type {type_name} that could not be pickled "
+                f"to send it back: {reason}"
+            ),
+            "",
+        )
+    if tag == "unpicklable_exception":
+        _, type_name, text, tb, reason = message
+        return (
+            False,
+            None,
+            exceptions.PynisherException(
+                f"The function raised {type_name}: {text} (the exception itself could not be "
+                f"sent back: {reason})"
+            ),
+            tb,
+        )
+    return (
+        False,
+        None,
+        exceptions.PynisherException(f"Unknown result message {tag!r} from the child"),
+        "",
+    )
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def write_frame(fd: int, payload: bytes) -> None:
+    """Writes one result frame (header + payload) on ``fd``."""
+    data = memoryview(
+        _FRAME_HEADER.pack(_FRAME_MAGIC, _FRAME_VERSION, _FRAME_VALUE, len(payload)) + payload
+    )
+    while data:
+        written = os.write(fd, data)
+        data = data[written:]
+
+
+def main() -> None:
+    """Entry point of a spawned child: request on stdin, result frame on ``PYNISHER_RESULT_FD``."""
+    fd = int(os.environ.pop(RESULT_FD_ENV))
+    request = _read_all(0)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    settings, blob = pickle.loads(request)
+    encoded = execute_blob(settings, blob)
+    write_frame(fd, encoded)
+    os.close(fd)
+    _flush_std_streams()
+    # Like a forked child: no interpreter teardown, no atexit handlers of the function's modules.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Creates (or refreshes) the project-local venv `.venv` with the test tools, then builds the
+# Python package (Rust extension pynisher._core, release profile) and installs it in editable
+# mode. Idempotent: tools are installed only when missing, and the build is skipped when no
+# input changed since the last one.
+#
+#   bash scripts/dev-env.sh            # venv + tools + build
+#   PYNISHER_NO_DASK=1 bash ...        # skip dask[distributed] (only the Dask test needs it)
+#   .venv/bin/python -m pytest tests/python
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+venv="$root/.venv"
+python="${PYTHON:-python3}"
+
+if [ ! -x "$venv/bin/python" ]; then
+    "$python" -m venv "$venv"
+fi
+py="$venv/bin/python"
+
+# Pinned test tooling; bump deliberately.
+tools=(
+    "maturin==1.16.0"
+    "pytest==8.4.2"
+    "pytest-timeout==2.4.0"
+    "cloudpickle==3.1.3"
+)
+if [ -z "${PYNISHER_NO_DASK:-}" ]; then
+    tools+=("dask[distributed]==2026.8.0")
+fi
+stamp="$venv/.pynisher-tools"
+want="$(printf '%s\n' "${tools[@]}")"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    "$py" -m pip install --disable-pip-version-check -q --upgrade pip
+    "$py" -m pip install --disable-pip-version-check -q "${tools[@]}"
+    printf '%s' "$want" > "$stamp"
+fi
+
+# Rebuild only when a build input changed (Rust sources, manifests, pyproject).
+build_stamp="$venv/.pynisher-build"
+inputs_hash="$(
+    { find crates -type f \( -name '*.rs' -o -name 'Cargo.toml' \) -print0 | sort -z | xargs -0 sha256sum
+      sha256sum Cargo.toml Cargo.lock pyproject.toml; } | sha256sum | cut -d' ' -f1
+)"
+so_present="$(ls python/pynisher/_core*.so 2>/dev/null | head -1 || true)"
+if [ -z "$so_present" ] || [ ! -f "$build_stamp" ] || [ "$(cat "$build_stamp")" != "$inputs_hash" ] \
+    || ! "$py" -c 'import pynisher._core' 2>/dev/null; then
+    # maturin develop installs the package in editable mode: python/ is used in place and the
+    # extension module is copied next to the sources.
+    VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" "$venv/bin/maturin" develop --release -q
+    echo "$inputs_hash" > "$build_stamp"
+fi
+"$py" -c 'import pynisher._core as c; print("pynisher._core", c.__version__, "backends:", c.available_backends())'
