@@ -185,6 +185,9 @@ impl CgroupV2Container {
 
     fn kill_everything(&mut self) -> Result<u64, Error> {
         let deadline = Instant::now() + KILL_BUDGET;
+        if self.populated() == Some(false) {
+            return Ok(0);
+        }
         let (killed, empty) = if self.has_kill {
             let found = procs_recursive(&self.leaf).len() as u64;
             write_file(&self.leaf.join("cgroup.kill"), "1")?;

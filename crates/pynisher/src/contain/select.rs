@@ -508,9 +508,17 @@ pub(super) fn procs_recursive(dir: &Path) -> Vec<i32> {
         if let Ok(text) = std::fs::read_to_string(d.join("cgroup.procs")) {
             out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
         }
-        stack.extend(subdirs(&d));
+        if has_subdirs(&d) {
+            stack.extend(subdirs(&d));
+        }
     }
     out
+}
+
+/// Whether a cgroup directory has child cgroups: its link count is 2 + subdirectories, so a
+/// `stat` answers without listing the many control files.
+fn has_subdirs(dir: &Path) -> bool {
+    rustix::fs::stat(dir).map_or(true, |st| st.st_nlink > 2)
 }
 
 fn subdirs(dir: &Path) -> Vec<PathBuf> {
@@ -544,6 +552,10 @@ pub(super) fn kill_until_empty(
 ) -> (HashSet<i32>, bool) {
     let deadline = Instant::now() + budget;
     let mut killed = HashSet::new();
+    // An empty cgroup stays empty (nothing is left inside to fork), so it needs no freezing.
+    if procs_recursive(dir).is_empty() {
+        return (killed, true);
+    }
     loop {
         if let Some(state) = freezer_state {
             freeze_v1(state, deadline);
@@ -592,8 +604,10 @@ fn freeze_v1(state: &Path, deadline: Instant) {
 /// Removes `dir` and every cgroup below it, deepest first, retrying briefly on EBUSY (a killed
 /// process may take a moment to leave).
 pub(super) fn remove_tree(dir: &Path) -> Result<(), Error> {
-    for sub in subdirs(dir) {
-        remove_tree(&sub)?;
+    if has_subdirs(dir) {
+        for sub in subdirs(dir) {
+            remove_tree(&sub)?;
+        }
     }
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
