@@ -1,1 +1,140 @@
-fn main() {}
+//! Per-call overhead and wall-limit precision of the engine, each beside a baseline measured in
+//! the same run (the machines are shared and noisy: compare ratios, not absolute numbers).
+//!
+//! Run: `cargo bench -p pynisher --bench overhead` (add `-- --quick` for fewer iterations).
+//!
+//! Targets (issue 2): a trivial closure ≤ 1.3× a bare fork + pipe + waitpid; wall-limit overshoot
+//! p99 ≤ 5 ms over 20 runs.
+
+use std::time::{Duration, Instant};
+
+use pynisher::{Backend, Command, Limits, Status};
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+fn measure(iterations: usize, mut f: impl FnMut()) -> Vec<Duration> {
+    for _ in 0..iterations / 10 + 1 {
+        f();
+    }
+    let mut times: Vec<Duration> = (0..iterations)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    times
+}
+
+fn report(name: &str, times: &[Duration], baseline: Option<&[Duration]>) {
+    let median = percentile(times, 0.5);
+    let ratio = baseline
+        .map(|b| {
+            format!(
+                "  ratio {:.2}x",
+                median.as_secs_f64() / percentile(b, 0.5).as_secs_f64()
+            )
+        })
+        .unwrap_or_default();
+    println!(
+        "{name:<44} median {:>8.1} µs  p10 {:>8.1} µs  p90 {:>8.1} µs{ratio}",
+        median.as_secs_f64() * 1e6,
+        percentile(times, 0.1).as_secs_f64() * 1e6,
+        percentile(times, 0.9).as_secs_f64() * 1e6,
+    );
+}
+
+/// The floor: fork, the child writes one byte to a pipe and exits, the parent reads and reaps.
+fn bare_fork_pipe_waitpid() {
+    let mut fds = [0; 2];
+    // SAFETY: pipe/fork/write/_exit/read/waitpid/close on our own descriptors and child; the child
+    // only calls async-signal-safe functions.
+    unsafe {
+        libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC);
+        let pid = libc::fork();
+        if pid == 0 {
+            libc::write(fds[1], b"x".as_ptr().cast(), 1);
+            libc::_exit(0);
+        }
+        libc::close(fds[1]);
+        let mut b = 0u8;
+        libc::read(fds[0], (&mut b as *mut u8).cast(), 1);
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+        libc::close(fds[0]);
+    }
+}
+
+/// The floor for a program: fork + exec /bin/true + waitpid via std.
+fn bare_spawn_true() {
+    std::process::Command::new("/bin/true").status().unwrap();
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let n = if quick { 100 } else { 500 };
+    println!("# per-call overhead ({n} calls each, after warm-up)");
+    let base = measure(n, bare_fork_pipe_waitpid);
+    report("baseline: fork + pipe + waitpid", &base, None);
+    let mut backends = vec![Backend::ProcessGroup];
+    backends.extend(
+        pynisher::available_backends()
+            .into_iter()
+            .filter(|b| *b != Backend::ProcessGroup),
+    );
+    for &b in &backends {
+        let limits = Limits::new().backend(b);
+        let closure = measure(n, || {
+            let o = limits.run_closure(|| 42u32).unwrap();
+            assert_eq!(o.value, Some(42));
+        });
+        report(
+            &format!("closure returning 42 [{}]", b.name()),
+            &closure,
+            Some(&base),
+        );
+    }
+    let spawn_base = measure(n / 2, bare_spawn_true);
+    report("baseline: std spawn /bin/true + wait", &spawn_base, None);
+    for &b in &backends {
+        let limits = Limits::new().backend(b);
+        let cmd = Command::new("/bin/true");
+        let times = measure(n / 2, || {
+            assert_eq!(limits.run_command(&cmd).unwrap().status, Status::Completed);
+        });
+        report(
+            &format!("/bin/true [{}]", b.name()),
+            &times,
+            Some(&spawn_base),
+        );
+    }
+
+    let runs = 20;
+    let limit = Duration::from_millis(500);
+    println!("\n# wall-limit overshoot: sleep 5 under a {limit:?} wall limit, {runs} runs");
+    for &b in &backends {
+        let limits = Limits::new().backend(b).wall_time(limit);
+        let cmd = Command::new("sleep").arg("5");
+        let mut overshoot: Vec<Duration> = (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                let o = limits.run_command(&cmd).unwrap();
+                assert_eq!(o.status, Status::WallTimeout);
+                t.elapsed().saturating_sub(limit)
+            })
+            .collect();
+        overshoot.sort();
+        println!(
+            "overshoot [{}]: min {:.2} ms  median {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+            b.name(),
+            overshoot[0].as_secs_f64() * 1e3,
+            percentile(&overshoot, 0.5).as_secs_f64() * 1e3,
+            percentile(&overshoot, 0.99).as_secs_f64() * 1e3,
+            overshoot[runs - 1].as_secs_f64() * 1e3,
+        );
+    }
+}

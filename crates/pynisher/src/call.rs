@@ -100,7 +100,10 @@ impl<T> Drop for Running<T> {
     }
 }
 
-fn decode_value<T>(mut raw: Outcome<Vec<u8>>, decode: fn(Vec<u8>) -> Result<T, String>) -> Outcome<T> {
+fn decode_value<T>(
+    mut raw: Outcome<Vec<u8>>,
+    decode: fn(Vec<u8>) -> Result<T, String>,
+) -> Outcome<T> {
     let bytes = raw.value.take();
     let mut outcome = raw.with_value(None);
     match bytes.map(decode) {

@@ -67,7 +67,11 @@ impl Error {
         }
     }
 
-    pub(crate) fn invalid(param: &'static str, value: impl ToString, reason: impl ToString) -> Self {
+    pub(crate) fn invalid(
+        param: &'static str,
+        value: impl ToString,
+        reason: impl ToString,
+    ) -> Self {
         Error::InvalidLimit {
             param,
             value: value.to_string(),

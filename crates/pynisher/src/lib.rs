@@ -1,12 +1,11 @@
 //! Run a closure or a command in a child process under memory, CPU-time, wall-time and
 //! process-count limits; get back its result, or exactly why it did not finish.
 //!
-//! ```no_run
+//! ```
 //! use std::time::Duration;
 //! use pynisher::{Limits, Status};
 //!
 //! let limits = Limits::new().wall_time(Duration::from_secs(2));
-//! // SAFETY: the example's main thread is the only thread.
 //! let outcome = limits.run_closure(|| (1..=10u64).product::<u64>())?;
 //! assert_eq!(outcome.status, Status::Completed);
 //! assert_eq!(outcome.value, Some(3628800));

@@ -69,7 +69,7 @@ pub enum MemoryLimitKind {
 ///     .max_processes(16)
 ///     .grace_period(Duration::from_millis(200))
 ///     .capture_output(true)
-///     .run_command(Command::new("sleep").arg("5"))?;
+///     .run_command(&Command::new("sleep").arg("5"))?;
 /// assert_eq!(outcome.status, Status::WallTimeout);
 /// # Ok::<(), pynisher::Error>(())
 /// ```
@@ -252,7 +252,10 @@ impl Limits {
                 "must be at least 1 (the call's own process)",
             ));
         }
-        for (param, sig) in [("wall_signal", self.wall_signal), ("cpu_signal", self.cpu_signal)] {
+        for (param, sig) in [
+            ("wall_signal", self.wall_signal),
+            ("cpu_signal", self.cpu_signal),
+        ] {
             if let Some(sig) = sig {
                 if !(1..=64).contains(&sig) || sig == libc::SIGKILL || sig == libc::SIGSTOP {
                     return Err(Error::invalid(

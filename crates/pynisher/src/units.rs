@@ -168,7 +168,15 @@ mod tests {
 
     #[test]
     fn sizes_reject_zero_garbage_and_overflow_naming_the_parameter() {
-        for bad in ["0", "", "-5M", "abc", "5 parsecs", "1e30T", "99999999999999999999999T"] {
+        for bad in [
+            "0",
+            "",
+            "-5M",
+            "abc",
+            "5 parsecs",
+            "1e30T",
+            "99999999999999999999999T",
+        ] {
             let err = parse_size("memory", bad).unwrap_err().to_string();
             assert!(err.contains("memory"), "{bad}: {err}");
         }
@@ -181,7 +189,10 @@ mod tests {
             Duration::from_millis(3_723_500)
         );
         assert_eq!(parse_duration("t", "90").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("t", "1.5").unwrap(), Duration::from_millis(1500));
+        assert_eq!(
+            parse_duration("t", "1.5").unwrap(),
+            Duration::from_millis(1500)
+        );
     }
 
     #[test]

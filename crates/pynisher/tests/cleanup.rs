@@ -48,7 +48,11 @@ fn an_escaped_descendant_holding_the_pipes_cannot_hang_the_call() {
             .drain_timeout(Duration::from_millis(200))
             .run_command(&sh("setsid sh -c 'sleep 3' & echo started"))
             .unwrap();
-        assert!(t.elapsed() < Duration::from_secs(2), "{b:?} {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "{b:?} {:?}",
+            t.elapsed()
+        );
         assert_eq!(o.status, Status::Completed);
         assert_eq!(o.stdout.unwrap().text(), "started\n");
     }
@@ -102,7 +106,12 @@ fn a_thousand_calls_leak_no_descriptors_and_no_zombies() {
         assert_eq!(o.status, Status::Completed);
     }
     // Other tests run in parallel threads and open descriptors of their own; allow for them.
-    assert!(open_fds() <= fds_before + 16, "{} -> {}", fds_before, open_fds());
+    assert!(
+        open_fds() <= fds_before + 16,
+        "{} -> {}",
+        fds_before,
+        open_fds()
+    );
     assert_eq!(zombie_children(), 0);
 }
 
@@ -135,5 +144,8 @@ fn the_call_dies_with_its_supervisor() {
     assert_eq!(o.status, Status::Signaled { signal: 9 });
     let inner: i32 = std::fs::read_to_string(&pidfile).unwrap().parse().unwrap();
     std::fs::remove_file(&pidfile).unwrap();
-    assert!(dead_within(inner, Duration::from_secs(2)), "inner {inner} survived its supervisor");
+    assert!(
+        dead_within(inner, Duration::from_secs(2)),
+        "inner {inner} survived its supervisor"
+    );
 }

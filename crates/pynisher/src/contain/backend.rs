@@ -34,8 +34,9 @@ pub(crate) trait CallContainer: Send {
     /// user code: make `pid` (and so all its future descendants) a member of the call.
     fn adopt(&mut self, pid: i32) -> Result<(), Error>;
 
-    /// Measures the call now. `main` is the pid of the call's first process (still alive or a
-    /// zombie not yet reaped).
+    /// Measures the call now. `main` is the pid of the call's first process while it is alive or
+    /// a zombie not yet reaped, and 0 once the supervisor has reaped it (its pid may then belong
+    /// to someone else).
     fn sample(&mut self, main: i32) -> Sample;
 
     /// High-water mark of memory charged to the call, when the backend measures it.
@@ -51,8 +52,8 @@ pub(crate) trait CallContainer: Send {
     fn signal_all(&mut self, signal: i32);
 
     /// SIGKILLs every process of the call and waits (bounded) until none is alive. Returns how many
-    /// processes it found alive and killed. Zombie children of the supervisor are reaped by the
-    /// supervisor, not here.
+    /// processes other than `main` it found alive and killed. `main` follows the convention of
+    /// [`CallContainer::sample`]. The main process is reaped by the supervisor, not here.
     fn kill_all(&mut self, main: i32) -> Result<u64, Error>;
 
     /// Total CPU time at the end of the call, read after everything is dead (cgroup backends), or

@@ -28,8 +28,22 @@ impl ProcessGroupContainer {
         })
     }
 
-    /// The main process, its descendants, and the members of its process group.
+    /// Whether any process still belongs to the call's process group. The kernel does not reuse
+    /// a pid while any process has it as its process group id, so this holds even after the
+    /// group's leader (the main process) has been reaped.
+    fn group_alive(&self) -> bool {
+        self.pgid > 0 && sys::group_exists(self.pgid)
+    }
+
+    /// The main process (when `main` is not 0), its descendants, the members of its process group
+    /// and their descendants.
     fn members(&self, main: i32) -> Vec<ProcStat> {
+        if main == 0 && !self.group_alive() {
+            // The main process is reaped and its group is empty: nothing can be left that a walk
+            // could find (its children were re-parented away when it exited). This skips a
+            // `/proc` scan on every call that leaves nothing behind.
+            return Vec::new();
+        }
         let all = sys::all_proc_stats();
         let mut children: HashMap<i32, Vec<usize>> = HashMap::new();
         for (i, p) in all.iter().enumerate() {
@@ -39,7 +53,7 @@ impl ProcessGroupContainer {
         let mut stack: Vec<usize> = all
             .iter()
             .enumerate()
-            .filter(|(_, p)| p.pid == main || (self.pgid > 0 && p.pgrp == self.pgid))
+            .filter(|(_, p)| (main != 0 && p.pid == main) || (self.pgid > 0 && p.pgrp == self.pgid))
             .map(|(i, _)| i)
             .collect();
         let mut members = Vec::new();
@@ -159,29 +173,31 @@ impl CallContainer for ProcessGroupContainer {
     }
 
     fn kill_all(&mut self, main: i32) -> Result<u64, Error> {
-        // Stop first so that nobody forks or exits (and re-parents its children away) while we
-        // look, then kill everything found; repeat until a walk finds no live member.
+        // Stop the group first so that nobody forks or exits (re-parenting its children away)
+        // while we look; kill everything found, and look again only while the walk finds
+        // processes outside the group (a new child of a group member is in the group, so the
+        // group kill already covers it).
         let mut killed: HashSet<i32> = HashSet::new();
         for _ in 0..50 {
-            sys::kill_group(self.pgid, libc::SIGSTOP);
-            let live: Vec<i32> = self
-                .members(main)
-                .iter()
-                .filter(|p| p.state != b'Z')
-                .map(|p| p.pid)
-                .collect();
-            if live.is_empty() {
+            let members = self.members(main);
+            if members.is_empty() {
                 break;
             }
-            for &pid in &live {
-                sys::kill_pid(pid, libc::SIGSTOP);
+            sys::kill_group(self.pgid, libc::SIGSTOP);
+            let live: Vec<&ProcStat> = members.iter().filter(|p| p.state != b'Z').collect();
+            for p in &live {
+                if p.pgrp != self.pgid {
+                    sys::kill_pid(p.pid, libc::SIGSTOP);
+                }
             }
-            for &pid in &live {
-                sys::kill_pid(pid, libc::SIGKILL);
-                killed.insert(pid);
+            for p in &live {
+                sys::kill_pid(p.pid, libc::SIGKILL);
+                killed.insert(p.pid);
             }
             sys::kill_group(self.pgid, libc::SIGKILL);
-            std::thread::sleep(Duration::from_millis(1));
+            if live.iter().all(|p| p.pgrp == self.pgid) {
+                break;
+            }
         }
         // Orphans re-parented to us (when we are a subreaper) are ours to reap.
         if sys::is_subreaper() {
@@ -192,7 +208,9 @@ impl CallContainer for ProcessGroupContainer {
                 }
             }
         }
-        killed.remove(&main);
+        if main != 0 {
+            killed.remove(&main);
+        }
         Ok(killed.len() as u64)
     }
 

@@ -19,6 +19,9 @@ use crate::{transport, Command, Error, Limits, Stdin};
 /// The file descriptor number on which a child started for its result finds the result pipe.
 pub(crate) const RESULT_FD: RawFd = 3;
 
+/// A closure's body as the child runs it: the encoded value, or why it could not be encoded.
+pub(crate) type ClosureBody<'f> = Box<dyn FnOnce() -> Result<Vec<u8>, String> + 'f>;
+
 /// What the child runs.
 pub(crate) enum Payload<'f> {
     /// Exec a program; its outcome carries no value.
@@ -26,7 +29,7 @@ pub(crate) enum Payload<'f> {
     /// Exec a program that sends a result frame on [`RESULT_FD`].
     ExecWithResult(Command),
     /// Run a closure in the forked child; it returns the encoded value or an encoding error.
-    Closure(Box<dyn FnOnce() -> Result<Vec<u8>, String> + 'f>),
+    Closure(ClosureBody<'f>),
 }
 
 /// An exec image prepared before the fork: every string already a C string, every pointer array
@@ -44,7 +47,7 @@ pub(crate) struct ExecImage {
 /// Everything the child needs, prepared before the fork.
 pub(crate) struct ChildPlan<'f> {
     pub(crate) exec: Option<ExecImage>,
-    pub(crate) closure: Option<Box<dyn FnOnce() -> Result<Vec<u8>, String> + 'f>>,
+    pub(crate) closure: Option<ClosureBody<'f>>,
     pub(crate) stdin: Stdin,
     pub(crate) wants_result: bool,
     /// `RLIMIT_CPU` backstop (soft, hard) in seconds.
@@ -88,13 +91,8 @@ impl<'f> ChildPlan<'f> {
 }
 
 fn cstring(param: &'static str, bytes: &[u8]) -> Result<CString, Error> {
-    CString::new(bytes).map_err(|_| {
-        Error::invalid(
-            param,
-            String::from_utf8_lossy(bytes),
-            "contains a NUL byte",
-        )
-    })
+    CString::new(bytes)
+        .map_err(|_| Error::invalid(param, String::from_utf8_lossy(bytes), "contains a NUL byte"))
 }
 
 impl ExecImage {
@@ -263,7 +261,13 @@ pub(crate) unsafe fn child_main(plan: ChildPlan<'_>, fds: &ChildFds) -> ! {
         // Own process group: signals for the call reach the whole group.
         libc::setpgid(0, 0);
         // Die with the supervisor; re-check the parent in case it died before the prctl.
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
         if libc::getppid() != fds.parent_pid {
             libc::_exit(SETUP_FAILED_EXIT);
         }

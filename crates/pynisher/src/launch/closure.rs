@@ -7,15 +7,12 @@
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use super::child::RESULT_FD;
+use super::child::{ClosureBody, RESULT_FD};
 use crate::transport::{encode_frame, FrameKind};
 
 /// Runs `closure`, writes its result frame on [`RESULT_FD`], and exits without running the
 /// caller's destructors or `atexit` handlers (they belong to the parent's state).
-pub(crate) fn run_and_exit(
-    closure: Box<dyn FnOnce() -> Result<Vec<u8>, String> + '_>,
-    error_write: i32,
-) -> ! {
+pub(crate) fn run_and_exit(closure: ClosureBody<'_>, error_write: i32) -> ! {
     // SAFETY: the set-up error pipe is ours and no longer needed once user code starts.
     unsafe {
         libc::close(error_write);
@@ -46,7 +43,8 @@ pub(crate) fn run_and_exit(
         };
         if n > 0 {
             written += n as usize;
-        } else if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+        } else if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+        {
             continue;
         } else {
             break;

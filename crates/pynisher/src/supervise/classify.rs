@@ -163,7 +163,9 @@ mod tests {
             setup_error: Some((step::EXEC, libc::ENOENT)),
             ..facts()
         };
-        assert!(matches!(classify(f).0, Status::SpawnFailed { errno, .. } if errno == libc::ENOENT));
+        assert!(
+            matches!(classify(f).0, Status::SpawnFailed { errno, .. } if errno == libc::ENOENT)
+        );
     }
 
     #[test]

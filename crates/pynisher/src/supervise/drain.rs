@@ -42,8 +42,7 @@ impl BoundedCapture {
         }
         if chunk.len() >= self.tail_limit {
             self.tail.clear();
-            self.tail
-                .extend(&chunk[chunk.len() - self.tail_limit..]);
+            self.tail.extend(&chunk[chunk.len() - self.tail_limit..]);
         } else {
             let overflow = (self.tail.len() + chunk.len()).saturating_sub(self.tail_limit);
             self.tail.drain(..overflow);

@@ -119,7 +119,7 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
                 rustix::fs::Mode::empty(),
             )
             .map_err(|e| Error::sys("opening /dev/null", e))?;
-            (None, Some(OwnedFd::from(null)))
+            (None, Some(null))
         }
         Stdin::Bytes(bytes) => {
             let (r, w) = pipe("creating the stdin pipe")?;
@@ -162,7 +162,14 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
         unsafe { child_main(plan, &fds) }
     }
     drop(plan);
-    drop((release_read, error_write, stdout_child, stderr_child, result_child, stdin_child));
+    drop((
+        release_read,
+        error_write,
+        stdout_child,
+        stderr_child,
+        result_child,
+        stdin_child,
+    ));
 
     let give_up = |container: &mut Box<dyn CallContainer>, err: Error| {
         sys::kill_pid(pid, libc::SIGKILL);
@@ -179,7 +186,10 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
     }
     // Release the child: from here on it runs inside its container.
     if let Err(e) = rustix::io::write(&release_write, &[1]) {
-        return Err(give_up(&mut container, Error::sys("releasing the child", e)));
+        return Err(give_up(
+            &mut container,
+            Error::sys("releasing the child", e),
+        ));
     }
     let released_at = Instant::now();
     drop(release_write);
@@ -200,7 +210,8 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
         })
         .transpose()?;
     if let Some(fd) = &result_pipe {
-        sys::set_nonblocking(fd.as_fd()).map_err(|e| Error::sys("configuring the result pipe", e))?;
+        sys::set_nonblocking(fd.as_fd())
+            .map_err(|e| Error::sys("configuring the result pipe", e))?;
     }
     sys::set_nonblocking(error_read.as_fd()).map_err(|e| Error::sys("configuring a pipe", e))?;
 
@@ -240,16 +251,20 @@ impl Loop {
             return Ok(());
         }
         let soft = match reason {
-            Status::WallTimeout => Some(started.limits.wall_signal.unwrap_or(if started.is_closure {
-                libc::SIGALRM
-            } else {
-                libc::SIGTERM
-            })),
-            Status::CpuTimeout => Some(started.limits.cpu_signal.unwrap_or(if started.is_closure {
-                libc::SIGXCPU
-            } else {
-                libc::SIGTERM
-            })),
+            Status::WallTimeout => {
+                Some(started.limits.wall_signal.unwrap_or(if started.is_closure {
+                    libc::SIGALRM
+                } else {
+                    libc::SIGTERM
+                }))
+            }
+            Status::CpuTimeout => {
+                Some(started.limits.cpu_signal.unwrap_or(if started.is_closure {
+                    libc::SIGXCPU
+                } else {
+                    libc::SIGTERM
+                }))
+            }
             _ => None,
         };
         self.recorded = Some(reason);
@@ -272,7 +287,11 @@ impl Loop {
 }
 
 /// How long until the next CPU / process-count sample.
-fn sample_interval(limits: &Limits, container_counts_processes: bool, used: Duration) -> Option<Duration> {
+fn sample_interval(
+    limits: &Limits,
+    container_counts_processes: bool,
+    used: Duration,
+) -> Option<Duration> {
     let mut interval: Option<Duration> = None;
     if let Some(limit) = limits.cpu_time {
         // The call cannot burn its remaining budget faster than on every CPU at once; sampling at
@@ -297,7 +316,10 @@ fn min_instant(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 
 /// Reads whatever the pipes hold now.
 fn read_pipes(started: &mut Started, result: &mut FrameReader, buf: &mut [u8]) {
-    for pipe in [started.stdout.as_mut(), started.stderr.as_mut()].into_iter().flatten() {
+    for pipe in [started.stdout.as_mut(), started.stderr.as_mut()]
+        .into_iter()
+        .flatten()
+    {
         pipe.read_available(buf);
     }
     if let Some(fd) = started.result.as_ref() {
@@ -352,7 +374,10 @@ pub(crate) fn supervise(
 
         let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(5);
         fds.push(PollFd::new(&started.pidfd, PollFlags::IN));
-        for pipe in [started.stdout.as_ref(), started.stderr.as_ref()].into_iter().flatten() {
+        for pipe in [started.stdout.as_ref(), started.stderr.as_ref()]
+            .into_iter()
+            .flatten()
+        {
             if let Some(fd) = pipe.fd.as_ref() {
                 fds.push(PollFd::new(fd, PollFlags::IN));
             }
@@ -394,9 +419,11 @@ pub(crate) fn supervise(
                     state.record(Status::CpuTimeout, &mut started, now)?;
                 }
             }
-            if let (Some(max), Some(live), false) =
-                (started.limits.max_processes, sample.live_processes, counts_processes)
-            {
+            if let (Some(max), Some(live), false) = (
+                started.limits.max_processes,
+                sample.live_processes,
+                counts_processes,
+            ) {
                 if live > max && state.recorded.is_none() {
                     state.record(Status::ProcessLimit, &mut started, now)?;
                 }
@@ -440,9 +467,12 @@ fn finish(
     mut buf: Vec<u8>,
 ) -> Result<Outcome<Vec<u8>>, Error> {
     let pid = started.pid;
-    // One last look while the main process is a zombie: its times and its leftovers' times.
-    let last = started.container.sample(pid);
-    let leftovers_killed = started.container.kill_all(pid)?;
+    // Reap the main process first: its rusage covers itself and what it reaped. From here on its
+    // pid is not ours, so the container is told 0.
+    let reaped = sys::wait4_blocking(pid).map_err(|e| Error::sys("wait4", e))?;
+    // One last look at what is left (CPU of leftovers), then kill them.
+    let last = started.container.sample(0);
+    let leftovers_killed = started.container.kill_all(0)?;
     state.killed |= leftovers_killed > 0;
 
     // Read what is left; a descendant that escaped the kill may hold a pipe open, so bound it.
@@ -464,7 +494,10 @@ fn finish(
             drain_timed_out = true;
             break;
         }
-        let mut fds: Vec<PollFd<'_>> = open.iter().map(|fd| PollFd::new(fd, PollFlags::IN)).collect();
+        let mut fds: Vec<PollFd<'_>> = open
+            .iter()
+            .map(|fd| PollFd::new(fd, PollFlags::IN))
+            .collect();
         let left = drain_deadline - now;
         let ts = rustix::time::Timespec {
             tv_sec: left.as_secs() as i64,
@@ -475,8 +508,6 @@ fn finish(
             Err(e) => return Err(Error::sys("poll", e)),
         }
     }
-
-    let reaped = sys::wait4_blocking(pid).map_err(|e| Error::sys("wait4", e))?;
 
     let mut setup = [0u8; 8];
     let setup_error = match rustix::io::read(started.setup_error.as_fd(), &mut setup) {
@@ -490,19 +521,19 @@ fn finish(
     let (cpu_time, cpu_measure) = match started.container.final_cpu() {
         Some(cpu) => (cpu, CpuMeasure::Cgroup),
         None => {
-            // The largest view wins: the main process's rusage (itself and what it reaped), the
-            // sample taken as it exited, and the sample that decided a CPU limit (processes killed
-            // since then were never reaped by a member of the call, so their time is only there).
-            let cpu = [last.cpu, state.last_sample.cpu]
-                .into_iter()
-                .flatten()
-                .fold(reaped.cpu, |best, c| {
-                    if c.total() > best.total() {
-                        c
-                    } else {
-                        best
-                    }
-                });
+            // The larger view wins: the main process's rusage (itself and what it reaped) plus
+            // the leftovers seen after it exited, or the sample that decided a CPU limit
+            // (processes killed since then were never reaped by a member of the call, so their
+            // time is only there).
+            let leftovers = last.cpu.unwrap_or_default();
+            let at_exit = CpuTime {
+                user: reaped.cpu.user + leftovers.user,
+                system: reaped.cpu.system + leftovers.system,
+            };
+            let cpu = match state.last_sample.cpu {
+                Some(decided) if decided.total() > at_exit.total() => decided,
+                _ => at_exit,
+            };
             (cpu, CpuMeasure::ProcessTree)
         }
     };

@@ -21,10 +21,7 @@ pub fn become_subreaper() -> io::Result<()> {
 
 /// Whether this process is a child subreaper.
 pub(crate) fn is_subreaper() -> bool {
-    rustix::process::child_subreaper()
-        .ok()
-        .flatten()
-        .is_some()
+    rustix::process::child_subreaper().ok().flatten().is_some()
 }
 
 /// Number of threads of this process.
@@ -62,6 +59,12 @@ pub(crate) fn kill_group(pgid: i32, signal: i32) {
     unsafe {
         libc::kill(-pgid, signal);
     }
+}
+
+/// Whether any process has process group id `pgid` (signal 0 probes without sending).
+pub(crate) fn group_exists(pgid: i32) -> bool {
+    // SAFETY: kill(2) with signal 0 only checks existence and permission.
+    unsafe { libc::kill(-pgid, 0) == 0 }
 }
 
 /// Sends `signal` to one process by pid; a process that is gone is fine.
