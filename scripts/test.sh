@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every quality gate and every test of the project, Rust and Python, and fails on the first
+# failure. Installs what it needs into the project (a local venv for Python); needs cargo and python3.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked -q
+
+step "cargo test (engine and CLI)"
+cargo test --locked
+
+step "Python package: venv, build, pytest"
+bash scripts/dev-env.sh
+.venv/bin/python -m pytest tests/python -q
