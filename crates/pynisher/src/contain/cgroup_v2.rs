@@ -444,4 +444,49 @@ mod tests {
         assert!(!leaf.exists());
         assert_eq!(term_signal(child.wait()), Some(libc::SIGKILL));
     }
+
+    #[test]
+    fn memory_controller_limits_counts_oom_and_peak() {
+        let Some(env) = v2_or_skip() else { return };
+        if !env.has_memory {
+            eprintln!("skipped: no memory controller in {}", env.parent.display());
+            return;
+        }
+        let mut c = CgroupV2Container::open(&env, &Limits::new().memory(100 << 20)).unwrap();
+        assert!(c.enforces_memory());
+        assert_eq!(read_u64(&c.leaf.join("memory.max")), Some(100 << 20));
+        let child = spawn_blocked("python3", &["-c", "b = b'x' * (300 << 20)"]);
+        c.adopt(child.pid()).unwrap();
+        let child = child.release();
+        assert_eq!(term_signal(child.wait()), Some(libc::SIGKILL));
+        assert!(c.oom_kills() >= 1);
+        if let Some(peak) = c.memory_peak() {
+            assert!(peak <= 100 << 20 && peak > 90 << 20, "peak {peak}");
+        }
+        c.kill_all(0).unwrap();
+        c.close().unwrap();
+    }
+
+    #[test]
+    fn pids_controller_refuses_forks_and_counts_them() {
+        let Some(env) = v2_or_skip() else { return };
+        if !env.has_pids {
+            eprintln!("skipped: no pids controller in {}", env.parent.display());
+            return;
+        }
+        let mut c = CgroupV2Container::open(&env, &Limits::new().max_processes(64)).unwrap();
+        assert!(c.enforces_processes());
+        let child = spawn_blocked("python3", &["-c", FORK_BOMB]);
+        c.adopt(child.pid()).unwrap();
+        let child = child.release();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while c.processes_refused() == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(c.processes_refused() > 0);
+        assert!(c.sample(child.pid).live_processes.unwrap() <= 64);
+        assert!(c.kill_all(child.pid).unwrap() >= 2);
+        assert_eq!(term_signal(child.wait()), Some(libc::SIGKILL));
+        c.close().unwrap();
+    }
 }
