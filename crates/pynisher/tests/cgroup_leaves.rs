@@ -4,10 +4,15 @@
 //! A separate test binary (its own process) so that no other test's call is in flight while the
 //! directories are counted.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use pynisher::{Backend, Command, Limits, Status};
+
+/// Tests that count leaves run one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
 
 /// The `pynisher` parent directories of this process's leaves, from `/proc/self/cgroup` and the
 /// conventional mount points.
@@ -47,6 +52,7 @@ fn my_leaves(parent: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn no_cgroup_directory_is_left_after_1000_calls() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let backends: Vec<Backend> = pynisher::available_backends()
         .into_iter()
         .filter(|b| *b != Backend::ProcessGroup)
@@ -75,6 +81,58 @@ fn no_cgroup_directory_is_left_after_1000_calls() {
         }
         for parent in &parents {
             let left = my_leaves(parent);
+            assert!(left.is_empty(), "{backend:?}: left behind {left:?}");
+        }
+    }
+}
+
+#[test]
+fn concurrent_calls_from_eight_threads_get_their_own_leaves_and_leave_none() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let backends: Vec<Backend> = pynisher::available_backends()
+        .into_iter()
+        .filter(|b| *b != Backend::ProcessGroup)
+        .collect();
+    if backends.is_empty() {
+        eprintln!("skipped: no cgroup backend on this machine");
+        return;
+    }
+    for backend in backends {
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    let limits = Limits::new()
+                        .backend(backend)
+                        .max_processes(4)
+                        .wall_time(Duration::from_secs(5))
+                        .capture_output(true);
+                    let mut names = Vec::new();
+                    for i in 0..100 {
+                        // The call reports the leaf it ran in.
+                        let outcome = limits
+                            .run_command(&Command::new("cat").arg("/proc/self/cgroup"))
+                            .unwrap();
+                        assert_eq!(outcome.status, Status::Completed, "thread {t} call {i}");
+                        let text = outcome.stdout.unwrap().text();
+                        let leaves: HashSet<&str> = text
+                            .lines()
+                            .filter_map(|l| l.rsplit('/').next())
+                            .filter(|n| n.starts_with("call-"))
+                            .collect();
+                        assert_eq!(leaves.len(), 1, "{backend:?}: {text}");
+                        names.extend(leaves.into_iter().map(str::to_string));
+                    }
+                    names
+                })
+            })
+            .collect();
+        let mut all = HashSet::new();
+        for t in threads {
+            all.extend(t.join().unwrap());
+        }
+        assert_eq!(all.len(), 800, "{backend:?}: calls shared a leaf");
+        for parent in leaf_parents(backend) {
+            let left = my_leaves(&parent);
             assert!(left.is_empty(), "{backend:?}: left behind {left:?}");
         }
     }
