@@ -36,6 +36,7 @@ import multiprocessing
 import multiprocessing.context
 import signal
 import sys
+import traceback
 import warnings as _warnings
 from functools import wraps
 from typing import Any, Callable, Dict, Generic, List, Optional, Tuple, TypeVar, Union
@@ -300,9 +301,12 @@ class _WrapErrors:
             wrapped = _wrap_error(err, self.wrap_errors, self.memory, self.cpu_time, self.wall_time)
             if wrapped is None:
                 raise
-            # `from err` keeps the original in the traceback text that travels to the parent;
-            # pickling drops __cause__, so the original type is not unpickled there.
-            raise wrapped from err
+            original = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+        # Raised outside the `except` block and with the original only as *text*: some pickle
+        # reducers (tblib, installed by dask.distributed) also pickle __cause__ / __context__,
+        # which would ship the original exception -- and import its module -- in the parent.
+        wrapped.__cause__ = RemoteTraceback(original)
+        raise wrapped
 
 
 # --------------------------------------------------------------------------------------------

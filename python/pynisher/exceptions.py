@@ -68,6 +68,14 @@ class MemoryLimitException(PynisherException, MemoryError):
     Also a ``MemoryError`` so that code written as ``except MemoryError`` keeps working.
     """
 
+    def __new__(cls, *args: object, **kwargs: object) -> "MemoryLimitException":
+        # Attribute lookup finds MemoryError.__new__, but the C-level constructor this class
+        # inherits through its first base is BaseException's; calling the former with this class
+        # raises "MemoryError.__new__(MemoryLimitException) is not safe". Pickle reducers that
+        # rebuild exceptions with `cls.__new__(cls, *args)` (tblib, which dask.distributed
+        # installs process-wide) do exactly that, so route __new__ to the matching constructor.
+        return PynisherException.__new__(cls, *args)
+
 
 #: 0.x spelling (lower-case "l"); the very same class as `MemoryLimitException`.
 MemorylimitException = MemoryLimitException

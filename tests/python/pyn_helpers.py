@@ -171,6 +171,12 @@ def fork_sleepers(n: int) -> int:
     return n
 
 
+def is_daemon() -> bool:
+    import multiprocessing
+
+    return multiprocessing.current_process().daemon
+
+
 # ---- tasks run inside Pool / Dask workers: each returns the outcome as a string ---------------
 
 

@@ -73,6 +73,30 @@ def test_exceptions_pickle_round_trip(cls: type) -> None:
     assert str(back) == "message"
 
 
+@pytest.mark.parametrize("cls", [pynisher.MemoryLimitException, pynisher.WallTimeoutException,
+                                 pynisher.AnythingException])
+def test_exceptions_rebuild_with_dunder_new(cls: type) -> None:
+    # tblib (installed process-wide by dask.distributed) unpickles exceptions with
+    # `cls.__new__(cls, *args)`; for MemoryLimitException that used to raise TypeError.
+    err = cls.__new__(cls, "message")
+    assert type(err) is cls and err.args == ("message",)
+
+
+def test_exceptions_survive_tblib_pickling() -> None:
+    tblib_pickling = pytest.importorskip("tblib.pickling_support", reason="tblib is not installed")
+    code = (
+        "import pickle, tblib.pickling_support as t, pynisher\n"
+        "t.install()\n"
+        "for cls in (pynisher.MemoryLimitException, pynisher.WallTimeoutException):\n"
+        "    e = pickle.loads(pickle.dumps(cls('m')))\n"
+        "    assert type(e) is cls and e.args == ('m',), e\n"
+        "print('ok')\n"
+    )
+    del tblib_pickling
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "ok", out.stderr
+
+
 def test_class_aliases_on_pynisher() -> None:
     for name in ("WallTimeoutException", "CpuTimeoutException", "MemoryLimitException",
                  "PynisherException", "TimeoutException"):
