@@ -62,7 +62,11 @@ class RawOutcome(TypedDict):
 _PathLike = Union[str, bytes]
 
 def run_fork(
-    child: Callable[[], bytes], limits: Mapping[str, object], *, cancel_fd: Optional[int] = None
+    child: Callable[[], bytes],
+    limits: Mapping[str, object],
+    *,
+    cancel_fd: Optional[int] = None,
+    on_start: Optional[Callable[[int], object]] = None,
 ) -> RawOutcome: ...
 def run_command(
     argv: Sequence[_PathLike],
@@ -72,6 +76,7 @@ def run_command(
     env: Optional[Sequence[Tuple[_PathLike, Optional[_PathLike]]]] = None,
     cwd: Optional[_PathLike] = None,
     cancel_fd: Optional[int] = None,
+    on_start: Optional[Callable[[int], object]] = None,
 ) -> RawOutcome: ...
 def check_limits(limits: Mapping[str, object]) -> None: ...
 def available_backends() -> List[str]: ...

@@ -23,10 +23,15 @@ Shape::
   outcome back. The engine's observer watches the socket: when the caller hangs up (Ctrl-C, death)
   the call is cancelled and its process tree killed.
 * The server and supervisors ignore SIGINT: a terminal's Ctrl-C is the caller's to handle.
+* The server is also the **janitor** of the fork and spawn contexts: those calls' children are
+  children of the caller and die with it (the engine sets PDEATHSIG), but what *they* started
+  would not. The caller registers each such call's process group (`Server.watch`) while it runs;
+  when the caller dies, the server kills the registered groups before it exits.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import pickle
 import select
@@ -40,6 +45,7 @@ from functools import partial
 from typing import Any, Dict, Optional
 
 _LENGTH = struct.Struct("<Q")
+_PID = struct.Struct("<i")
 #: Environment variable telling the server its control descriptor.
 _CONTROL_FD_ENV = "PYNISHER_FORKSERVER_FD"
 #: How long a caller waits, after Ctrl-C, for the supervisor to confirm the tree is gone.
@@ -112,13 +118,25 @@ class _Server:
                 if fd not in (1, 2):
                     os.close(fd)
 
+    def watch(self, pgid: int) -> None:
+        """Asks the server to kill process group ``pgid`` if this process dies before `unwatch`."""
+        with self.lock:
+            self.control.send(b"W" + _PID.pack(pgid))
+
+    def unwatch(self, pgid: int) -> None:
+        with self.lock:
+            self.control.send(b"U" + _PID.pack(pgid))
+
     def close(self) -> None:
+        """Lets the server go (end of file on its control socket) and waits for it briefly."""
         try:
             self.control.close()
         finally:
-            if self.process.poll() is None:
+            try:
+                self.process.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
                 self.process.kill()
-            self.process.wait()
+                self.process.wait()
 
 
 _server: Optional[_Server] = None
@@ -147,7 +165,24 @@ def _get_server() -> _Server:
                 pass
         # A server inherited through fork belongs to the parent: leave it alone, start our own.
         _server = _Server()
+        atexit.register(_shutdown_at_exit, _server)
         return _server
+
+
+def _shutdown_at_exit(server: _Server) -> None:
+    if server.owner == os.getpid():
+        try:
+            server.close()
+        except OSError:
+            pass
+
+
+def get_server() -> Optional[_Server]:
+    """This process's server (started if needed), or None when it cannot be started."""
+    try:
+        return _get_server()
+    except OSError:
+        return None
 
 
 def shutdown() -> None:
@@ -230,60 +265,108 @@ def _reap() -> int:
             return 1
 
 
+class _ServerState:
+    def __init__(self, control: socket.socket, caller_fd: Optional[int]) -> None:
+        self.control = control
+        self.caller_fd = caller_fd
+        self.watched: set = set()
+        self.running = 0
+
+    def handle_one(self) -> bool:
+        """Handles one control message; False when the control socket is closed."""
+        try:
+            message, fds, _, _ = socket.recv_fds(self.control, 16, 3)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        if not message:
+            return False
+        try:
+            kind = message[:1]
+            if kind == b"W":
+                self.watched.add(_PID.unpack(message[1:5])[0])
+            elif kind == b"U":
+                self.watched.discard(_PID.unpack(message[1:5])[0])
+            elif kind == b"C" and len(fds) == 3:
+                _fork_supervisor(fds, self.control, self.caller_fd)
+                self.running = 1
+        finally:
+            for fd in fds:
+                os.close(fd)
+        return True
+
+    def kill_watched(self) -> None:
+        """The caller is gone (or let us go): what it was still running dies with it. Reads
+        the registrations still queued first (the caller may have died before we read them)."""
+        self.control.setblocking(False)
+        for _ in range(100_000):
+            try:
+                message, fds, _, _ = socket.recv_fds(self.control, 16, 3)
+            except OSError:
+                break
+            for fd in fds:
+                os.close(fd)
+            if not message:
+                break
+            if message[:1] == b"W":
+                self.watched.add(_PID.unpack(message[1:5])[0])
+            elif message[:1] == b"U":
+                self.watched.discard(_PID.unpack(message[1:5])[0])
+        for pgid in self.watched:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
 def serve() -> None:
     """The server's main loop (``argv[1]`` is the caller's pid)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     caller = int(sys.argv[1])
     control = socket.socket(fileno=int(os.environ.pop(_CONTROL_FD_ENV)))
-    if os.getppid() != caller:
-        return
     try:
         caller_fd: Optional[int] = os.pidfd_open(caller)
     except (AttributeError, OSError):
-        caller_fd = None  # old kernel: rely on the control socket's end of file
-    # Import now what every call needs, so that supervisors inherit it.
-    from pynisher import _core, _run, _worker  # noqa: F401
-
+        caller_fd = None  # old kernel, or the caller is gone: the control socket's EOF tells
+    state = _ServerState(control, caller_fd)
     try:
-        import cloudpickle  # noqa: F401  (lambdas and closures arrive pickled by value)
-    except ImportError:
-        pass
+        if os.getppid() != caller:
+            return
+        # Import now what every call needs, so that supervisors inherit it.
+        from pynisher import _core, _run, _worker  # noqa: F401
 
-    poller = select.poll()
-    poller.register(control, select.POLLIN)
-    if caller_fd is not None:
-        poller.register(caller_fd, select.POLLIN)
-    running = 0
-    while True:
-        events = poller.poll(1000 if running else None)
-        running = _reap()
-        for fd, _ in events:
-            if fd == caller_fd:
-                return
-            try:
-                message, fds, _, _ = socket.recv_fds(control, 16, 3)
-            except OSError:
-                return
-            if not message:
-                return
-            if len(fds) != 3:
-                for extra in fds:
-                    os.close(extra)
-                continue
-            pid = os.fork()
-            if pid == 0:
-                code = 1
-                try:
-                    control.close()
-                    if caller_fd is not None:
-                        os.close(caller_fd)
-                    _supervise(*fds)
-                    code = 0
-                finally:
-                    os._exit(code)
-            for extra in fds:
-                os.close(extra)
-            running = 1
+        try:
+            import cloudpickle  # noqa: F401  (lambdas and closures arrive pickled by value)
+        except ImportError:
+            pass
+
+        poller = select.poll()
+        poller.register(control, select.POLLIN)
+        if caller_fd is not None:
+            poller.register(caller_fd, select.POLLIN)
+        while True:
+            events = poller.poll(1000 if state.running else None)
+            state.running = _reap()
+            for fd, _ in events:
+                if fd == caller_fd or not state.handle_one():
+                    return
+    finally:
+        state.kill_watched()
+
+
+def _fork_supervisor(fds, control: socket.socket, caller_fd: Optional[int]) -> None:
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            control.close()
+            if caller_fd is not None:
+                os.close(caller_fd)
+            _supervise(*fds)
+            code = 0
+        finally:
+            os._exit(code)
 
 
 def _supervise(conn_fd: int, stdout_fd: int, stderr_fd: int) -> None:

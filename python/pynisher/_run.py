@@ -132,6 +132,36 @@ def _flush_std_streams() -> None:
             pass
 
 
+class _Janitor:
+    """Registers a fork/spawn call's process group with the forkserver process while it runs, so
+    that the call's whole tree is killed if this process is killed (the call's own child dies
+    with us through PDEATHSIG; what it started would survive without this)."""
+
+    def __init__(self) -> None:
+        from pynisher import _forkserver
+
+        self.server = _forkserver.get_server()
+        self.pgid: Optional[int] = None
+
+    def on_start(self, pid: int) -> None:
+        self.pgid = pid
+        if self.server is not None:
+            try:
+                self.server.watch(pid)
+            except OSError:
+                self.server = None
+
+    def __enter__(self) -> "_Janitor":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.server is not None and self.pgid is not None:
+            try:
+                self.server.unwatch(self.pgid)
+            except OSError:
+                pass
+
+
 def _run_fork(func, args, kwargs, limits, soft) -> Dict[str, Any]:
     _flush_std_streams()
     child = partial(
@@ -143,7 +173,8 @@ def _run_fork(func, args, kwargs, limits, soft) -> Dict[str, Any]:
         soft["cpu_signal"],
         limits["capture_output"],
     )
-    return _core.run_fork(child, limits)
+    with _Janitor() as janitor:
+        return _core.run_fork(child, limits, on_start=janitor.on_start)
 
 
 def _spawn_argv() -> list:
@@ -184,7 +215,8 @@ def _run_spawn(func, args, kwargs, limits, soft) -> Dict[str, Any]:
 
     blob = encode_call_or_raise(func, args, kwargs, "spawn")
     request = pickle.dumps((call_settings(soft), blob), protocol=pickle.HIGHEST_PROTOCOL)
-    return _core.run_command(_spawn_argv(), limits, stdin=request)
+    with _Janitor() as janitor:
+        return _core.run_command(_spawn_argv(), limits, stdin=request, on_start=janitor.on_start)
 
 
 def _result_from(raw: Dict[str, Any], context: str) -> CallResult:

@@ -82,7 +82,7 @@ def test_ctrl_c_raises_keyboard_interrupt_promptly_and_kills_the_call(ctx, tmp_p
     assert [p for p in call_pids if process_is_alive(p)] == []
 
 
-@pytest.mark.parametrize("ctx", ["forkserver"])
+@pytest.mark.parametrize("ctx", CONTEXTS)
 def test_killed_caller_takes_the_call_tree_with_it(ctx, tmp_path):
     caller, call_pids = start_caller(ctx, tmp_path)
     caller.kill()

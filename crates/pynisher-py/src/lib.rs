@@ -254,6 +254,13 @@ where
     result.map_err(engine_error)
 }
 
+fn notify_start(on_start: Option<&Bound<'_, PyAny>>, pid: i32) -> PyResult<()> {
+    if let Some(callback) = on_start {
+        callback.call1((pid,))?;
+    }
+    Ok(())
+}
+
 fn status_message(status: &Status) -> Option<String> {
     match status {
         Status::Panicked { message } => Some(message.clone()),
@@ -361,14 +368,16 @@ fn outcome_dict<'py>(
 /// `os.register_at_fork` hooks run). While waiting, the interpreter lock is released; Ctrl-C
 /// cancels the call (its processes are killed and reaped) and then raises `KeyboardInterrupt`. When
 /// `cancel_fd` is given, the call is also cancelled as soon as that descriptor becomes readable
-/// or hangs up.
+/// or hangs up. `on_start(pid)` is called once the child runs (the pid is also its process group);
+/// if it raises, the call is killed and the exception propagates.
 #[pyfunction]
-#[pyo3(signature = (child, limits, *, cancel_fd=None))]
+#[pyo3(signature = (child, limits, *, cancel_fd=None, on_start=None))]
 fn run_fork<'py>(
     py: Python<'py>,
     child: Bound<'py, PyAny>,
     limits: &Bound<'py, PyDict>,
     cancel_fd: Option<RawFd>,
+    on_start: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let limits = limits_from_dict(limits)?;
     let body = || -> Result<Vec<u8>, String> {
@@ -396,15 +405,18 @@ fn run_fork<'py>(
     unsafe { ffi::PyOS_AfterFork_Parent() };
     let running = started.map_err(engine_error)?;
     let pid = running.pid();
+    // On error `running` is dropped unwaited, which kills and reaps the call.
+    notify_start(on_start.as_ref(), pid)?;
     let outcome = wait_released(py, |observer| running.wait_observed(observer), cancel_fd)?;
     outcome_dict(py, &outcome, pid)
 }
 
 /// Runs `argv` under `limits` as a program that sends one result frame on the descriptor named
 /// by `PYNISHER_RESULT_FD`; `stdin` is written to its standard input. `env` entries are set (a
-/// `None` value removes the variable). Waits like [`run_fork`].
+/// `None` value removes the variable). Waits like [`run_fork`], and calls `on_start` likewise.
 #[pyfunction]
-#[pyo3(signature = (argv, limits, *, stdin=None, env=None, cwd=None, cancel_fd=None))]
+#[pyo3(signature = (argv, limits, *, stdin=None, env=None, cwd=None, cancel_fd=None, on_start=None))]
+#[allow(clippy::too_many_arguments)]
 fn run_command<'py>(
     py: Python<'py>,
     argv: Vec<std::ffi::OsString>,
@@ -413,6 +425,7 @@ fn run_command<'py>(
     env: Option<Vec<(std::ffi::OsString, Option<std::ffi::OsString>)>>,
     cwd: Option<std::path::PathBuf>,
     cancel_fd: Option<RawFd>,
+    on_start: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let limits = limits_from_dict(limits)?;
     let Some((program, args)) = argv.split_first() else {
@@ -436,6 +449,7 @@ fn run_command<'py>(
     let started = py.detach(|| limits.spawn_command_for_result(&command).map(SameThread));
     let running = started.map_err(engine_error)?.into_inner();
     let pid = running.pid();
+    notify_start(on_start.as_ref(), pid)?;
     let outcome = wait_released(py, |observer| running.wait_observed(observer), cancel_fd)?;
     outcome_dict(py, &outcome, pid)
 }
