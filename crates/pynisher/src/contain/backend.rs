@@ -34,6 +34,13 @@ pub(crate) trait CallContainer: Send {
     /// user code: make `pid` (and so all its future descendants) a member of the call.
     fn adopt(&mut self, pid: i32) -> Result<(), Error>;
 
+    /// Whether the child must wait for [`CallContainer::adopt`] before it may run user code. A
+    /// backend whose membership the child establishes itself (its own process group) answers
+    /// false, and the child is released before the fork, saving a round trip per call.
+    fn child_waits_for_adoption(&self) -> bool {
+        true
+    }
+
     /// Measures the call now. `main` is the pid of the call's first process while it is alive or
     /// a zombie not yet reaped, and 0 once the supervisor has reaped it (its pid may then belong
     /// to someone else).

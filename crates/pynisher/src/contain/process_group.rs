@@ -135,6 +135,10 @@ impl CallContainer for ProcessGroupContainer {
         false
     }
 
+    fn child_waits_for_adoption(&self) -> bool {
+        false
+    }
+
     fn adopt(&mut self, pid: i32) -> Result<(), Error> {
         // The child calls setpgid(0, 0) itself; set it from here too so that the group exists
         // before the child is released (the classic race of process-group launchers).

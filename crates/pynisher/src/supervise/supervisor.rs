@@ -151,6 +151,11 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
         parent_pid: rustix::process::getpid().as_raw_nonzero().get(),
     };
 
+    let released_before_fork = !container.child_waits_for_adoption();
+    if released_before_fork {
+        rustix::io::write(&release_write, &[1])
+            .map_err(|e| Error::sys("releasing the child", e))?;
+    }
     // SAFETY: fork(2) has no memory-safety preconditions by itself; in the child we only call
     // `child_main`, which is async-signal-safe up to exec or the closure the caller vouched for.
     let pid = unsafe { libc::fork() };
@@ -185,11 +190,13 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
         return Err(give_up(&mut container, e));
     }
     // Release the child: from here on it runs inside its container.
-    if let Err(e) = rustix::io::write(&release_write, &[1]) {
-        return Err(give_up(
-            &mut container,
-            Error::sys("releasing the child", e),
-        ));
+    if !released_before_fork {
+        if let Err(e) = rustix::io::write(&release_write, &[1]) {
+            return Err(give_up(
+                &mut container,
+                Error::sys("releasing the child", e),
+            ));
+        }
     }
     let released_at = Instant::now();
     drop(release_write);
@@ -343,8 +350,27 @@ fn read_pipes(started: &mut Started, result: &mut FrameReader, buf: &mut [u8]) {
 
 /// Supervises a started call until it ends; returns its outcome with the raw result bytes.
 pub(crate) fn supervise(
+    started: Started,
+    observer: &mut dyn Observer,
+) -> Result<Outcome<Vec<u8>>, Error> {
+    // One read buffer per thread, kept across calls: allocating and zeroing 64 KiB per call cost
+    // more than the rest of a trivial call (the pages are also copy-on-write while the child lives).
+    thread_local! {
+        static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let mut buf = READ_BUFFER.with(|b| std::mem::take(&mut *b.borrow_mut()));
+    if buf.len() < 64 * 1024 {
+        buf = vec![0u8; 64 * 1024];
+    }
+    let outcome = supervise_with_buffer(started, observer, &mut buf);
+    READ_BUFFER.with(|b| *b.borrow_mut() = buf);
+    outcome
+}
+
+fn supervise_with_buffer(
     mut started: Started,
     observer: &mut dyn Observer,
+    buf: &mut [u8],
 ) -> Result<Outcome<Vec<u8>>, Error> {
     let mut state = Loop {
         recorded: None,
@@ -354,7 +380,6 @@ pub(crate) fn supervise(
         last_sample: Sample::default(),
     };
     let mut result = FrameReader::default();
-    let mut buf = vec![0u8; 64 * 1024];
     let start = started.released_at;
     let wall_deadline = started.limits.wall_time.map(|w| start + w);
     let counts_processes = started.container.enforces_processes();
@@ -400,7 +425,7 @@ pub(crate) fn supervise(
         drop(fds);
         let now = Instant::now();
 
-        read_pipes(&mut started, &mut result, &mut buf);
+        read_pipes(&mut started, &mut result, buf);
         if let Some(feed) = started.stdin.as_mut() {
             let _ = feed.write_available();
         }
@@ -464,7 +489,7 @@ fn finish(
     mut state: Loop,
     mut result: FrameReader,
     ended_at: Instant,
-    mut buf: Vec<u8>,
+    buf: &mut [u8],
 ) -> Result<Outcome<Vec<u8>>, Error> {
     let pid = started.pid;
     // Reap the main process first: its rusage covers itself and what it reaped. From here on its
@@ -479,7 +504,7 @@ fn finish(
     let drain_deadline = Instant::now() + started.limits.drain_timeout;
     let mut drain_timed_out = false;
     loop {
-        read_pipes(&mut started, &mut result, &mut buf);
+        read_pipes(&mut started, &mut result, buf);
         let open: Vec<BorrowedFd<'_>> = [started.stdout.as_ref(), started.stderr.as_ref()]
             .into_iter()
             .flatten()
