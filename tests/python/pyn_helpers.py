@@ -15,7 +15,26 @@ import threading
 import time
 from typing import Any
 
+import pynisher
+
 MIB = 2**20
+
+
+def proc_state(pid: int) -> "str | None":
+    """State letter from /proc/PID/stat, or None when the process no longer exists."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            stat = fh.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def assert_gone(pid: int) -> None:
+    """Fail unless `pid` is dead. A zombie ("Z") is dead: it only waits for its new parent to
+    reap it (this machine's PID 1 reaps orphans ~2 s late)."""
+    state = proc_state(pid)
+    assert state in (None, "Z"), f"process {pid} still alive, state {state}"
 
 
 def add(a: int, b: int = 0) -> int:
@@ -175,6 +194,13 @@ def is_daemon() -> bool:
     import multiprocessing
 
     return multiprocessing.current_process().daemon
+
+
+@pynisher.restricted(context="spawn", wall_time=20)
+def decorated_spawn(x: int) -> int:
+    """Module-level `@restricted(context="spawn")`: the module attribute is the wrapper, so the
+    function cannot be pickled by reference (upstream refused spawn for this reason)."""
+    return 2 * x
 
 
 # ---- tasks run inside Pool / Dask workers: each returns the outcome as a string ---------------

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from test_api_v1 import assert_gone
+from pyn_helpers import assert_gone
 
 CALLER = textwrap.dedent(
     """

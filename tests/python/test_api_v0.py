@@ -328,7 +328,7 @@ def test_float_limits_are_accepted() -> None:
 
 
 def test_child_processes_gone_after_wall_timeout(tmp_path: Path) -> None:
-    from test_api_v1 import assert_gone
+    from pyn_helpers import assert_gone
 
     pidfile = tmp_path / "pids"
     obj = enforce_limits(wall_time_in_s=0.5)(h.spawn_sleep_then)

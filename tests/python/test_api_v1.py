@@ -28,23 +28,7 @@ from pynisher import (
 from pynisher.exceptions import RemoteTraceback
 
 import pyn_helpers as h
-
-
-def proc_state(pid: int) -> str | None:
-    """State letter from /proc/PID/stat, or None when the process no longer exists."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            stat = fh.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return stat.rsplit(")", 1)[1].split()[0]
-
-
-def assert_gone(pid: int) -> None:
-    # A zombie is dead: it only waits for its (new) parent to reap it; here PID 1 reaps
-    # orphans ~2 s late, so "Z" counts as gone.
-    state = proc_state(pid)
-    assert state in (None, "Z"), f"process {pid} still alive, state {state}"
+from pyn_helpers import assert_gone
 
 
 # ---- results ----------------------------------------------------------------------------------
@@ -81,9 +65,9 @@ def test_wall_timeout(context: str) -> None:
 
 
 @pytest.mark.timing
-def test_wall_timeout_returns_within_100ms_of_limit() -> None:
+def test_wall_timeout_returns_within_100ms_of_limit(context: str) -> None:
     wall = 0.5
-    lf = limit(h.sleep_and_return, wall_time=wall, context="fork")
+    lf = limit(h.sleep_and_return, wall_time=wall, context=context)
     elapsed = []
     for _ in range(3):
         start = time.monotonic()
@@ -310,6 +294,10 @@ def test_restricted_honours_context(method: str, inherits: bool, parent_marker) 
     decorated = restricted(context=method, wall_time=10)(h.has_parent_marker)
     assert decorated() is inherits
     assert decorated.__name__ == "has_parent_marker"
+
+
+def test_restricted_on_module_level_function_under_spawn() -> None:
+    assert h.decorated_spawn(21) == 42
 
 
 def test_restricted_honours_other_arguments() -> None:
