@@ -149,3 +149,29 @@ fn the_call_dies_with_its_supervisor() {
         "inner {inner} survived its supervisor"
     );
 }
+
+#[test]
+fn a_program_inherits_no_descriptor_beyond_stdio() {
+    // A descriptor the caller forgot to mark close-on-exec must not reach the program.
+    // SAFETY: dup of our own stdin descriptor; closed below.
+    let leaked = unsafe { libc::dup(0) };
+    assert!(leaked >= 0);
+    let o = Limits::new()
+        .capture_output(true)
+        .run_command(&sh("ls /proc/self/fd"))
+        .unwrap();
+    // SAFETY: closing the descriptor we created.
+    unsafe { libc::close(leaked) };
+    let fds: Vec<i32> = o
+        .stdout
+        .unwrap()
+        .text()
+        .split_whitespace()
+        .map(|f| f.parse().unwrap())
+        .collect();
+    // 0, 1, 2, and the directory `ls` itself opened; nothing else.
+    assert!(
+        fds.iter().filter(|&&fd| fd > 2).count() <= 1,
+        "{fds:?} (leaked {leaked})"
+    );
+}

@@ -358,9 +358,14 @@ pub(crate) unsafe fn child_main(plan: ChildPlan<'_>, fds: &ChildFds) -> ! {
                 }
                 // Descriptors the caller forgot to mark close-on-exec must not leak into the
                 // program (a leaked pipe end could keep a caller's reader waiting forever).
+                let first_private = if fds.result.is_some() {
+                    RESULT_FD + 1
+                } else {
+                    RESULT_FD
+                };
                 libc::syscall(
                     libc::SYS_close_range,
-                    RESULT_FD as libc::c_uint + 1,
+                    first_private as libc::c_uint,
                     libc::c_uint::MAX,
                     libc::CLOSE_RANGE_CLOEXEC,
                 );
