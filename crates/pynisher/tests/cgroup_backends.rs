@@ -122,6 +122,19 @@ fn reserving_4_gib_and_touching_50_mib_completes_under_100_mib_with_a_50_mib_pea
             peak / MIB
         );
         assert!(outcome.containment.guarantees.tree_memory_limit);
+        // The same program under the address-space limit cannot even make its reservation.
+        let outcome = Limits::new()
+            .backend(backend)
+            .memory(100 * MIB)
+            .memory_kind(MemoryLimitKind::AddressSpace)
+            .capture_output(true)
+            .run_command(&python(script))
+            .unwrap();
+        assert_eq!(
+            outcome.memory_limit_kind,
+            Some(MemoryLimitKind::AddressSpace)
+        );
+        assert_ne!(outcome.exit_code, Some(0), "{backend:?}: {outcome:?}");
     }
 }
 
