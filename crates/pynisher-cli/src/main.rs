@@ -2,10 +2,12 @@
 //! exactly why it ended. Usage, exit codes and the report schema: `pynisher --help`, `docs/cli.md`.
 
 mod cli;
+mod guard;
 mod observer;
 mod report;
 mod settings;
 mod signals;
+mod terminal;
 
 use std::fs::File;
 use std::io::{self, IsTerminal, Write};
@@ -16,10 +18,12 @@ use pynisher::units::format_size;
 use pynisher::{Captured, Outcome, Status};
 
 use crate::cli::Cli;
+use crate::guard::Guard;
 use crate::observer::{CliObserver, StatusLine};
 use crate::report::{exit, OutputReport, Report, StreamReport};
 use crate::settings::{JsonDestination, Settings};
 use crate::signals::{die_by_signal, CancelSignals};
+use crate::terminal::Foreground;
 
 /// How pynisher ends.
 enum Ending {
@@ -127,11 +131,13 @@ impl Run {
 
     fn execute(mut self, signals: &CancelSignals) -> Ending {
         let settings = &self.settings;
-        if let Err(e) = pynisher::become_subreaper() {
-            if settings.verbose {
-                eprintln!(
-                    "pynisher: cannot become a subreaper ({e}); orphans of the program go to init"
-                );
+        if wants_subreaper(settings.limits.get_backend()) {
+            if let Err(e) = pynisher::become_subreaper() {
+                if settings.verbose {
+                    eprintln!(
+                        "pynisher: cannot become a subreaper ({e}); orphans of the program go to init"
+                    );
+                }
             }
         }
         if settings.verbose {
@@ -141,10 +147,31 @@ impl Run {
             .then(|| StatusLine::new(settings.requested.clone()));
         let mut observer = CliObserver::new(signals, status_line);
 
+        // Forked while pynisher is still single-threaded; see guard.rs for why it exists.
+        let guard = Guard::start()
+            .map_err(|e| {
+                if settings.verbose {
+                    eprintln!("pynisher: no guard process ({e}): if pynisher is killed, children of the program may survive");
+                }
+            })
+            .ok();
         let result = settings
             .limits
             .spawn_command(&settings.command)
-            .and_then(|running| running.wait_observed(&mut observer));
+            .and_then(|running| {
+                if let Some(guard) = &guard {
+                    guard.arm(running.pid());
+                }
+                let foreground = Foreground::hand_over(running.pid());
+                let outcome = running.wait_observed(&mut observer);
+                if let Some(foreground) = foreground {
+                    foreground.take_back();
+                }
+                outcome
+            });
+        if let Some(guard) = guard {
+            guard.dismiss();
+        }
         observer.finish();
         let outcome = match result {
             Ok(outcome) => outcome,
@@ -169,6 +196,11 @@ impl Run {
         self.write_report(&report);
         match (&outcome.status, cancel_signal) {
             (Status::Cancelled, Some(signal)) => Ending::Signal(signal),
+            // Ctrl-C on a terminal handed to the program (see terminal.rs): end as the program
+            // did, so that a shell loop running pynisher stops as it would without it.
+            (Status::Signaled { signal }, _) if *signal == libc::SIGINT => {
+                Ending::Signal(libc::SIGINT)
+            }
             _ => Ending::Exit(report.exit_status),
         }
     }
@@ -225,6 +257,22 @@ impl Run {
         if let Err(message) = written {
             eprintln!("pynisher: {message}");
         }
+    }
+}
+
+/// Whether to make pynisher a child subreaper (orphans of the program are re-parented to it).
+///
+/// Not with the process-group backend: there the engine (as of d707f6a) reaps the group's zombies
+/// with `waitpid(-pgid)` when its caller is a subreaper, which also reaps the main process before
+/// the supervisor's own `wait4`, and the run fails with ECHILD. A cgroup backend holds orphans
+/// anyway; the process-group backend kills its group by pgid either way.
+fn wants_subreaper(backend: pynisher::Backend) -> bool {
+    match backend {
+        pynisher::Backend::ProcessGroup => false,
+        pynisher::Backend::Auto => pynisher::available_backends()
+            .first()
+            .is_some_and(|b| *b != pynisher::Backend::ProcessGroup),
+        pynisher::Backend::CgroupV2 | pynisher::Backend::CgroupV1 => true,
     }
 }
 

@@ -101,10 +101,17 @@ fn cancel_set() -> libc::sigset_t {
 impl CancelSignals {
     /// Blocks SIGINT, SIGTERM and SIGHUP for the calling thread (and every thread created after)
     /// and opens a non-blocking `signalfd` that receives them. Call it before any thread exists.
+    ///
+    /// SIGTTOU is blocked as well (and never read): pynisher changes the terminal's foreground
+    /// group from the background (see [`crate::terminal`]), which must neither stop it nor leave
+    /// a signal pending.
     pub fn block_and_open() -> io::Result<Self> {
         let set = cancel_set();
-        // SAFETY: `set` is an initialised sigset; a null old-set pointer is allowed.
-        let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+        let mut blocked = set;
+        // SAFETY: `blocked` is an initialised sigset (a copy of `set`).
+        unsafe { libc::sigaddset(&mut blocked, libc::SIGTTOU) };
+        // SAFETY: `blocked` is an initialised sigset; a null old-set pointer is allowed.
+        let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &blocked, std::ptr::null_mut()) };
         if rc != 0 {
             return Err(io::Error::from_raw_os_error(rc));
         }

@@ -1,0 +1,89 @@
+//! pynisher on a terminal (a pseudo-terminal made by `script`): the live status line, a program
+//! reading the terminal, and Ctrl-C typed on it.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::has_program;
+
+/// Runs `shell_command` under `script` (so it has a terminal), typing `keys` after `delay`;
+/// returns everything the terminal showed and how long it took.
+fn on_terminal(shell_command: &str, delay: Duration, keys: &[u8]) -> Option<(String, Duration)> {
+    if !has_program("script") {
+        eprintln!("SKIPPED: no `script` (util-linux) to give pynisher a terminal");
+        return None;
+    }
+    let start = Instant::now();
+    let mut child = Command::new("script")
+        .args(["-qfec", shell_command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::sleep(delay);
+    stdin.write_all(keys).unwrap();
+    stdin.flush().unwrap();
+    // Keep the terminal open until the command ends: script ends the session at end of input.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the command did not end");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    Some((
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        start.elapsed(),
+    ))
+}
+
+const PYNISHER: &str = env!("CARGO_BIN_EXE_pynisher");
+
+#[test]
+fn the_live_status_line_is_drawn_on_a_terminal_with_verbose() {
+    let command = format!("{PYNISHER} --verbose --wall-time 10s -- sleep 1.2");
+    let Some((text, _)) = on_terminal(&command, Duration::ZERO, b"") else {
+        return;
+    };
+    let redraws = text.matches("\r\x1b[Kpynisher: elapsed").count();
+    assert!(redraws >= 2, "expected a redrawn line: {text:?}");
+    assert!(
+        redraws <= 8,
+        "redrawn more than 4 times a second: {redraws}"
+    );
+    assert!(text.contains("/ 10.00s"), "{text:?}");
+    assert!(
+        text.contains("pynisher: completed, exit code 0"),
+        "{text:?}"
+    );
+}
+
+#[test]
+fn a_program_can_read_the_terminal() {
+    // Without handing over the terminal, `head` would be stopped by SIGTTIN until the limit.
+    let command = format!("{PYNISHER} --wall-time 10s -- head -n 1; echo shell-saw=$?");
+    let Some((text, took)) = on_terminal(&command, Duration::from_millis(500), b"typed line\n")
+    else {
+        return;
+    };
+    // The terminal echoes the line once, and `head` prints it once more.
+    assert_eq!(text.matches("typed line").count(), 2, "{text:?}");
+    assert!(text.contains("shell-saw=0"), "{text:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}: {text:?}");
+}
+
+#[test]
+fn ctrl_c_on_the_terminal_ends_the_program_and_pynisher_like_the_program_alone() {
+    let command = format!("{PYNISHER} --wall-time 10s -- sleep 10; echo shell-saw=$?");
+    let Some((text, took)) = on_terminal(&command, Duration::from_millis(500), b"\x03") else {
+        return;
+    };
+    assert!(text.contains("killed by SIGINT"), "{text:?}");
+    assert!(text.contains("shell-saw=130"), "{text:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}: {text:?}");
+}
