@@ -78,7 +78,10 @@ class _QuitToSignalException:
             raise SignalException()
 
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGQUIT, on_quit)
+            try:
+                signal.signal(signal.SIGQUIT, on_quit)
+            except (OSError, ValueError):  # not fatal: SIGQUIT then keeps its default action
+                pass
         return self.func(*args, **kwargs)
 
 

@@ -330,7 +330,17 @@ def _traceback_cause(err: BaseException, tb: str) -> BaseException:
     return RemoteTraceback(tb)
 
 
-def _fmt(x: float) -> str:
+_FAILURES = {
+    "spawn_failed": "could not start the child process",
+    "result_undecodable": "could not decode what the function returned or raised",
+    "panicked": "internal error of the engine",
+    "cancelled": "the call was cancelled",
+    "process_limit": "the function exceeded the process limit",
+}
+
+
+def _fmt(x: Optional[float]) -> str:
+    """Seconds as written by the user: 2 → "2", 0.5 → "0.5"."""
     return f"{x:g}" if isinstance(x, float) else str(x)
 
 
@@ -532,11 +542,12 @@ class Pynisher(Generic[P, T]):
         else:
             # process_limit (never requested by this API), panicked, spawn_failed,
             # result_undecodable, cancelled: the library's own failure.
+            what = _FAILURES.get(status, "the call failed")
             detail = f": {res.message}" if getattr(res, "message", None) else ""
-            err = PynisherException(f"pynisher could not run the function ({status}){detail}\n{call}")
+            err = PynisherException(f"pynisher: {what} ({status}){detail}\n{call}")
         raise err
 
-    def _signaled(self, sig: Optional[int], call: str) -> PynisherException:
+    def _signaled(self, sig: Optional[int], call: str) -> Exception:
         if sig == signal.SIGSEGV and self.memory is not None:
             # Allocation failures under an address-space limit often surface as SIGSEGV in C code.
             return MemoryLimitException(

@@ -238,3 +238,18 @@ def limited_task_v0(kind: str) -> str:
     result = obj(*args)
     status = obj.exit_status
     return "0" if status == 0 else f"{getattr(status, '__name__', status)}:{result}"
+
+
+class BadInitError(Exception):
+    """Pickles as (cls, (a,)) but its constructor needs two arguments: cannot be unpickled."""
+
+    def __init__(self, a: Any, b: Any) -> None:
+        super().__init__(a)
+
+
+def raise_undecodable() -> None:
+    raise BadInitError("a", "b")
+
+
+def raise_unpicklable_exception() -> None:
+    raise ValueError(threading.Lock())

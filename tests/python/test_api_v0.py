@@ -266,6 +266,13 @@ def test_unpicklable_return_is_anything_exception(context: str) -> None:
     assert obj.exit_status is AnythingException
 
 
+def test_exception_that_cannot_travel_is_anything_exception(context: str) -> None:
+    obj = enforce_limits(capture_output=True, context=_ctx(context))(h.raise_undecodable)
+    assert obj() is None
+    assert obj.exit_status is AnythingException
+    assert "BadInitError" in obj.stderr
+
+
 def test_num_processes(context: str) -> None:
     if engine_backend() == "none":
         pytest.skip("no cgroup backend here: the process cap is RLIMIT_NPROC, which root ignores")

@@ -161,6 +161,15 @@ def test_unpicklable_return_value_is_a_clear_error(context: str) -> None:
     assert limit(h.return_lock, context=context, raises=False)() is EMPTY
 
 
+@pytest.mark.parametrize("func, name", [(h.raise_undecodable, "BadInitError"),
+                                        (h.raise_unpicklable_exception, "ValueError")])
+def test_exception_that_cannot_travel_is_a_clear_error(func, name: str, context: str) -> None:
+    with pytest.raises(PynisherException) as info:
+        limit(func, context=context)()
+    assert name in str(info.value)
+    assert type(info.value) is PynisherException
+
+
 def test_sys_exit_in_function_does_not_exit_caller(context: str) -> None:
     with pytest.raises(PynisherException):
         limit(h.sys_exit, context=context)(3)
