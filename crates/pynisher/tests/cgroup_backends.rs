@@ -385,6 +385,34 @@ fn a_closure_of_a_caller_holding_500_mib_may_allocate_600_mib_under_1_gib() {
 }
 
 #[test]
+fn a_closure_allocating_past_a_resident_limit_is_oom_killed_and_a_memory_limit() {
+    let backends = memory_backends();
+    if skip_if_empty(&backends, "cgroup backend with a memory controller") {
+        return;
+    }
+    for backend in backends {
+        let limits = Limits::new().backend(backend).memory(100 * MIB);
+        // SAFETY: the closure only allocates (glibc malloc is fork-safe).
+        let running = unsafe {
+            limits.spawn_closure_unchecked(|| {
+                let big = std::hint::black_box(vec![1u8; 300 << 20]);
+                big.len()
+            })
+        }
+        .unwrap();
+        let outcome = running.wait().unwrap();
+        assert_eq!(
+            outcome.status,
+            Status::MemoryLimit,
+            "{backend:?}: {outcome:?}"
+        );
+        assert_eq!(outcome.signal, Some(libc::SIGKILL));
+        assert!(outcome.oom_kills >= 1);
+        assert_eq!(outcome.value, None);
+    }
+}
+
+#[test]
 fn a_resident_limit_is_refused_by_a_backend_without_a_memory_controller() {
     for backend in pynisher::available_backends() {
         if memory_backends().contains(&backend) {

@@ -139,7 +139,7 @@ pub(crate) fn open(limits: &Limits) -> Result<Box<dyn CallContainer>, Error> {
             if must_enforce_memory {
                 let why = match (&env.v1, &env.v2) {
                     (Err(v1), Err(v2)) => format!("cgroup v1: {v1}; cgroup v2: {v2}"),
-                    (Err(v1), Ok(v2)) => {
+                    (Err(v1), Ok(v2)) if !v2.has_memory => {
                         format!(
                             "cgroup v1: {v1}; cgroup v2: {} has no memory controller",
                             v2.parent.display()
