@@ -1,0 +1,73 @@
+//! A call made from inside a call (a closure that uses pynisher itself) gets a leaf nested in the
+//! outer call's leaf, and the outer call's clean-up removes both.
+//!
+//! Its own test binary: the closure child is forked while no other test thread can hold a lock.
+
+use std::time::Duration;
+
+use pynisher::{Backend, Command, Limits, Status};
+
+#[test]
+fn a_call_inside_a_call_is_nested_in_the_outer_leaf_and_cleaned_up_with_it() {
+    let backends: Vec<Backend> = pynisher::available_backends()
+        .into_iter()
+        .filter(|b| *b != Backend::ProcessGroup)
+        .collect();
+    if backends.is_empty() {
+        eprintln!("skipped: no cgroup backend on this machine");
+        return;
+    }
+    for backend in backends {
+        let outer = Limits::new()
+            .backend(backend)
+            .wall_time(Duration::from_secs(20));
+        // SAFETY: the only other thread is the test harness's main thread, waiting for this test.
+        let running = unsafe {
+            outer.spawn_closure_unchecked(move || {
+                let inner = Limits::new()
+                    .backend(backend)
+                    .capture_output(true)
+                    .run_command(&Command::new("cat").arg("/proc/self/cgroup"));
+                match inner {
+                    Ok(o) => (
+                        o.status.name().to_string(),
+                        o.containment.backend.name().to_string(),
+                        o.stdout.map(|c| c.text()).unwrap_or_default(),
+                    ),
+                    Err(e) => ("error".into(), e.to_string(), String::new()),
+                }
+            })
+        }
+        .unwrap();
+        let outcome = running.wait().unwrap();
+        assert_eq!(
+            outcome.status,
+            Status::Completed,
+            "{backend:?}: {outcome:?}"
+        );
+        let (status, used, cgroups) = outcome.value.unwrap();
+        assert_eq!(status, "completed", "{backend:?}: {used}");
+        assert_eq!(used, backend.name());
+        // The inner process sits in call-…/pynisher/call-… in the hierarchies the backend uses.
+        let nested = cgroups
+            .lines()
+            .filter(|l| l.matches("call-").count() == 2)
+            .count();
+        assert!(nested >= 1, "{backend:?}: not nested:\n{cgroups}");
+        eprintln!("{backend:?} inner cgroups:\n{cgroups}");
+        // The outer leaf (with the inner one's parent directory in it) is gone.
+        let me = std::process::id();
+        let leftovers: Vec<String> = [
+            "/sys/fs/cgroup/unified/pynisher",
+            "/sys/fs/cgroup/pids/pynisher",
+        ]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("call-{me}-")))
+        .collect();
+        assert!(leftovers.is_empty(), "{backend:?}: {leftovers:?}");
+    }
+}
