@@ -49,6 +49,7 @@ Exit status (as GNU timeout where it applies):
   128+N    the program was killed by signal N that pynisher did not send for a limit
   Cancelled by SIGINT, SIGTERM or SIGHUP: pynisher ends the whole limited tree, prints its
   summary and report, then ends itself by the same signal, so a shell sees 128+N (130 for ^C).
+  It does the same when the program was killed by SIGINT.
   122 and 123 sit just below timeout's 124-127 block and outside 128+N, so they collide with no
   code that timeout or a shell gives meaning to; the JSON report tells every case apart exactly.
 
@@ -58,6 +59,10 @@ Limits and signals:
   The memory and process limits are enforced by the kernel where a cgroup backend is in use;
   whatever was still running when the program's main process ended is killed and counted
   (leftovers_killed). If pynisher is killed, the program dies with it.
+
+Terminal:
+  When stdin is a terminal and pynisher runs in its foreground, the program gets the terminal
+  for the run: it can read it, and Ctrl-C goes to the program, as without pynisher.
 
 Output:
   By default the program's stdout and stderr are its own (pass-through, live, unbounded).
