@@ -1,4 +1,4 @@
-"""The ``forkserver`` context: a small long-lived server forks a supervisor per call.
+"""The ``forkserver`` context: a small long-lived server forks each call's child.
 
 Why: forking the caller costs time proportional to its memory (about 35 ms per GiB), and starting
 a fresh interpreter costs tens of milliseconds. The server is a fresh, small interpreter with
@@ -6,34 +6,41 @@ pynisher already imported; forking it is cheap whatever the caller's size.
 
 Shape::
 
-    caller ──control socketpair (SEQPACKET, fds passed with SCM_RIGHTS)──► server
-       │                                                                    │ fork per call
-       └──────────── per-call socketpair (request, then outcome) ──────► supervisor
-                                                                            │ engine fork mode
-                                                                            ▼
-                                                                   the call's child (function)
+    caller ──control socketpair (SEQPACKET; descriptors passed with SCM_RIGHTS)──► server
+       │                                                                  main loop: one thread
+       └──────── per-call socketpair: request, then outcome ─────────► per call, which forks the
+                                                                        call's child with the
+                                                                        engine and waits for it
 
-* The server is started once per caller process (lazily, by `run`) with `subprocess` in its own
-  session, never by `multiprocessing`, so it works inside daemonic processes (Dask nanny workers,
+* The server is started once per caller process (lazily) with `subprocess`, in its own session,
+  never by `multiprocessing`, so it works inside daemonic processes (Dask nanny workers,
   ``multiprocessing.Pool`` workers). It exits when the caller exits (it watches the caller's pidfd)
   or when the control socket closes.
 * Per call the caller makes a socketpair and passes one end, with its current stdout and stderr,
-  to the server; the server forks a supervisor, which reads the request (limits, settings and the
-  cloudpickled call), runs it with the engine's fork mode (`pynisher._core.run_fork`) and sends the
-  outcome back. The engine's observer watches the socket: when the caller hangs up (Ctrl-C, death)
-  the call is cancelled and its process tree killed.
-* The server and supervisors ignore SIGINT: a terminal's Ctrl-C is the caller's to handle.
+  to the server. A thread of the server reads the request (limits, settings, the cloudpickled
+  call), starts the call with the engine's fork mode (`pynisher._core.start_fork`, interpreter
+  lock held across the fork as `os.fork` does), waits for it with the lock released, and sends
+  the outcome back. The wait watches the socket: when the caller hangs up (Ctrl-C, death) the
+  call is cancelled and its process tree killed.
+* The threads of the server only wait in the engine and pickle outcomes; they hold no lock that a
+  call's child could need after the fork (the child's interpreter state is reset as after
+  `os.fork`). The server imports the caller's function modules once (``preload``), as
+  `multiprocessing`'s forkserver preloads ``__main__``, so calls find them imported.
+* The server ignores SIGINT: a terminal's Ctrl-C is the caller's to handle.
 * The server is also the **janitor** of the fork and spawn contexts: those calls' children are
   children of the caller and die with it (the engine sets PDEATHSIG), but what *they* started
-  would not. The caller registers each such call's process group (`Server.watch`) while it runs;
+  would not. The caller registers each such call's process group (`_Server.watch`) while it runs;
   when the caller dies, the server kills the registered groups before it exits.
 """
 
 from __future__ import annotations
 
 import atexit
+import fcntl
+import gc
 import os
 import pickle
+import queue
 import select
 import signal
 import socket
@@ -42,7 +49,9 @@ import subprocess
 import sys
 import threading
 from functools import partial
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
+
+from pynisher import _core, _worker
 
 _LENGTH = struct.Struct("<Q")
 _PID = struct.Struct("<i")
@@ -103,6 +112,7 @@ class _Server:
         self.control = ours
         self.owner = os.getpid()
         self.lock = threading.Lock()
+        self.preloaded: set = set()
 
     def alive(self) -> bool:
         return self.owner == os.getpid() and self.process.poll() is None
@@ -117,6 +127,23 @@ class _Server:
             for fd in fds[1:]:
                 if fd not in (1, 2):
                     os.close(fd)
+
+    def preload(self, func: Any) -> None:
+        """Has the server import the module of ``func`` once, so that later calls find it
+        imported (as `multiprocessing`'s forkserver preloads ``__main__``). Only for modules this
+        process has imported already, never ``__main__`` (its functions travel by value)."""
+        module = getattr(func, "__module__", None)
+        if (
+            not isinstance(module, str)
+            or module in self.preloaded
+            or module in ("__main__", "builtins")
+            or module not in sys.modules
+        ):
+            return
+        self.preloaded.add(module)
+        message = b"P" + pickle.dumps((module, list(sys.path)), protocol=pickle.HIGHEST_PROTOCOL)
+        with self.lock:
+            self.control.send(message)
 
     def watch(self, pgid: int) -> None:
         """Asks the server to kill process group ``pgid`` if this process dies before `unwatch`."""
@@ -209,7 +236,9 @@ def run(func, args, kwargs, limits: Dict[str, Any], soft: Dict[str, Optional[int
     conn, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         try:
-            _get_server().submit(theirs)
+            server = _get_server()
+            server.preload(func)
+            server.submit(theirs)
         except OSError:
             # The server went away between the liveness check and the send: once more, afresh.
             shutdown()
@@ -232,8 +261,6 @@ def run(func, args, kwargs, limits: Dict[str, Any], soft: Dict[str, Optional[int
     if kind == "value_error":
         raise ValueError(body)
     if kind == "engine_error":
-        from pynisher import _core
-
         raise _core.EngineError(body)
     raise _run._library_error(f"the forkserver's supervisor failed: {body}")
 
@@ -254,47 +281,90 @@ def _cancel(conn: socket.socket) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _reap() -> int:
-    """Reaps finished supervisors; returns how many are still running."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return 0
-        if pid == 0:
-            return 1
-
-
 class _ServerState:
+    """The server: a main loop reading the control socket, and one thread per call in flight."""
+
     def __init__(self, control: socket.socket, caller_fd: Optional[int]) -> None:
         self.control = control
         self.caller_fd = caller_fd
+        #: Process groups of the caller's fork/spawn calls, killed if the caller dies.
         self.watched: set = set()
-        self.running = 0
+        #: Descriptors held for calls in flight (closed in every call's child but its own).
+        self.call_fds: set = set()
+        self.waiters = _Waiters(self)
 
     def handle_one(self) -> bool:
         """Handles one control message; False when the control socket is closed."""
         try:
-            message, fds, _, _ = socket.recv_fds(self.control, 16, 3)
+            message, fds, _, _ = socket.recv_fds(self.control, 1 << 20, 3)
         except BlockingIOError:
             return True
         except OSError:
             return False
         if not message:
             return False
-        try:
-            kind = message[:1]
-            if kind == b"W":
-                self.watched.add(_PID.unpack(message[1:5])[0])
-            elif kind == b"U":
-                self.watched.discard(_PID.unpack(message[1:5])[0])
-            elif kind == b"C" and len(fds) == 3:
-                _fork_supervisor(fds, self.control, self.caller_fd)
-                self.running = 1
-        finally:
+        kind = message[:1]
+        if kind == b"C" and len(fds) == 3:
+            # Out of the way of the descriptors the engine sets up in the child (0-3).
+            moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in fds]
             for fd in fds:
                 os.close(fd)
+            self.start_call(moved)
+            return True
+        for fd in fds:
+            os.close(fd)
+        if kind == b"W":
+            self.watched.add(_PID.unpack(message[1:5])[0])
+        elif kind == b"U":
+            self.watched.discard(_PID.unpack(message[1:5])[0])
+        elif kind == b"P":
+            _preload(message[1:])
         return True
+
+    def start_call(self, fds: List[int]) -> None:
+        """Reads a call's request and forks its child (in this, the main thread: no thread
+        start on the way), then hands the wait to a waiter thread."""
+        conn_fd, out_fd, err_fd = fds
+        self.call_fds.update(fds)
+        conn = socket.socket(fileno=conn_fd)
+        try:
+            request = _recv_message(conn)
+            limits, settings, blob = pickle.loads(request)
+            capture = bool(limits.get("capture_output"))
+            child = partial(_call_child, self, settings, blob, out_fd, err_fd, capture)
+            started = _core.start_fork(child, limits)
+        except (OSError, EOFError):
+            self.end_call(conn, fds, None)
+        except ValueError as err:
+            self.end_call(conn, fds, ("value_error", str(err)))
+        except _core.EngineError as err:
+            self.end_call(conn, fds, ("engine_error", str(err)))
+        except Exception as err:
+            self.end_call(conn, fds, ("error", f"{type(err).__name__}: {err}"))
+        else:
+            self.waiters.submit(conn, fds, started)
+
+    def finish_call(self, conn: socket.socket, fds: List[int], started: Any) -> None:
+        """In a waiter thread: wait for the call (lock released), then send its outcome."""
+        try:
+            reply: Any = ("ok", started.wait(cancel_fd=conn.fileno()))
+        except _core.EngineError as err:
+            reply = ("engine_error", str(err))
+        except BaseException as err:
+            reply = ("error", f"{type(err).__name__}: {err}")
+        self.end_call(conn, fds, reply)
+
+    def end_call(self, conn: socket.socket, fds: List[int], reply: Any) -> None:
+        try:
+            if reply is not None:
+                _send_message(conn, pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
+        except OSError:
+            pass  # the caller is gone; the call is already over
+        finally:
+            self.call_fds.difference_update(fds)
+            conn.close()
+            os.close(fds[1])
+            os.close(fds[2])
 
     def kill_watched(self) -> None:
         """The caller is gone (or let us go): what it was still running dies with it. Reads
@@ -302,7 +372,7 @@ class _ServerState:
         self.control.setblocking(False)
         for _ in range(100_000):
             try:
-                message, fds, _, _ = socket.recv_fds(self.control, 16, 3)
+                message, fds, _, _ = socket.recv_fds(self.control, 1 << 20, 3)
             except OSError:
                 break
             for fd in fds:
@@ -320,6 +390,67 @@ class _ServerState:
                 pass
 
 
+class _Waiters:
+    """Threads that wait for started calls; one more is started only when none is idle."""
+
+    def __init__(self, state: _ServerState) -> None:
+        self.state = state
+        self.jobs: "queue.SimpleQueue" = queue.SimpleQueue()
+        self.idle = 0
+        self.lock = threading.Lock()
+
+    def submit(self, *job: Any) -> None:
+        with self.lock:
+            start_one = self.idle == 0
+            if not start_one:
+                self.idle -= 1
+        if start_one:
+            threading.Thread(target=self.run, daemon=True).start()
+        self.jobs.put(job)
+
+    def run(self) -> None:
+        while True:
+            job = self.jobs.get()
+            self.state.finish_call(*job)
+            with self.lock:
+                self.idle += 1
+
+
+def _preload(message: bytes) -> None:
+    import importlib
+
+    try:
+        module, sys_path = pickle.loads(message)
+        sys.path[:] = sys_path
+        importlib.import_module(module)
+    except BaseException:
+        pass  # the call itself will report what is wrong with the module
+
+
+def _call_child(
+    state: _ServerState,
+    settings: Dict[str, Any],
+    blob: bytes,
+    out_fd: int,
+    err_fd: int,
+    capture_output: bool,
+) -> bytes:
+    """Runs in the call's child (a fork of the server): the caller's stdout and stderr unless
+    the engine captures them, none of the server's other descriptors, then the call."""
+    if not capture_output:
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+    inherited = set(state.call_fds) | {state.control.fileno()}
+    if state.caller_fd is not None:
+        inherited.add(state.caller_fd)
+    for fd in inherited - {0, 1, 2, 3}:  # 3 is the engine's result descriptor
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    return _worker.execute_blob(settings, blob)
+
+
 def serve() -> None:
     """The server's main loop (``argv[1]`` is the caller's pid)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -333,68 +464,21 @@ def serve() -> None:
     try:
         if os.getppid() != caller:
             return
-        # Import now what every call needs, so that supervisors inherit it.
-        from pynisher import _core, _run, _worker  # noqa: F401
-
+        # Import now what every call needs, so that call children inherit it.
         try:
             import cloudpickle  # noqa: F401  (lambdas and closures arrive pickled by value)
         except ImportError:
             pass
-
+        # What exists now is never collected: call children then do not copy the pages that a
+        # collection would touch.
+        gc.freeze()
         poller = select.poll()
         poller.register(control, select.POLLIN)
         if caller_fd is not None:
             poller.register(caller_fd, select.POLLIN)
         while True:
-            events = poller.poll(1000 if state.running else None)
-            state.running = _reap()
-            for fd, _ in events:
+            for fd, _ in poller.poll():
                 if fd == caller_fd or not state.handle_one():
                     return
     finally:
         state.kill_watched()
-
-
-def _fork_supervisor(fds, control: socket.socket, caller_fd: Optional[int]) -> None:
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            control.close()
-            if caller_fd is not None:
-                os.close(caller_fd)
-            _supervise(*fds)
-            code = 0
-        finally:
-            os._exit(code)
-
-
-def _supervise(conn_fd: int, stdout_fd: int, stderr_fd: int) -> None:
-    """One call, in a child of the server: read the request, run it, send the outcome."""
-    from pynisher import _core, _worker
-
-    os.dup2(stdout_fd, 1)
-    os.dup2(stderr_fd, 2)
-    for fd in (stdout_fd, stderr_fd):
-        if fd > 2:
-            os.close(fd)
-    conn = socket.socket(fileno=conn_fd)
-    try:
-        request = _recv_message(conn)
-    except (OSError, EOFError):
-        return
-    reply: Any
-    try:
-        limits, settings, blob = pickle.loads(request)
-        child = partial(_worker.execute_blob, settings, blob)
-        reply = ("ok", _core.run_fork(child, limits, cancel_fd=conn.fileno()))
-    except ValueError as err:
-        reply = ("value_error", str(err))
-    except _core.EngineError as err:
-        reply = ("engine_error", str(err))
-    except BaseException as err:
-        reply = ("error", f"{type(err).__name__}: {err}")
-    try:
-        _send_message(conn, pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
-    except OSError:
-        pass  # the caller is gone; the call is already over

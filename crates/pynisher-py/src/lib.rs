@@ -214,21 +214,6 @@ impl Observer for CallerWatch {
     }
 }
 
-/// Lets a started call cross into [`Python::detach`].
-struct SameThread<T>(T);
-// SAFETY: `Python::detach` runs its closure on the calling thread; the value never reaches another
-// thread. The bound exists only to keep Python references out of the closure, and a started call
-// holds none.
-unsafe impl<T> Send for SameThread<T> {}
-
-impl<T> SameThread<T> {
-    /// Unwraps by method, so that closures capture the whole wrapper (and its `Send`), not the
-    /// field.
-    fn into_inner(self) -> T {
-        self.0
-    }
-}
-
 /// What waits for a started call: `|observer| running.wait_observed(observer)`.
 type Outcome8 = Result<Outcome<Vec<u8>>, pynisher::Error>;
 
@@ -236,7 +221,7 @@ type Outcome8 = Result<Outcome<Vec<u8>>, pynisher::Error>;
 /// a signal handler raised) once the call's processes are gone.
 fn wait_released<W>(py: Python<'_>, wait: W, cancel_fd: Option<RawFd>) -> PyResult<Outcome<Vec<u8>>>
 where
-    W: FnOnce(&mut dyn Observer) -> Outcome8,
+    W: FnOnce(&mut dyn Observer) -> Outcome8 + Send,
 {
     // SAFETY: gettid and getpid only read the caller's own ids.
     let on_main_thread = unsafe { libc::gettid() == libc::getpid() };
@@ -245,9 +230,8 @@ where
         cancel_fd,
         raised: None,
     };
-    let wait = SameThread(wait);
     let watch_ref = &mut watch;
-    let result = py.detach(move || (wait.into_inner())(watch_ref));
+    let result = py.detach(move || wait(watch_ref));
     if let Some(err) = watch.raised.take() {
         return Err(err);
     }
@@ -380,6 +364,16 @@ fn run_fork<'py>(
     on_start: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let limits = limits_from_dict(limits)?;
+    let (pid, waiter) = fork_child(&child, &limits)?;
+    // On error `waiter` is dropped unwaited, which kills and reaps the call.
+    notify_start(on_start.as_ref(), pid)?;
+    let outcome = wait_released(py, waiter, cancel_fd)?;
+    outcome_dict(py, &outcome, pid)
+}
+
+/// Forks `child()` under `limits`, wrapped as `os.fork()` wraps a fork (see [`run_fork`]);
+/// returns the child's pid and what waits for it.
+fn fork_child(child: &Bound<'_, PyAny>, limits: &Limits) -> PyResult<(i32, Waiter)> {
     let body = || -> Result<Vec<u8>, String> {
         // SAFETY: this runs only in the forked child, first thing before any other Python API
         // use, as CPython's own os.fork does; the forking thread held the interpreter lock, so it
@@ -393,7 +387,7 @@ fn run_fork<'py>(
             .map_err(|_| "the child's Python code did not return bytes".to_string())?;
         Ok(bytes.as_bytes().to_vec())
     };
-    // SAFETY: we hold the interpreter lock (the `py` token), as os.fork requires for
+    // SAFETY: we hold the interpreter lock (`child` is a bound reference), as os.fork requires for
     // PyOS_BeforeFork; every BeforeFork is paired with AfterFork_Parent below, and the child calls
     // AfterFork_Child first (see `body`).
     unsafe { ffi::PyOS_BeforeFork() };
@@ -405,10 +399,56 @@ fn run_fork<'py>(
     unsafe { ffi::PyOS_AfterFork_Parent() };
     let running = started.map_err(engine_error)?;
     let pid = running.pid();
-    // On error `running` is dropped unwaited, which kills and reaps the call.
-    notify_start(on_start.as_ref(), pid)?;
-    let outcome = wait_released(py, |observer| running.wait_observed(observer), cancel_fd)?;
-    outcome_dict(py, &outcome, pid)
+    let waiter: Waiter =
+        Box::new(move |observer: &mut dyn Observer| running.wait_observed(observer));
+    Ok((pid, waiter))
+}
+
+/// The waiting half of a started call (the engine's `Running`), boxed so that it can be kept in
+/// a Python object and waited for from any thread.
+type Waiter = Box<dyn FnOnce(&mut dyn Observer) -> Outcome8 + Send>;
+
+/// A call started by [`start_fork`]: wait for it with `wait()`. Dropping it unwaited kills and
+/// reaps the call's processes.
+#[pyclass(module = "pynisher._core", frozen)]
+struct StartedCall {
+    pid: i32,
+    waiter: std::sync::Mutex<Option<Waiter>>,
+}
+
+#[pymethods]
+impl StartedCall {
+    /// The pid of the call's child (also its process group).
+    #[getter]
+    fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Waits for the call like [`run_fork`] does (interpreter lock released; `cancel_fd` cancels);
+    /// returns the outcome dict. A call is waited for once.
+    #[pyo3(signature = (*, cancel_fd=None))]
+    fn wait<'py>(&self, py: Python<'py>, cancel_fd: Option<RawFd>) -> PyResult<Bound<'py, PyDict>> {
+        let waiter = self
+            .waiter
+            .lock()
+            .map_err(|_| EngineError::new_err("the call's state is poisoned"))?
+            .take()
+            .ok_or_else(|| EngineError::new_err("this call was already waited for"))?;
+        let outcome = wait_released(py, waiter, cancel_fd)?;
+        outcome_dict(py, &outcome, self.pid)
+    }
+}
+
+/// Starts `child()` in a forked copy of this interpreter, like [`run_fork`], without waiting: the
+/// forkserver starts calls from one thread and waits for each in another.
+#[pyfunction]
+fn start_fork<'py>(child: Bound<'py, PyAny>, limits: &Bound<'py, PyDict>) -> PyResult<StartedCall> {
+    let limits = limits_from_dict(limits)?;
+    let (pid, waiter) = fork_child(&child, &limits)?;
+    Ok(StartedCall {
+        pid,
+        waiter: std::sync::Mutex::new(Some(waiter)),
+    })
 }
 
 /// Runs `argv` under `limits` as a program that sends one result frame on the descriptor named
@@ -446,8 +486,9 @@ fn run_command<'py>(
         None => Stdin::Null,
     });
     // No Python runs in this child (it execs), so the lock can be released while starting too.
-    let started = py.detach(|| limits.spawn_command_for_result(&command).map(SameThread));
-    let running = started.map_err(engine_error)?.into_inner();
+    let running = py
+        .detach(|| limits.spawn_command_for_result(&command))
+        .map_err(engine_error)?;
     let pid = running.pid();
     notify_start(on_start.as_ref(), pid)?;
     let outcome = wait_released(py, |observer| running.wait_observed(observer), cancel_fd)?;
@@ -475,6 +516,8 @@ fn available_backends() -> Vec<&'static str> {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run_fork, m)?)?;
+    m.add_function(wrap_pyfunction!(start_fork, m)?)?;
+    m.add_class::<StartedCall>()?;
     m.add_function(wrap_pyfunction!(run_command, m)?)?;
     m.add_function(wrap_pyfunction!(check_limits, m)?)?;
     m.add_function(wrap_pyfunction!(available_backends, m)?)?;
