@@ -31,23 +31,10 @@ pub mod exit {
     pub const NOT_FOUND: i32 = 127;
 }
 
-/// The status pynisher reports: the engine's, except that a run in which the kernel refused forks
-/// at the process limit (`processes_refused > 0`, cgroup backends) is `process_limit` even though
-/// the program went on and ended by itself: the limit was reached, as an OOM kill makes a run
-/// `memory_limit`. The program's own exit code or signal stays in the report's `program`.
-pub fn effective_status(outcome: &Outcome<()>) -> Status {
-    match &outcome.status {
-        Status::Completed | Status::Signaled { .. } if outcome.processes_refused > 0 => {
-            Status::ProcessLimit
-        }
-        status => status.clone(),
-    }
-}
-
 /// pynisher's exit status for an outcome. A cancelled run reports 128 + the cancel signal (pynisher
 /// then ends itself by that signal, see [`crate::signals::die_by_signal`]).
 pub fn exit_status(outcome: &Outcome<()>, cancel_signal: Option<i32>) -> i32 {
-    match &effective_status(outcome) {
+    match &outcome.status {
         Status::Completed => match (outcome.exit_code, outcome.signal) {
             (Some(code), _) => code,
             (None, Some(signal)) => 128 + signal,
@@ -92,7 +79,7 @@ pub fn describe_status(
 ) -> String {
     let limit =
         |d: Option<Duration>| d.map_or_else(String::new, |d| format!(" ({})", format_duration(d)));
-    match &effective_status(outcome) {
+    match &outcome.status {
         Status::Completed => match (outcome.exit_code, outcome.signal) {
             (Some(code), _) => format!("completed, exit code {code}"),
             (None, Some(signal)) => format!("completed, ended by {}", signal_name(signal)),
@@ -399,7 +386,7 @@ impl Report {
             schema: SCHEMA.into(),
             pynisher_version: env!("CARGO_PKG_VERSION").into(),
             command: settings.command_text.clone(),
-            status: effective_status(outcome).name().into(),
+            status: outcome.status.name().into(),
             exit_status: exit_status(outcome, cancel_signal),
             message: describe_status(outcome, &settings.requested, cancel_signal),
             limits: limits_report(&settings.requested),
@@ -585,14 +572,17 @@ mod tests {
     }
 
     #[test]
-    fn forks_refused_at_the_process_limit_make_the_run_a_process_limit() {
+    fn the_summary_of_a_process_limit_counts_refused_forks() {
         let refused = Outcome {
             exit_code: Some(2),
             processes_refused: 3,
-            ..outcome(Status::Completed)
+            ..outcome(Status::ProcessLimit)
         };
-        assert_eq!(effective_status(&refused), Status::ProcessLimit);
-        assert_eq!(exit_status(&refused, None), 122);
+        assert_eq!(
+            exit_status(&refused, None),
+            122,
+            "not the program's own code"
+        );
         let s = settings(&["--max-processes", "4"]);
         let line = summary_line(&refused, &s.requested, None, &[]);
         assert!(
@@ -602,15 +592,6 @@ mod tests {
         let report = Report::from_outcome(&s, &refused, None, inherited_output());
         assert_eq!(report.status, "process_limit");
         assert_eq!(report.program.exit_code, Some(2));
-        let wall = Outcome {
-            processes_refused: 3,
-            ..outcome(Status::WallTimeout)
-        };
-        assert_eq!(
-            effective_status(&wall),
-            Status::WallTimeout,
-            "the engine's limit wins"
-        );
     }
 
     #[test]

@@ -121,27 +121,35 @@ fn the_memory_limit_exits_123() {
 
 #[test]
 fn the_process_limit_exits_122() {
-    let dir = TempDir::new("processes");
-    let (result, report) = run_with_report(
-        &dir,
-        &[
-            "--max-processes",
-            "4",
-            "--wall-time",
-            "20s",
-            "--",
-            "sh",
-            "-c",
-            "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 3 & done; wait",
-        ],
-    );
-    assert_eq!(result.code, Some(122), "{result:?}\n{report:#}");
-    assert_eq!(report["status"], "process_limit");
-    assert!(
-        result.stderr.contains("process limit (4) reached"),
-        "{result:?}"
-    );
-    assert!(result.elapsed < Duration::from_secs(3), "{result:?}");
+    // Refused forks (cgroup pids.max) or polling (process group): the same status either way.
+    for backend in ["auto", "none"] {
+        let dir = TempDir::new("processes");
+        let (result, report) = run_with_report(
+            &dir,
+            &[
+                "--backend",
+                backend,
+                "--max-processes",
+                "4",
+                "--wall-time",
+                "20s",
+                "--",
+                "sh",
+                "-c",
+                "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 3 & done; wait",
+            ],
+        );
+        assert_eq!(result.code, Some(122), "{backend}: {result:?}\n{report:#}");
+        assert_eq!(report["status"], "process_limit");
+        assert!(
+            result.stderr.contains("process limit (4) reached"),
+            "{backend}: {result:?}"
+        );
+        assert!(
+            result.elapsed < Duration::from_secs(3),
+            "{backend}: {result:?}"
+        );
+    }
 }
 
 #[test]
