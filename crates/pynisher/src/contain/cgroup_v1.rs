@@ -8,7 +8,9 @@
 //! - CPU: `cpuacct.usage` is the exact sum of run time of every task that ever ran in the leaf;
 //!   the user/system split comes from `cpuacct.stat`, which is tick-sampled, so only the
 //!   proportion is taken from it.
-//! - processes: `pids.max`, refused forks from `pids.events` `max`. It counts threads too.
+//! - processes: `pids.max`, refused forks from `pids.events` `max`. It counts threads too. The
+//!   `pids` leaf is made only for a call with a process limit (one mkdir, migration and rmdir less
+//!   per call otherwise; the live count comes from the freezer leaf either way).
 //! - kill: freeze, SIGKILL everything listed, thaw; repeat until empty. Frozen tasks cannot fork,
 //!   so a fork bomb cannot outrun the kill.
 
@@ -68,8 +70,9 @@ impl CgroupV1Container {
                 let _ = std::fs::remove_dir(made);
             }
         };
+        let wanted_pids = limits.max_processes.is_some();
         for dir in [&memory, &cpuacct, &pids, &freezer] {
-            if leaves.contains(dir) {
+            if leaves.contains(dir) || (dir == &pids && !wanted_pids) {
                 continue;
             }
             if let Err(e) = std::fs::create_dir(dir) {
@@ -268,6 +271,10 @@ impl CallContainer for CgroupV1Container {
     }
 
     fn processes_refused(&mut self) -> u64 {
+        if !self.enforce_pids {
+            // No pids leaf was made (or it may be shared with another hierarchy and hold none).
+            return 0;
+        }
         read_keyed(&self.pids.join("pids.events"), "max").unwrap_or(0)
     }
 
@@ -359,6 +366,9 @@ mod tests {
         assert!(!c.enforces_memory());
         assert!(!c.containment().guarantees.tree_memory_limit);
         assert!(read_u64(&c.memory.join("memory.limit_in_bytes")).unwrap() > 1 << 40);
+        // No process limit: no pids leaf.
+        assert_eq!(c.leaves.len(), 3);
+        assert!(!c.pids.exists());
         c.close().unwrap();
     }
 
