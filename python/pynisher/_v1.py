@@ -381,8 +381,8 @@ class Pynisher(Generic[P, T]):
     raises : bool
         False → failures return `EMPTY` instead of raising.
     warnings : bool
-        Emit `PynisherWarning`\\ s (``warnings.warn``) for limits that are unsupported here or
-        too small to start a process.
+        Emit warnings (``warnings.warn``, category `PynisherWarning`) for limits that are
+        unsupported here or too small to start a process.
     wrap_errors : bool | list | dict
         Convert the function's exceptions *in the child* into pynisher exceptions: True wraps
         every exception into `PynisherException`; a list wraps the listed ones; a dict maps the

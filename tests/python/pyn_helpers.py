@@ -253,3 +253,14 @@ def raise_undecodable() -> None:
 
 def raise_unpicklable_exception() -> None:
     raise ValueError(threading.Lock())
+
+
+def nested_call(inner_context: str, kind: str) -> Any:
+    """A limited call made from inside a limited call."""
+    import pynisher
+
+    if kind == "ok":
+        return pynisher.limit(add, wall_time=10, context=inner_context)(2, 3)
+    if kind == "wall":
+        return pynisher.limit(sleep_and_return, wall_time=0.3, context=inner_context)(30)
+    return pynisher.limit(hog, memory=(100, "MB"), context=inner_context)(500)

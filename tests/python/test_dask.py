@@ -9,7 +9,6 @@ import pytest
 
 import pyn_helpers as h
 
-distributed = pytest.importorskip("distributed", reason="dask[distributed] is not installed")
 
 EXPECTED = {
     "ok": "value:3",
@@ -25,6 +24,9 @@ KINDS = ["ok", "wall", "memory", "ok", "cpu", "raise", "memory", "ok", "wall", "
 
 @pytest.fixture(scope="module")
 def client():
+    # Imported here, not at collection: importing distributed installs tblib's exception
+    # pickling process-wide, which should not change what the other test modules see.
+    distributed = pytest.importorskip("distributed", reason="dask[distributed] is not installed")
     cluster = distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
     )
