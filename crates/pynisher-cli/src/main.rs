@@ -34,6 +34,9 @@ enum Ending {
 }
 
 fn main() {
+    if guard::is_guard() {
+        guard::guard_main();
+    }
     // First, while this is the only thread: every thread created later inherits the blocked mask,
     // so the cancel signals reach nobody but the signalfd.
     let signals = match CancelSignals::block_and_open() {
@@ -147,31 +150,30 @@ impl Run {
             .then(|| StatusLine::new(settings.requested.clone()));
         let mut observer = CliObserver::new(signals, status_line);
 
-        // Forked while pynisher is still single-threaded; see guard.rs for why it exists.
-        let guard = Guard::start()
-            .map_err(|e| {
-                if settings.verbose {
-                    eprintln!("pynisher: no guard process ({e}): if pynisher is killed, children of the program may survive");
-                }
-            })
-            .ok();
+        let verbose = settings.verbose;
         let result = settings
             .limits
             .spawn_command(&settings.command)
             .and_then(|running| {
-                if let Some(guard) = &guard {
-                    guard.arm(running.pid());
-                }
                 let foreground = Foreground::hand_over(running.pid());
+                // Started once the program runs, so that it does not delay the program's start;
+                // see guard.rs for why it exists.
+                let guard = Guard::start(running.pid())
+                    .map_err(|e| {
+                        if verbose {
+                            eprintln!("pynisher: no guard process ({e}): if pynisher is killed, children of the program may survive");
+                        }
+                    })
+                    .ok();
                 let outcome = running.wait_observed(&mut observer);
+                if let Some(guard) = guard {
+                    guard.dismiss();
+                }
                 if let Some(foreground) = foreground {
                     foreground.take_back();
                 }
                 outcome
             });
-        if let Some(guard) = guard {
-            guard.dismiss();
-        }
         observer.finish();
         let outcome = match result {
             Ok(outcome) => outcome,
