@@ -264,3 +264,8 @@ def nested_call(inner_context: str, kind: str) -> Any:
     if kind == "wall":
         return pynisher.limit(sleep_and_return, wall_time=0.3, context=inner_context)(30)
     return pynisher.limit(hog, memory=(100, "MB"), context=inner_context)(500)
+
+
+def put_on_queue(queue: Any, value: int) -> None:
+    """auto-sklearn's pattern: the target reports through a multiprocessing queue."""
+    queue.put(2 * value)
