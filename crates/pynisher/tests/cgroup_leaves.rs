@@ -157,12 +157,17 @@ fn leaves_of_a_dead_supervisor_are_emptied_and_removed_later() {
     };
     let dead_pid = 4_000_000 + (std::process::id() % 100_000) as i32;
     let leaf = parent.join(format!("call-{dead_pid}-0"));
-    std::fs::create_dir(&leaf).unwrap();
     let mut sleeper = std::process::Command::new("sleep")
         .arg("30")
         .spawn()
         .unwrap();
-    std::fs::write(leaf.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
+    // Any other process starting on this machine may clean the leaf up while it is still empty
+    // (that is the behaviour under test); try again until the sleeper is inside.
+    let placed = (0..50).any(|_| {
+        let _ = std::fs::create_dir(&leaf);
+        std::fs::write(leaf.join("cgroup.procs"), sleeper.id().to_string()).is_ok()
+    });
+    assert!(placed, "could not place a process in {leaf:?}");
 
     // Detection (and so clean-up) happens once per process: run it in a fresh one.
     let me = std::env::current_exe().unwrap();
