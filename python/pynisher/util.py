@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import resource
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, Optional, Tuple
 
-__all__ = ["memconvert", "timeconvert", "callstring"]
+__all__ = ["memconvert", "timeconvert", "callstring", "Monitor"]
 
 # Binary units, as in pynisher 1.x: "KB" means KiB, "MB" MiB, "GB" GiB.
 _MEM_UNITS = {"B": 1, "KB": 2**10, "MB": 2**20, "GB": 2**30}
@@ -65,3 +67,56 @@ def callstring(f: Callable[..., Any], *args: Any, **kwargs: Any) -> str:
     else:  # pragma: no cover - every object has __class__
         name = str(f)
     return f"{name}({param_str})"
+
+
+class Monitor:
+    """Memory use and address-space limit of a process (upstream's psutil-based helper).
+
+    Reads ``/proc`` directly, so psutil is not needed.
+
+    Parameters
+    ----------
+    pid : int | None
+        The process to look at; None = this process.
+    """
+
+    def __init__(self, pid: Optional[int] = None) -> None:
+        self.pid = os.getpid() if pid is None else pid
+
+    def memory(self, units: str = "B", *, kind: str = "vms") -> float:
+        """Current memory use: ``kind`` "vms" (virtual size) or "rss" (resident), in ``units``
+        ("B", "KB", "MB", "GB", case-insensitive)."""
+        fields = {"vms": "VmSize:", "rss": "VmRSS:"}
+        if kind not in fields:
+            raise ValueError(f"No memory kind {kind}, use one of {list(fields)}")
+        with open(f"/proc/{self.pid}/status") as fh:
+            for line in fh:
+                if line.startswith(fields[kind]):
+                    kib = int(line.split()[1])
+                    return memconvert(kib * 1024, frm="B", to=units)
+        raise ValueError(f"/proc/{self.pid}/status has no {fields[kind]} line")
+
+    def memlimit(self, units: str = "B") -> Optional[Tuple[float, float]]:
+        """The (soft, hard) address-space limit (``RLIMIT_AS``; -1 = unlimited) in ``units``."""
+        if self.pid == os.getpid():
+            limits = resource.getrlimit(resource.RLIMIT_AS)
+        else:
+            limits = _rlimit_as_of(self.pid)
+        if units.upper() == "B":
+            return limits
+        return (
+            limits[0] if limits[0] < 0 else memconvert(limits[0], frm="B", to=units),
+            limits[1] if limits[1] < 0 else memconvert(limits[1], frm="B", to=units),
+        )
+
+
+def _rlimit_as_of(pid: int) -> Tuple[int, int]:
+    with open(f"/proc/{pid}/limits") as fh:
+        for line in fh:
+            if line.startswith("Max address space"):
+                soft, hard = line.split()[3:5]
+                return (
+                    -1 if soft == "unlimited" else int(soft),
+                    -1 if hard == "unlimited" else int(hard),
+                )
+    return (-1, -1)

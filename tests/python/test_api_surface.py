@@ -251,3 +251,27 @@ def test_py_typed_ships() -> None:
     from pathlib import Path
 
     assert (Path(pynisher.__file__).parent / "py.typed").exists()
+
+
+def test_monitor() -> None:
+    import resource
+
+    from pynisher.util import Monitor
+
+    m = Monitor()
+    vms, rss = m.memory("MB"), m.memory("mb", kind="rss")
+    assert 1 < rss <= vms
+    assert m.memory() == pytest.approx(vms * 2**20, rel=0.05)
+    with pytest.raises(ValueError):
+        m.memory(kind="swap")
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))
+
+    sleeper = subprocess.Popen(["sleep", "30"], preexec_fn=cap)
+    try:
+        assert Monitor(sleeper.pid).memlimit() == (2**30, 2**30)
+        assert Monitor(sleeper.pid).memlimit("GB") == (1.0, 1.0)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
