@@ -180,6 +180,9 @@ impl Run {
             Err(e) => {
                 let message = e.to_string();
                 eprintln!("pynisher: {message}");
+                if let pynisher::Error::BackendUnavailable { .. } = e {
+                    eprintln!("pynisher: the backends that work here, strongest first: {}; `--memory-kind address-space` needs no cgroup", backend_list());
+                }
                 let report = Report::from_error(&self.settings, &message);
                 self.write_report(&report);
                 return Ending::Exit(exit::FAILED);
@@ -276,6 +279,15 @@ fn wants_subreaper(backend: pynisher::Backend) -> bool {
             .is_some_and(|b| *b != pynisher::Backend::ProcessGroup),
         pynisher::Backend::CgroupV2 | pynisher::Backend::CgroupV1 => true,
     }
+}
+
+/// The backends available on this machine, by their `--backend` names.
+fn backend_list() -> String {
+    pynisher::available_backends()
+        .iter()
+        .map(|b| b.name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Writes one captured stream to its file, or replays it to pynisher's own stream when the stream

@@ -138,28 +138,38 @@ fn a_spawn_failure_is_reported_with_its_errno() {
 
 #[test]
 fn an_unavailable_backend_is_a_pynisher_error_in_the_report() {
-    // cgroup2 needs a writable unified hierarchy; where it works this checks nothing but success.
+    // The process group can never limit resident memory: always a pynisher error, exit 125.
     let dir = TempDir::new("backend");
     let path = dir.path_str("r.json");
+    let marker = dir.path_str("started");
     let result = run(&[
         &format!("--json={path}"),
         "--backend",
-        "cgroup2",
+        "none",
+        "--memory",
+        "1GiB",
+        "--memory-kind",
+        "resident",
         "--",
-        "true",
+        "sh",
+        "-c",
+        &format!("touch {marker}"),
     ]);
+    assert_eq!(result.code, Some(125), "{result:?}");
+    assert!(result.stderr.contains("unavailable"), "{result:?}");
+    assert!(
+        result.stderr.contains("--memory-kind address-space"),
+        "the hint names the flag: {result:?}"
+    );
+    assert!(!dir.join("started").exists(), "the program ran");
     let report = read_report(&dir.join("r.json"));
-    match result.code {
-        Some(0) => assert_eq!(report["containment"]["backend"], "cgroup2"),
-        Some(125) => {
-            assert_eq!(report["status"], "error");
-            assert_eq!(report["exit_status"], 125);
-            assert!(
-                report["error"].as_str().unwrap().contains("cgroup2"),
-                "{report:#}"
-            );
-            assert!(result.stderr.contains("cgroup2"), "{result:?}");
-        }
-        other => panic!("unexpected exit {other:?}: {result:?}"),
-    }
+    assert_eq!(report["schema"], "pynisher-report/1");
+    assert_eq!(report["status"], "error");
+    assert_eq!(report["exit_status"], 125);
+    assert!(
+        report["error"].as_str().unwrap().contains("unavailable"),
+        "{report:#}"
+    );
+    assert_eq!(report["containment"], Value::Null);
+    assert_eq!(report["limits"]["memory_kind"], "resident");
 }
