@@ -1,6 +1,19 @@
 """Type stubs of `pynisher._core`, the engine's binding (private; use `pynisher`)."""
 
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypedDict, Union
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple, TypedDict, Union, final
+
+__all__ = [
+    "EngineError",
+    "FRAME_VERSION",
+    "RESULT_FD_ENV",
+    "StartedCall",
+    "__version__",
+    "available_backends",
+    "check_limits",
+    "run_command",
+    "run_fork",
+    "start_fork",
+]
 
 __version__: str
 RESULT_FD_ENV: str
@@ -9,7 +22,7 @@ FRAME_VERSION: int
 class EngineError(Exception):
     """The engine itself failed (a system call, a cgroup file, an unavailable backend)."""
 
-class Limits(TypedDict, total=False):
+class _Limits(TypedDict, total=False):
     wall_time: Optional[float]
     cpu_time: Optional[float]
     memory: Optional[int]
@@ -22,14 +35,14 @@ class Limits(TypedDict, total=False):
     output_limit: Optional[int]
     backend: str
 
-class Guarantees(TypedDict):
+class _Guarantees(TypedDict):
     all_descendants_contained: bool
     exact_tree_cpu_time: bool
     tree_memory_limit: bool
     kernel_process_limit: bool
     notes: List[str]
 
-class RawOutcome(TypedDict):
+class _RawOutcome(TypedDict):
     status: str
     message: Optional[str]
     spawn_errno: Optional[int]
@@ -56,7 +69,7 @@ class RawOutcome(TypedDict):
     stderr_truncated: bool
     stderr_total_bytes: int
     backend: str
-    guarantees: Guarantees
+    guarantees: _Guarantees
     pid: int
 
 _PathLike = Union[str, bytes]
@@ -67,7 +80,7 @@ def run_fork(
     *,
     cancel_fd: Optional[int] = None,
     on_start: Optional[Callable[[int], object]] = None,
-) -> RawOutcome: ...
+) -> _RawOutcome: ...
 def run_command(
     argv: Sequence[_PathLike],
     limits: Mapping[str, object],
@@ -77,6 +90,16 @@ def run_command(
     cwd: Optional[_PathLike] = None,
     cancel_fd: Optional[int] = None,
     on_start: Optional[Callable[[int], object]] = None,
-) -> RawOutcome: ...
+) -> _RawOutcome: ...
 def check_limits(limits: Mapping[str, object]) -> None: ...
 def available_backends() -> List[str]: ...
+
+@final
+class StartedCall:
+    """A call started by `start_fork`; dropping it unwaited kills and reaps its processes."""
+
+    @property
+    def pid(self) -> int: ...
+    def wait(self, *, cancel_fd: Optional[int] = None) -> _RawOutcome: ...
+
+def start_fork(child: Callable[[], bytes], limits: Mapping[str, object]) -> StartedCall: ...

@@ -92,8 +92,11 @@ class _Server:
 
     def __init__(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # Registrations of fork/spawn calls go on a separate byte stream that the server reads
+        # only now and then (and when the caller dies): no wake-up of the server per call.
+        watch_ours, watch_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = dict(os.environ)
-        env[_CONTROL_FD_ENV] = str(theirs.fileno())
+        env[_CONTROL_FD_ENV] = f"{theirs.fileno()},{watch_theirs.fileno()}"
         package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         bootstrap = (
             "import sys; sys.path.insert(0, {!r}); from pynisher._forkserver import serve; serve()"
@@ -101,7 +104,7 @@ class _Server:
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", bootstrap, str(os.getpid())],
-                pass_fds=(theirs.fileno(),),
+                pass_fds=(theirs.fileno(), watch_theirs.fileno()),
                 env=env,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
@@ -109,7 +112,9 @@ class _Server:
             )
         finally:
             theirs.close()
+            watch_theirs.close()
         self.control = ours
+        self.watch_channel = watch_ours
         self.owner = os.getpid()
         self.lock = threading.Lock()
         self.preloaded: set = set()
@@ -148,16 +153,17 @@ class _Server:
     def watch(self, pgid: int) -> None:
         """Asks the server to kill process group ``pgid`` if this process dies before `unwatch`."""
         with self.lock:
-            self.control.send(b"W" + _PID.pack(pgid))
+            self.watch_channel.sendall(b"W" + _PID.pack(pgid))
 
     def unwatch(self, pgid: int) -> None:
         with self.lock:
-            self.control.send(b"U" + _PID.pack(pgid))
+            self.watch_channel.sendall(b"U" + _PID.pack(pgid))
 
     def close(self) -> None:
         """Lets the server go (end of file on its control socket) and waits for it briefly."""
         try:
             self.control.close()
+            self.watch_channel.close()
         finally:
             try:
                 self.process.wait(timeout=1.0)
@@ -227,7 +233,7 @@ def server_pid() -> Optional[int]:
     return server.process.pid if server is not None and server.alive() else None
 
 
-def run(func, args, kwargs, limits: Dict[str, Any], soft: Dict[str, Optional[int]]) -> Dict[str, Any]:
+def run(func, args, kwargs, limits: Dict[str, Any], soft: Dict[str, Optional[int]]) -> Any:
     """Runs one call through the server; returns the engine's outcome dict (see `_core`)."""
     from pynisher import _run
 
@@ -284,8 +290,13 @@ def _cancel(conn: socket.socket) -> None:
 class _ServerState:
     """The server: a main loop reading the control socket, and one thread per call in flight."""
 
-    def __init__(self, control: socket.socket, caller_fd: Optional[int]) -> None:
+    def __init__(
+        self, control: socket.socket, watch_channel: socket.socket, caller_fd: Optional[int]
+    ) -> None:
         self.control = control
+        self.watch_channel = watch_channel
+        self.watch_channel.setblocking(False)
+        self.watch_pending = b""
         self.caller_fd = caller_fd
         #: Process groups of the caller's fork/spawn calls, killed if the caller dies.
         self.watched: set = set()
@@ -313,11 +324,7 @@ class _ServerState:
             return True
         for fd in fds:
             os.close(fd)
-        if kind == b"W":
-            self.watched.add(_PID.unpack(message[1:5])[0])
-        elif kind == b"U":
-            self.watched.discard(_PID.unpack(message[1:5])[0])
-        elif kind == b"P":
+        if kind == b"P":
             _preload(message[1:])
         return True
 
@@ -366,23 +373,31 @@ class _ServerState:
             os.close(fds[1])
             os.close(fds[2])
 
-    def kill_watched(self) -> None:
-        """The caller is gone (or let us go): what it was still running dies with it. Reads
-        the registrations still queued first (the caller may have died before we read them)."""
-        self.control.setblocking(False)
-        for _ in range(100_000):
+    def read_watch_channel(self) -> None:
+        """Applies the registrations queued on the watch channel (5-byte records)."""
+        while True:
             try:
-                message, fds, _, _ = socket.recv_fds(self.control, 1 << 20, 3)
+                chunk = self.watch_channel.recv(1 << 16)
+            except (BlockingIOError, InterruptedError):
+                break
             except OSError:
+                chunk = b""
+            if not chunk:
                 break
-            for fd in fds:
-                os.close(fd)
-            if not message:
-                break
-            if message[:1] == b"W":
-                self.watched.add(_PID.unpack(message[1:5])[0])
-            elif message[:1] == b"U":
-                self.watched.discard(_PID.unpack(message[1:5])[0])
+            data = self.watch_pending + chunk
+            whole = len(data) - len(data) % 5
+            for i in range(0, whole, 5):
+                pgid = _PID.unpack_from(data, i + 1)[0]
+                if data[i : i + 1] == b"W":
+                    self.watched.add(pgid)
+                else:
+                    self.watched.discard(pgid)
+            self.watch_pending = data[whole:]
+
+    def kill_watched(self) -> None:
+        """The caller is gone (or let us go): what it was still running dies with it. Reads the
+        registrations still queued first (the caller may have died before we read them)."""
+        self.read_watch_channel()
         for pgid in self.watched:
             try:
                 os.killpg(pgid, signal.SIGKILL)
@@ -440,7 +455,7 @@ def _call_child(
     if not capture_output:
         os.dup2(out_fd, 1)
         os.dup2(err_fd, 2)
-    inherited = set(state.call_fds) | {state.control.fileno()}
+    inherited = set(state.call_fds) | {state.control.fileno(), state.watch_channel.fileno()}
     if state.caller_fd is not None:
         inherited.add(state.caller_fd)
     for fd in inherited - {0, 1, 2, 3}:  # 3 is the engine's result descriptor
@@ -455,18 +470,20 @@ def serve() -> None:
     """The server's main loop (``argv[1]`` is the caller's pid)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     caller = int(sys.argv[1])
-    control = socket.socket(fileno=int(os.environ.pop(_CONTROL_FD_ENV)))
+    control_fd, watch_fd = (int(fd) for fd in os.environ.pop(_CONTROL_FD_ENV).split(","))
+    control = socket.socket(fileno=control_fd)
+    watch_channel = socket.socket(fileno=watch_fd)
     try:
         caller_fd: Optional[int] = os.pidfd_open(caller)
     except (AttributeError, OSError):
         caller_fd = None  # old kernel, or the caller is gone: the control socket's EOF tells
-    state = _ServerState(control, caller_fd)
+    state = _ServerState(control, watch_channel, caller_fd)
     try:
         if os.getppid() != caller:
             return
         # Import now what every call needs, so that call children inherit it.
         try:
-            import cloudpickle  # noqa: F401  (lambdas and closures arrive pickled by value)
+            import cloudpickle  # type: ignore[import-untyped]  # noqa: F401  (lambdas and closures arrive pickled by value)
         except ImportError:
             pass
         # What exists now is never collected: call children then do not copy the pages that a
@@ -477,8 +494,10 @@ def serve() -> None:
         if caller_fd is not None:
             poller.register(caller_fd, select.POLLIN)
         while True:
-            for fd, _ in poller.poll():
+            # The watch channel is read on every wake-up, and at least every 200 ms.
+            for fd, _ in poller.poll(200):
                 if fd == caller_fd or not state.handle_one():
                     return
+            state.read_watch_channel()
     finally:
         state.kill_watched()

@@ -13,7 +13,7 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Mapping, Optional
 
 from pynisher import _core, _worker
 
@@ -162,7 +162,7 @@ class _Janitor:
                 pass
 
 
-def _run_fork(func, args, kwargs, limits, soft) -> Dict[str, Any]:
+def _run_fork(func, args, kwargs, limits, soft) -> Mapping[str, Any]:
     _flush_std_streams()
     child = partial(
         _worker.execute,
@@ -210,7 +210,7 @@ def encode_call_or_raise(func, args, kwargs, context: str) -> bytes:
         ) from err
 
 
-def _run_spawn(func, args, kwargs, limits, soft) -> Dict[str, Any]:
+def _run_spawn(func, args, kwargs, limits, soft) -> Mapping[str, Any]:
     import pickle
 
     blob = encode_call_or_raise(func, args, kwargs, "spawn")
@@ -219,7 +219,7 @@ def _run_spawn(func, args, kwargs, limits, soft) -> Dict[str, Any]:
         return _core.run_command(_spawn_argv(), limits, stdin=request, on_start=janitor.on_start)
 
 
-def _result_from(raw: Dict[str, Any], context: str) -> CallResult:
+def _result_from(raw: Mapping[str, Any], context: str) -> CallResult:
     data = raw.get("value")
     returned, value, exception, tb = False, None, None, ""
     if data is not None:

@@ -25,7 +25,7 @@ import signal
 import struct
 import sys
 import traceback
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 #: The environment variable naming the result descriptor (mirrors the engine's RESULT_FD_ENV).
 RESULT_FD_ENV = "PYNISHER_RESULT_FD"
@@ -44,7 +44,7 @@ def _dumps(obj: Any) -> bytes:
     try:
         return pickle.dumps(obj, protocol=_PROTOCOL)
     except Exception:
-        import cloudpickle
+        import cloudpickle  # type: ignore[import-untyped]
 
         return cloudpickle.dumps(obj, protocol=_PROTOCOL)
 
@@ -180,7 +180,7 @@ def execute(
 def encode_call(func: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> bytes:
     """The caller's side for spawn and forkserver: the call as cloudpickle bytes (lambdas and
     closures included). Raises whatever cloudpickle raises for an unpicklable call."""
-    import cloudpickle
+    import cloudpickle  # type: ignore[import-untyped]
 
     return cloudpickle.dumps((func, args, kwargs), protocol=_PROTOCOL)
 
@@ -260,7 +260,7 @@ def decode(data: bytes) -> Tuple[bool, Any, Optional[BaseException], str]:
 
 
 def _read_all(fd: int) -> bytes:
-    chunks = []
+    chunks: List[bytes] = []
     while True:
         chunk = os.read(fd, 1 << 20)
         if not chunk:
