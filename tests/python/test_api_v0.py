@@ -31,7 +31,7 @@ from pynisher import (
 
 import pyn_helpers as h
 
-from conftest import engine_backend
+from conftest import engine_backend, skip_unless_resident_memory
 
 # ---- the seed document's two examples, verbatim ---------------------------------------------
 
@@ -151,6 +151,7 @@ def _ctx(context: str):
 
 
 def test_success(context: str) -> None:
+    skip_unless_resident_memory(context)
     obj = enforce_limits(wall_time_in_s=10, mem_in_mb=500, cpu_time_in_s=10, context=_ctx(context))(h.add)
     assert obj(1, b=2) == 3
     assert obj.result == 3
@@ -215,6 +216,7 @@ def test_memory_limit(context: str) -> None:
 
 
 def test_memory_enough(context: str) -> None:
+    skip_unless_resident_memory(context)
     obj = enforce_limits(mem_in_mb=300, context=_ctx(context))(h.hog)
     assert obj(20) == 20 * 2**20 and obj.exit_status == 0
 

@@ -30,6 +30,8 @@ from pynisher.exceptions import RemoteTraceback
 import pyn_helpers as h
 from pyn_helpers import assert_gone
 
+from conftest import skip_unless_resident_memory
+
 
 # ---- results ----------------------------------------------------------------------------------
 
@@ -99,6 +101,7 @@ def test_memory_hog(context: str) -> None:
 
 
 def test_memory_enough(context: str) -> None:
+    skip_unless_resident_memory(context)
     assert limit(h.hog, memory=(300, "MB"), context=context)(20) == 20 * 2**20
 
 
@@ -117,6 +120,7 @@ def test_memory_error_without_limit_is_plain(context: str) -> None:
 
 
 def test_all_limits_together_success(context: str) -> None:
+    skip_unless_resident_memory(context)
     lf = limit(h.add, memory=(1, "GB"), cpu_time=(1, "m"), wall_time=(0.5, "m"), context=context)
     assert lf(20, 22) == 42
 
