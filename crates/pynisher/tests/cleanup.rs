@@ -175,3 +175,26 @@ fn a_program_inherits_no_descriptor_beyond_stdio() {
         "{fds:?} (leaked {leaked})"
     );
 }
+
+#[test]
+fn a_closure_child_keeps_the_callers_descriptors_where_they_were() {
+    let path = std::env::temp_dir().join(format!("pynisher-fd-{}", std::process::id()));
+    let file = std::fs::File::create(&path).unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+    let expected = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
+    // SAFETY: the closure reads a link in /proc and allocates.
+    let o = unsafe {
+        Limits::new().spawn_closure_unchecked(move || {
+            std::fs::read_link(format!("/proc/self/fd/{fd}"))
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+    }
+    .unwrap()
+    .wait()
+    .unwrap();
+    drop(file);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(o.status, Status::Completed);
+    assert_eq!(o.value.unwrap(), expected.to_string_lossy());
+}

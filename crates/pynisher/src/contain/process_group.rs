@@ -203,6 +203,16 @@ impl CallContainer for ProcessGroupContainer {
                 break;
             }
         }
+        // SIGKILL is delivered when the process next runs: wait (bounded) until every killed
+        // process is gone or a zombie, so that "the call returned" means "they are dead".
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        for &pid in &killed {
+            while sys::proc_stat(pid).is_some_and(|p| p.state != b'Z' && p.state != b'X')
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
         // Orphans re-parented to us (when we are a subreaper) are ours to reap.
         if sys::is_subreaper() {
             sys::reap_group_zombies(self.pgid);

@@ -26,7 +26,8 @@ pub(crate) type ClosureBody<'f> = Box<dyn FnOnce() -> Result<Vec<u8>, String> + 
 pub(crate) enum Payload<'f> {
     /// Exec a program; its outcome carries no value.
     Exec(Command),
-    /// Exec a program that sends a result frame on [`RESULT_FD`].
+    /// Exec a program that sends a result frame on [`RESULT_FD`] (a closure writes its frame to
+    /// the result pipe wherever the parent opened it, leaving the caller's descriptors alone).
     ExecWithResult(Command),
     /// Run a closure in the forked child; it returns the encoded value or an encoding error.
     Closure(ClosureBody<'f>),
@@ -299,12 +300,20 @@ pub(crate) unsafe fn child_main(plan: ChildPlan<'_>, fds: &ChildFds) -> ! {
         }
         libc::close(fds.release_read);
 
-        // Move the sources out of the way first, so that no dup2 clobbers a later source.
+        // Move the sources out of the way first, so that no dup2 clobbers a later source. Only a
+        // program gets the result pipe at a fixed number: a closure child is a copy of the caller,
+        // whose own descriptor 3 (a file, a socket, a multiprocessing pipe) must stay untouched,
+        // so the closure writes to the pipe where it already is.
+        let exec_result = if plan.exec.is_some() {
+            fds.result
+        } else {
+            None
+        };
         let targets = [
             (fds.stdin, 0),
             (fds.stdout, 1),
             (fds.stderr, 2),
-            (fds.result, RESULT_FD),
+            (exec_result, RESULT_FD),
         ];
         let mut moved = [-1; 4];
         for (i, (src, _)) in targets.iter().enumerate() {
@@ -376,7 +385,10 @@ pub(crate) unsafe fn child_main(plan: ChildPlan<'_>, fds: &ChildFds) -> ! {
                 );
                 fail(fds, step::EXEC)
             }
-            (None, Some(closure)) => super::closure::run_and_exit(closure, fds.error_write),
+            (None, Some(closure)) => {
+                let result_fd = fds.result.unwrap_or(-1);
+                super::closure::run_and_exit(closure, fds.error_write, result_fd)
+            }
             (None, None) => libc::_exit(SETUP_FAILED_EXIT),
         }
     }

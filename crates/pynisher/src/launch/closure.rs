@@ -7,12 +7,12 @@
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use super::child::{ClosureBody, RESULT_FD};
+use super::child::ClosureBody;
 use crate::transport::{encode_frame, FrameKind};
 
-/// Runs `closure`, writes its result frame on [`RESULT_FD`], and exits without running the
+/// Runs `closure`, writes its result frame on `result_fd`, and exits without running the
 /// caller's destructors or `atexit` handlers (they belong to the parent's state).
-pub(crate) fn run_and_exit(closure: ClosureBody<'_>, error_write: i32) -> ! {
+pub(crate) fn run_and_exit(closure: ClosureBody<'_>, error_write: i32, result_fd: i32) -> ! {
     // SAFETY: the set-up error pipe is ours and no longer needed once user code starts.
     unsafe {
         libc::close(error_write);
@@ -36,7 +36,7 @@ pub(crate) fn run_and_exit(closure: ClosureBody<'_>, error_write: i32) -> ! {
         // SAFETY: writing our own buffer to our own result descriptor.
         let n = unsafe {
             libc::write(
-                RESULT_FD,
+                result_fd,
                 frame[written..].as_ptr().cast(),
                 frame.len() - written,
             )
