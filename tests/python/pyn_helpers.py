@@ -206,16 +206,16 @@ def decorated_spawn(x: int) -> int:
 # ---- tasks run inside Pool / Dask workers: each returns the outcome as a string ---------------
 
 
-def limited_task(kind: str) -> str:
+def limited_task(kind: str, context: "str | None" = None) -> str:
     """Run one limited call of the given kind with the 1.x API and name its outcome."""
     import pynisher
 
     calls = {
-        "ok": lambda: pynisher.limit(add, wall_time=5)(1, 2),
-        "wall": lambda: pynisher.limit(sleep_and_return, wall_time=0.5)(30),
-        "memory": lambda: pynisher.limit(hog, memory=(100, "MB"))(500),
-        "cpu": lambda: pynisher.limit(busy_forever, cpu_time=0.5)(),
-        "raise": lambda: pynisher.limit(raise_value_error)("x"),
+        "ok": lambda: pynisher.limit(add, wall_time=5, context=context)(1, 2),
+        "wall": lambda: pynisher.limit(sleep_and_return, wall_time=0.5, context=context)(30),
+        "memory": lambda: pynisher.limit(hog, memory=(100, "MB"), context=context)(500),
+        "cpu": lambda: pynisher.limit(busy_forever, cpu_time=0.5, context=context)(),
+        "raise": lambda: pynisher.limit(raise_value_error, context=context)("x"),
     }
     try:
         value = calls[kind]()

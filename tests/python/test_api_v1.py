@@ -419,6 +419,18 @@ def test_call_from_a_thread() -> None:
     assert results == [5]
 
 
+def test_concurrent_calls_from_threads(context: str) -> None:
+    # Dask workers with several threads make limited calls concurrently, through one object.
+    from concurrent.futures import ThreadPoolExecutor
+
+    kinds = ["ok", "wall", "raise", "ok", "memory", "ok"] * 2
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(h.limited_task, kinds, [context] * len(kinds)))
+    expected = {"ok": "value:3", "wall": "WallTimeoutException", "raise": "ValueError",
+                "memory": "MemoryLimitException"}
+    assert outcomes == [expected[k] for k in kinds]
+
+
 def test_function_importable_from_runtime_sys_path(context: str, tmp_path: Path) -> None:
     # A module the caller found through a sys.path entry added at run time (not in PYTHONPATH),
     # as multiprocessing supports: spawn/forkserver children must find it too.
