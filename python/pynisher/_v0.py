@@ -177,8 +177,10 @@ class _LimitedFunction:
 
     def __init__(self, limits: enforce_limits, func: Callable[..., Any]) -> None:
         self._limits = limits
+        # Name and docstring only: copying func.__dict__ (callable objects have one) could
+        # overwrite this wrapper's own attributes such as `func` or `result`.
+        functools.update_wrapper(self, func, updated=())
         self.func = func
-        functools.update_wrapper(self, func)
         self.os_errno: Optional[int] = None
         self._reset_attributes()
 

@@ -318,6 +318,19 @@ def test_decorator_keeps_function_identity() -> None:
     assert documented(4) == 4
 
 
+def test_wrapping_a_callable_object_with_clashing_attributes() -> None:
+    class Target:
+        def __init__(self) -> None:
+            self.func = "not the function"
+            self.result = "not the result"
+
+        def __call__(self, x: int) -> int:
+            return x + 1
+
+    obj = enforce_limits(wall_time_in_s=10)(Target())
+    assert obj(1) == 2 and obj.result == 2 and obj.exit_status == 0
+
+
 @pytest.mark.parametrize("method", pynisher.contexts)
 def test_context_as_string(method: str) -> None:
     obj = enforce_limits(wall_time_in_s=10, context=method)(h.has_parent_marker)
