@@ -83,6 +83,36 @@ fn engine_error(error: pynisher::Error) -> BadFlag {
     BadFlag(error.to_string())
 }
 
+/// The flag that sets an engine parameter, for errors from [`Limits::validate`] (which names the
+/// library's parameters: `wall_time`, `grace_period`, …).
+fn flag_for(param: &str) -> &str {
+    match param {
+        "wall_time" => "--wall-time",
+        "cpu_time" => "--cpu-time",
+        "memory" => "--memory",
+        "max_processes" => "--max-processes",
+        "grace_period" => "--grace",
+        "wall_signal" | "cpu_signal" => "--signal",
+        "output_limit" => "--output-limit",
+        other => other,
+    }
+}
+
+/// An error of [`Limits::validate`], with the flag's name instead of the library's.
+fn validation_error(error: pynisher::Error) -> BadFlag {
+    match error {
+        pynisher::Error::InvalidLimit {
+            param,
+            value,
+            reason,
+        } => BadFlag(format!(
+            "invalid value for {}: {value:?} ({reason})",
+            flag_for(param)
+        )),
+        other => engine_error(other),
+    }
+}
+
 fn duration_flag(flag: &'static str, text: Option<&str>) -> Result<Option<Duration>, BadFlag> {
     text.map(|t| parse_duration(flag, t).map_err(engine_error))
         .transpose()
@@ -200,12 +230,15 @@ impl Settings {
         if let Some(bytes) = output_limit {
             limits = limits.capture_output(true).output_limit(bytes);
         }
-        limits.validate().map_err(engine_error)?;
+        limits.validate().map_err(validation_error)?;
 
         let mut words = cli.command.into_iter();
         let program = words.next().ok_or_else(|| {
             BadFlag("no program given (pynisher [OPTIONS] -- PROGRAM [ARGS]...)".into())
         })?;
+        if program.is_empty() {
+            return Err(BadFlag("the program name is empty".into()));
+        }
         let args: Vec<_> = words.collect();
         let command_text = std::iter::once(&program)
             .chain(&args)
@@ -220,6 +253,17 @@ impl Settings {
                 JsonDestination::File(path)
             }
         });
+
+        if let Some(JsonDestination::File(path)) = &json {
+            for (flag, file) in [("--stdout", &cli.stdout), ("--stderr", &cli.stderr)] {
+                if file.as_ref() == Some(path) {
+                    return Err(BadFlag(format!(
+                        "--json and {flag} name the same file {}",
+                        path.display()
+                    )));
+                }
+            }
+        }
 
         Ok(Settings {
             limits,
@@ -332,6 +376,9 @@ mod tests {
             ("--grace", "soon"),
             ("--signal", "NOPE"),
             ("--signal", "STOP"),
+            ("--cpu-time", "99999999999d"),
+            ("--wall-time", "40000d"),
+            ("--grace", "99999999999d"),
         ] {
             let message = error(&[flag, bad]);
             assert!(message.contains(flag), "{flag} {bad}: {message}");
@@ -385,6 +432,13 @@ mod tests {
             settings(&["--json=r.json"]).unwrap().json,
             Some(JsonDestination::File("r.json".into()))
         );
+    }
+
+    #[test]
+    fn the_report_and_an_output_stream_cannot_share_a_file() {
+        assert!(error(&["--json=x", "--stdout", "x"]).contains("--stdout"));
+        assert!(error(&["--json=x", "--stderr", "x"]).contains("--stderr"));
+        assert!(settings(&["--json=x", "--stdout", "y"]).is_ok());
     }
 
     #[test]
