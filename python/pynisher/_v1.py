@@ -39,7 +39,7 @@ import sys
 import traceback
 import warnings as _warnings
 from functools import wraps
-from typing import Any, Callable, Dict, Generic, List, Optional, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Generic, List, Literal, Optional, Tuple, TypeVar, Union, overload
 
 from pynisher.exceptions import (
     CpuTimeoutException,
@@ -402,6 +402,41 @@ class Pynisher(Generic[P, T]):
     PynisherException = PynisherException
     TimeoutException = TimeoutException
 
+    # For type checkers: with raises=True (the default) a call returns T; otherwise T | EMPTY.
+    @overload
+    def __init__(
+        self: "Pynisher[P, T]",
+        func: Callable[P, T],
+        *,
+        name: Optional[str] = ...,
+        memory: MemoryArg = ...,
+        cpu_time: TimeArg = ...,
+        wall_time: TimeArg = ...,
+        context: Any = ...,
+        raises: Literal[True] = ...,
+        warnings: bool = ...,
+        wrap_errors: WrapErrors = ...,
+        terminate_child_processes: bool = ...,
+        forceful_keyboard_interrupt: bool = ...,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: "Pynisher[P, Union[T, _EMPTY]]",
+        func: Callable[P, T],
+        *,
+        name: Optional[str] = ...,
+        memory: MemoryArg = ...,
+        cpu_time: TimeArg = ...,
+        wall_time: TimeArg = ...,
+        context: Any = ...,
+        raises: bool,
+        warnings: bool = ...,
+        wrap_errors: WrapErrors = ...,
+        terminate_child_processes: bool = ...,
+        forceful_keyboard_interrupt: bool = ...,
+    ) -> None: ...
+
     def __init__(
         self,
         func: Callable[P, T],
@@ -619,7 +654,7 @@ def restricted(
         raise ValueError(f"`@restricted(...)` is not supported on {sys.platform}, use `limit`")
 
     def decorator(func: Callable[P, T]) -> Callable[P, T]:
-        limited: Pynisher[P, T] = Pynisher(
+        limited: "Pynisher[P, Any]" = Pynisher(
             func,
             name=name,
             memory=memory,
