@@ -62,7 +62,8 @@ Limits and signals:
 
 Terminal:
   When stdin is a terminal and pynisher runs in its foreground, the program gets the terminal
-  for the run: it can read it, and Ctrl-C goes to the program, as without pynisher.
+  for the run: it can read it, and Ctrl-C goes to the program, as without pynisher. Ctrl-Z stops
+  the program and pynisher together (the shell shows the job stopped); fg continues both.
 
 Output:
   By default the program's stdout and stderr are its own (pass-through, live, unbounded).

@@ -23,7 +23,7 @@ use crate::observer::{CliObserver, StatusLine};
 use crate::report::{exit, OutputReport, Report, StreamReport};
 use crate::settings::{JsonDestination, Settings};
 use crate::signals::{die_by_signal, CancelSignals};
-use crate::terminal::Foreground;
+use crate::terminal::TerminalJob;
 
 /// How pynisher ends.
 enum Ending {
@@ -155,7 +155,7 @@ impl Run {
             .limits
             .spawn_command(&settings.command)
             .and_then(|running| {
-                let foreground = Foreground::hand_over(running.pid());
+                observer.follow_terminal_job(TerminalJob::hand_over(running.pid()));
                 // Started once the program runs, so that it does not delay the program's start;
                 // see guard.rs for why it exists.
                 let guard = Guard::start(running.pid())
@@ -169,8 +169,8 @@ impl Run {
                 if let Some(guard) = guard {
                     guard.dismiss();
                 }
-                if let Some(foreground) = foreground {
-                    foreground.take_back();
+                if let Some(job) = observer.take_terminal_job() {
+                    job.take_back();
                 }
                 outcome
             });

@@ -10,6 +10,7 @@ use pynisher::{Observer, Progress};
 use crate::report::format_duration;
 use crate::settings::RequestedLimits;
 use crate::signals::CancelSignals;
+use crate::terminal::TerminalJob;
 
 /// How often the engine must let the CLI check for cancel signals: the worst-case delay between a
 /// Ctrl-C and the start of the kill. Each check also makes the engine take a measurement sample (a
@@ -114,6 +115,7 @@ pub struct CliObserver<'a> {
     signals: &'a CancelSignals,
     cancel_signal: Option<i32>,
     status_line: Option<StatusLine>,
+    terminal_job: Option<TerminalJob>,
 }
 
 impl<'a> CliObserver<'a> {
@@ -123,7 +125,19 @@ impl<'a> CliObserver<'a> {
             signals,
             cancel_signal: None,
             status_line,
+            terminal_job: None,
         }
+    }
+
+    /// Follows the program's stops (Ctrl-Z) while it runs on the terminal; see
+    /// [`TerminalJob::follow_stops`].
+    pub fn follow_terminal_job(&mut self, job: Option<TerminalJob>) {
+        self.terminal_job = job;
+    }
+
+    /// The terminal job, given back at the end of the run.
+    pub fn take_terminal_job(&mut self) -> Option<TerminalJob> {
+        self.terminal_job.take()
     }
 
     /// The signal that cancelled the run, if one did.
@@ -145,6 +159,9 @@ impl Observer for CliObserver<'_> {
     }
 
     fn should_cancel(&mut self) -> bool {
+        if let Some(job) = &mut self.terminal_job {
+            job.follow_stops();
+        }
         if self.cancel_signal.is_none() {
             self.cancel_signal = self.signals.take();
         }

@@ -9,9 +9,12 @@ use std::time::{Duration, Instant};
 
 use common::has_program;
 
-/// Runs `shell_command` under `script` (so it has a terminal), typing `keys` after `delay`;
-/// returns everything the terminal showed and how long it took.
-fn on_terminal(shell_command: &str, delay: Duration, keys: &[u8]) -> Option<(String, Duration)> {
+/// Runs `shell_command` under `script` (so it has a terminal), typing each step's bytes after its
+/// delay; returns everything the terminal showed and how long it took.
+fn on_terminal_typing(
+    shell_command: &str,
+    steps: &[(Duration, &[u8])],
+) -> Option<(String, Duration)> {
     if !has_program("script") {
         eprintln!("SKIPPED: no `script` (util-linux) to give pynisher a terminal");
         return None;
@@ -25,13 +28,18 @@ fn on_terminal(shell_command: &str, delay: Duration, keys: &[u8]) -> Option<(Str
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    std::thread::sleep(delay);
-    stdin.write_all(keys).unwrap();
-    stdin.flush().unwrap();
+    for (delay, keys) in steps {
+        std::thread::sleep(*delay);
+        // The session may already be over (a failing test); the output tells.
+        let _ = stdin.write_all(keys).and_then(|()| stdin.flush());
+    }
     // Keep the terminal open until the command ends: script ends the session at end of input.
     let deadline = Instant::now() + Duration::from_secs(15);
     while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the command did not end");
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
     drop(stdin);
@@ -40,6 +48,11 @@ fn on_terminal(shell_command: &str, delay: Duration, keys: &[u8]) -> Option<(Str
         String::from_utf8_lossy(&output.stdout).into_owned(),
         start.elapsed(),
     ))
+}
+
+/// [`on_terminal_typing`] with one step.
+fn on_terminal(shell_command: &str, delay: Duration, keys: &[u8]) -> Option<(String, Duration)> {
+    on_terminal_typing(shell_command, &[(delay, keys)])
 }
 
 const PYNISHER: &str = env!("CARGO_BIN_EXE_pynisher");
@@ -86,4 +99,51 @@ fn ctrl_c_on_the_terminal_ends_the_program_and_pynisher_like_the_program_alone()
     assert!(text.contains("killed by SIGINT"), "{text:?}");
     assert!(text.contains("shell-saw=130"), "{text:?}");
     assert!(took < Duration::from_secs(5), "{took:?}: {text:?}");
+}
+
+#[test]
+fn ctrl_z_without_job_control_leaves_the_program_running() {
+    // `script` runs a non-interactive shell: nobody could continue a stopped pynisher, so the
+    // kernel discards its SIGTSTP and pynisher continues the program at once.
+    let command =
+        format!("{PYNISHER} --wall-time 10s -- sh -c 'sleep 1; echo finished'; echo shell-saw=$?");
+    let Some((text, took)) = on_terminal(&command, Duration::from_millis(400), b"\x1a") else {
+        return;
+    };
+    assert!(text.contains("finished"), "{text:?}");
+    assert!(text.contains("shell-saw=0"), "{text:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "the program stayed stopped: {took:?}"
+    );
+}
+
+#[test]
+fn ctrl_z_in_an_interactive_shell_stops_the_job_and_fg_resumes_it() {
+    if !has_program("bash") {
+        eprintln!("SKIPPED: no bash for an interactive job-control shell");
+        return;
+    }
+    let line = format!("{PYNISHER} --wall-time 20s -- sh -c 'sleep 1.5; echo fin''ished'\n");
+    let ms = Duration::from_millis;
+    let Some((text, took)) = on_terminal_typing(
+        "bash --norc --noprofile -i",
+        &[
+            (ms(500), line.as_bytes()),
+            (ms(700), b"\x1a"),
+            (ms(500), b"echo jobs=$(jobs | grep -c Stopped)\n"),
+            (ms(300), b"fg\n"),
+            (ms(2500), b"echo status=$?\n"),
+            (ms(300), b"exit\n"),
+        ],
+    ) else {
+        return;
+    };
+    assert!(
+        text.contains("jobs=1"),
+        "pynisher was not shown stopped: {text:?}"
+    );
+    assert!(text.contains("finished"), "{text:?}");
+    assert!(text.contains("status=0"), "{text:?}");
+    assert!(took < Duration::from_secs(12), "{took:?}");
 }
