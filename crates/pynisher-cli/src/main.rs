@@ -29,7 +29,8 @@ use crate::terminal::TerminalJob;
 enum Ending {
     /// `exit(code)`.
     Exit(i32),
-    /// Raise this signal on itself (after a cancel), so the shell sees 128+N.
+    /// Raise this signal on itself (after a cancel, or when the program died of SIGINT), so the
+    /// shell sees 128+N and treats the interrupt as it would without pynisher.
     Signal(i32),
 }
 
@@ -54,6 +55,7 @@ fn main() {
     }
 }
 
+/// Parses the command line, runs the program, reports; everything between start-up and exit.
 fn run(signals: &CancelSignals) -> Ending {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -91,6 +93,7 @@ struct Run {
     files: Files,
 }
 
+/// Creates (truncates) the file named by `flag`; on failure prints why and gives exit status 125.
 fn create(flag: &str, path: &Path) -> Result<File, i32> {
     File::create(path).map_err(|e| {
         eprintln!(
@@ -102,6 +105,7 @@ fn create(flag: &str, path: &Path) -> Result<File, i32> {
 }
 
 impl Run {
+    /// Creates the files the settings name; `Err` is the exit status (125) after a message.
     fn open(settings: Settings) -> Result<Run, i32> {
         let stdout = settings
             .stdout_file
@@ -132,6 +136,7 @@ impl Run {
         })
     }
 
+    /// Runs the program under the limits, then writes its output, the summary and the report.
     fn execute(mut self, signals: &CancelSignals) -> Ending {
         let settings = &self.settings;
         if wants_subreaper(settings.limits.get_backend()) {
