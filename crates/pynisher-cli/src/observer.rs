@@ -130,7 +130,7 @@ impl<'a> CliObserver<'a> {
     }
 
     /// Follows the program's stops (Ctrl-Z) while it runs on the terminal; see
-    /// [`TerminalJob::follow_stops`].
+    /// [`TerminalJob::stop_with_program`].
     pub fn follow_terminal_job(&mut self, job: Option<TerminalJob>) {
         self.terminal_job = job;
     }
@@ -160,7 +160,13 @@ impl Observer for CliObserver<'_> {
 
     fn should_cancel(&mut self) -> bool {
         if let Some(job) = &mut self.terminal_job {
-            job.follow_stops();
+            if job.program_stopped() {
+                // Leave a clean line for the shell's "Stopped" message.
+                if let Some(line) = &mut self.status_line {
+                    line.clear(&mut std::io::stderr().lock());
+                }
+                job.stop_with_program();
+            }
         }
         if self.cancel_signal.is_none() {
             self.cancel_signal = self.signals.take();

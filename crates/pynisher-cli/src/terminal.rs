@@ -10,7 +10,7 @@
 //!
 //! Ctrl-Z stops the program, not pynisher, so the shell would keep waiting for pynisher; and a
 //! program of a pynisher started in the background (`&`) is stopped when it reads the terminal.
-//! When stdin is its controlling terminal, pynisher therefore watches the program's state ([`TerminalJob::follow_stops`],
+//! When stdin is its controlling terminal, pynisher therefore watches the program's state ([`TerminalJob::program_stopped`],
 //! called from the observer): when the program is stopped, pynisher takes the terminal back and
 //! stops itself with SIGTSTP, so the shell shows the job as stopped; when the shell continues
 //! pynisher (`fg` or `bg`), pynisher continues the program, handing it the terminal again if it is
@@ -87,12 +87,14 @@ impl TerminalJob {
         unsafe { libc::kill(-self.program, libc::SIGCONT) };
     }
 
-    /// If the program has been stopped (Ctrl-Z, or a read while in the background), stops pynisher
-    /// the same way so that the shell sees it; once continued, continues the program.
-    pub fn follow_stops(&mut self) {
-        if !is_stopped(self.program) {
-            return;
-        }
+    /// Whether the program's first process is stopped (Ctrl-Z, or a read from the background).
+    pub fn program_stopped(&self) -> bool {
+        is_stopped(self.program)
+    }
+
+    /// Stops pynisher as the program was stopped, so that the shell sees the job stopped; once
+    /// pynisher is continued (or at once, where nobody could continue it), continues the program.
+    pub fn stop_with_program(&mut self) {
         self.reclaim();
         // SAFETY: raising a stop signal on ourselves; SIGTSTP is not blocked and keeps its default
         // action. In an orphaned process group the kernel discards it and this returns at once.
