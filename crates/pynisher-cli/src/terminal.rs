@@ -12,10 +12,9 @@
 //! program of a pynisher started in the background (`&`) is stopped when it reads the terminal.
 //! When stdin is its controlling terminal, pynisher therefore watches the program's state
 //! ([`TerminalJob::program_stopped`], polled by the observer): when the program is stopped,
-//! pynisher takes the terminal back and
-//! stops itself with SIGTSTP, so the shell shows the job as stopped; when the shell continues
-//! pynisher (`fg` or `bg`), pynisher continues the program, handing it the terminal again if it is
-//! in the foreground. Where no job-control shell can continue pynisher (its process group is
+//! pynisher takes the terminal back and stops itself with SIGTSTP, so the shell shows the job as
+//! stopped; when the shell continues pynisher (`fg` or `bg`), pynisher continues the program,
+//! handing it the terminal again if it is in the foreground. Where no job-control shell can continue pynisher (its process group is
 //! orphaned), the kernel discards that SIGTSTP and the program is simply continued: Ctrl-Z does
 //! nothing, as in any shell without job control. Wall time keeps running while stopped.
 //!
