@@ -37,18 +37,18 @@ from pynisher.support import (
 )
 
 
-def _version() -> str:
-    try:
+def __getattr__(name: str) -> str:
+    # `__version__` is looked up lazily: importlib.metadata costs ~15 ms to import, and this
+    # package is also imported by spawned children that only unpickle one of its classes.
+    if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version
-    except ImportError:  # pragma: no cover - Python < 3.8
-        return "0+unknown"
-    try:
-        return version("pynisher")
-    except PackageNotFoundError:
-        return "0+unknown"
 
+        try:
+            return version("pynisher")
+        except PackageNotFoundError:
+            return "0+unknown"
+    raise AttributeError(f"module 'pynisher' has no attribute {name!r}")
 
-__version__ = _version()
 
 __all__ = [
     # 1.x

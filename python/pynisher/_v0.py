@@ -30,13 +30,12 @@ from __future__ import annotations
 
 import errno as _errno
 import functools
-import logging
 import math
 import resource
 import signal
 import threading
 import time
-from typing import Any, Callable, Optional, Tuple, Type, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple, Type, Union
 
 from pynisher._v1 import _start_method
 from pynisher.exceptions import (
@@ -50,9 +49,10 @@ from pynisher.exceptions import (
     TimeoutException,
 )
 
-__all__ = ["enforce_limits"]
+if TYPE_CHECKING:
+    import logging
 
-_module_logger = logging.getLogger("pynisher")
+__all__ = ["enforce_limits"]
 
 ExitStatus = Union[int, Type[PynisherException]]
 
@@ -151,7 +151,13 @@ class enforce_limits:  # noqa: N801 - the 0.x name
         if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not grace >= 0:
             raise ValueError(f"`grace_period_in_s` {grace_period_in_s!r} must be a number >= 0 or None")
         self.grace_period_in_s = grace
-        self.logger = logger if logger is not None else _module_logger
+        if logger is None:
+            # Imported here: logging costs milliseconds to import, and spawned children that
+            # unpickle this module's wrapper never log.
+            import logging
+
+            logger = logging.getLogger("pynisher")
+        self.logger = logger
         self.capture_output = bool(capture_output)
         self.context = context
         self._start_method, _ = _start_method(context)

@@ -32,8 +32,6 @@ Behaves like pynisher 1.0.10 except for these deliberate, documented deviations:
 from __future__ import annotations
 
 import math
-import multiprocessing
-import multiprocessing.context
 import signal
 import sys
 import traceback
@@ -163,6 +161,11 @@ def _start_method(context: Any) -> Tuple[str, Any]:
 
     Never fixes the interpreter's default start method as a side effect.
     """
+    # Imported here, not at module level: `import pynisher` also happens in every spawned child
+    # that unpickles a wrapper from this package, and multiprocessing costs ~15 ms to import.
+    import multiprocessing
+    import multiprocessing.context
+
     if context is None or isinstance(context, multiprocessing.context.DefaultContext):
         method = default_start_method()
         return method, multiprocessing.get_context(method)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import sys
 
 __all__ = [
@@ -87,6 +86,8 @@ def default_start_method() -> str:
     default context in as a side effect (a later ``set_start_method`` then fails), so ask with
     ``allow_none=True`` and fall back to the documented "first of get_all_start_methods()".
     """
+    import multiprocessing  # lazily: see pynisher._v1._start_method
+
     method = multiprocessing.get_start_method(allow_none=True)
     if method is None:
         method = multiprocessing.get_all_start_methods()[0]

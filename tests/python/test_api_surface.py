@@ -275,3 +275,18 @@ def test_monitor() -> None:
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_import_is_light() -> None:
+    # Spawned children that unpickle one of the package's wrappers import `pynisher`: keep the
+    # heavy standard modules out of that import (they cost ~15 ms each per spawned call).
+    code = (
+        "import sys, pynisher\n"
+        "heavy = [m for m in ('multiprocessing', 'importlib.metadata', 'logging', 'subprocess') if m in sys.modules]\n"
+        "print(heavy, pynisher.__version__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    heavy, version = out.stdout.rsplit(" ", 1)
+    assert heavy == "[]"
+    assert version.strip()
