@@ -25,6 +25,14 @@ use crate::settings::{JsonDestination, Settings};
 use crate::signals::{die_by_signal, CancelSignals};
 use crate::terminal::TerminalJob;
 
+/// Prints one line on stderr. Unlike `eprintln!`, a closed pipe (`pynisher … 2>&1 | head -1`) is
+/// not a panic: pynisher's own messages must never change its exit status.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// How pynisher ends.
 enum Ending {
     /// `exit(code)`.
@@ -43,7 +51,7 @@ fn main() {
     let signals = match CancelSignals::block_and_open() {
         Ok(signals) => signals,
         Err(e) => {
-            eprintln!("pynisher: cannot set up signal handling: {e}");
+            say!("pynisher: cannot set up signal handling: {e}");
             std::process::exit(exit::FAILED);
         }
     };
@@ -73,7 +81,7 @@ fn run(signals: &CancelSignals) -> Ending {
     let settings = match Settings::from_cli(cli) {
         Ok(settings) => settings,
         Err(bad) => {
-            eprintln!("pynisher: {bad}\nRun `pynisher --help` for the accepted values.");
+            say!("pynisher: {bad}\nRun `pynisher --help` for the accepted values.");
             return Ending::Exit(exit::FAILED);
         }
     };
@@ -96,7 +104,7 @@ struct Run {
 /// Creates (truncates) the file named by `flag`; on failure prints why and gives exit status 125.
 fn create(flag: &str, path: &Path) -> Result<File, i32> {
     File::create(path).map_err(|e| {
-        eprintln!(
+        say!(
             "pynisher: cannot create {flag} file {}: {e}",
             path.display()
         );
@@ -115,7 +123,7 @@ impl Run {
         let stderr = match (&settings.stderr_file, &settings.stdout_file, &stdout) {
             (Some(err), Some(out), Some(file)) if err == out => {
                 Some(file.try_clone().map_err(|e| {
-                    eprintln!("pynisher: cannot share {}: {e}", err.display());
+                    say!("pynisher: cannot share {}: {e}", err.display());
                     exit::FAILED
                 })?)
             }
@@ -142,14 +150,14 @@ impl Run {
         if wants_subreaper(settings.limits.get_backend()) {
             if let Err(e) = pynisher::become_subreaper() {
                 if settings.verbose {
-                    eprintln!(
+                    say!(
                         "pynisher: cannot become a subreaper ({e}); orphans of the program go to init"
                     );
                 }
             }
         }
         if settings.verbose {
-            eprintln!("pynisher: {}", settings.describe_limits());
+            say!("pynisher: {}", settings.describe_limits());
         }
         let status_line = (settings.verbose && io::stderr().is_terminal())
             .then(|| StatusLine::new(settings.requested.clone()));
@@ -166,7 +174,7 @@ impl Run {
                 let guard = Guard::start(running.pid())
                     .map_err(|e| {
                         if verbose {
-                            eprintln!("pynisher: no guard process ({e}): if pynisher is killed, children of the program may survive");
+                            say!("pynisher: no guard process ({e}): if pynisher is killed, children of the program may survive");
                         }
                     })
                     .ok();
@@ -184,9 +192,9 @@ impl Run {
             Ok(outcome) => outcome,
             Err(e) => {
                 let message = e.to_string();
-                eprintln!("pynisher: {message}");
+                say!("pynisher: {message}");
                 if let pynisher::Error::BackendUnavailable { .. } = e {
-                    eprintln!("pynisher: the backends that work here, strongest first: {}; `--memory-kind address-space` needs no cgroup", backend_list());
+                    say!("pynisher: the backends that work here, strongest first: {}; `--memory-kind address-space` needs no cgroup", backend_list());
                 }
                 let report = Report::from_error(&self.settings, &message);
                 self.write_report(&report);
@@ -198,7 +206,7 @@ impl Run {
         let (output, notes) = self.write_output(&outcome);
         let report = Report::from_outcome(&self.settings, &outcome, cancel_signal, output);
         if !self.settings.quiet {
-            eprintln!(
+            say!(
                 "{}",
                 report::summary_line(&outcome, &self.settings.requested, cancel_signal, &notes)
             );
@@ -265,7 +273,7 @@ impl Run {
             _ => Ok(()),
         };
         if let Err(message) = written {
-            eprintln!("pynisher: {message}");
+            say!("pynisher: {message}");
         }
     }
 }

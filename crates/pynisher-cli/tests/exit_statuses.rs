@@ -278,3 +278,23 @@ fn a_program_killed_by_sigint_makes_pynisher_end_by_sigint_too() {
         .unwrap();
     assert_eq!(status.signal(), Some(libc::SIGINT), "{status:?}");
 }
+
+#[test]
+fn a_closed_stderr_pipe_does_not_change_the_exit_status() {
+    // `pynisher … 2>&1 | head -1`: the reader is gone when pynisher prints its summary.
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: pipe2 just created these descriptors and nothing else owns them.
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read_end);
+    let status = common::pynisher()
+        .args(["--", "sh", "-c", "exit 3"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(write_end))
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(3), "{status:?}");
+}
