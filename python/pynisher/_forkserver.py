@@ -48,6 +48,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from functools import partial
 from typing import Any, Dict, List, Optional
 
@@ -302,6 +303,9 @@ class _ServerState:
         self.watched: set = set()
         #: Descriptors held for calls in flight (closed in every call's child but its own).
         self.call_fds: set = set()
+        #: Process groups (pids) of the calls in flight.
+        self.in_flight: set = set()
+        self.in_flight_changed = threading.Condition()
         self.waiters = _Waiters(self)
 
     def handle_one(self) -> bool:
@@ -349,6 +353,8 @@ class _ServerState:
         except Exception as err:
             self.end_call(conn, fds, ("error", f"{type(err).__name__}: {err}"))
         else:
+            with self.in_flight_changed:
+                self.in_flight.add(started.pid)
             self.waiters.submit(conn, fds, started)
 
     def finish_call(self, conn: socket.socket, fds: List[int], started: Any) -> None:
@@ -359,7 +365,25 @@ class _ServerState:
             reply = ("engine_error", str(err))
         except BaseException as err:
             reply = ("error", f"{type(err).__name__}: {err}")
+        with self.in_flight_changed:
+            self.in_flight.discard(started.pid)
+            self.in_flight_changed.notify_all()
         self.end_call(conn, fds, reply)
+
+    def end_calls_in_flight(self, timeout: float = 2.0) -> None:
+        """The caller is gone: its calls see their sockets hang up and are cancelled by their
+        waiters (the engine kills and reaps each call's tree); wait for that, then kill the
+        process group of any call still listed."""
+        deadline = time.monotonic() + timeout
+        with self.in_flight_changed:
+            while self.in_flight and time.monotonic() < deadline:
+                self.in_flight_changed.wait(deadline - time.monotonic())
+            leftovers = list(self.in_flight)
+        for pgid in leftovers:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except OSError:
+                pass
 
     def end_call(self, conn: socket.socket, fds: List[int], reply: Any) -> None:
         try:
@@ -458,7 +482,7 @@ def _call_child(
     inherited = set(state.call_fds) | {state.control.fileno(), state.watch_channel.fileno()}
     if state.caller_fd is not None:
         inherited.add(state.caller_fd)
-    for fd in inherited - {0, 1, 2, 3}:  # 3 is the engine's result descriptor
+    for fd in inherited - {0, 1, 2}:
         try:
             os.close(fd)
         except OSError:
@@ -501,3 +525,4 @@ def serve() -> None:
             state.read_watch_channel()
     finally:
         state.kill_watched()
+        state.end_calls_in_flight()

@@ -172,20 +172,20 @@ def _run_fork(func, args, kwargs, limits, soft) -> Mapping[str, Any]:
         soft["wall_signal"],
         soft["cpu_signal"],
         limits["capture_output"],
+        True,
     )
     with _Janitor() as janitor:
         return _core.run_fork(child, limits, on_start=janitor.on_start)
 
 
 def _spawn_argv() -> list:
-    # Load the worker module by its path, not as `pynisher._worker`: importing the package would
-    # run `pynisher/__init__.py` (the whole API) in every spawned child for nothing. The worker
-    # needs only the standard library; the caller's sys.path replaces the child's before the
-    # function is unpickled.
-    bootstrap = (
-        "import importlib.util as u; s = u.spec_from_file_location('_pynisher_spawn_worker', {!r}); "
-        "m = u.module_from_spec(s); s.loader.exec_module(m); m.main()"
-    ).format(os.path.abspath(_worker.__file__))
+    # Import the worker as a top-level module from the package's directory, not as
+    # `pynisher._worker`: importing the package would run `pynisher/__init__.py` (the whole API)
+    # in every spawned child for nothing. The worker needs only the standard library; the caller's
+    # sys.path replaces the child's before the function is unpickled.
+    bootstrap = "import sys; sys.path.insert(0, {!r}); import _worker; _worker.main()".format(
+        os.path.dirname(os.path.abspath(_worker.__file__))
+    )
     return [sys.executable, "-c", bootstrap]
 
 

@@ -4,8 +4,10 @@ Used three ways:
 
 * **fork** and **forkserver**: `execute` / `execute_blob` run inside the forked child (the engine
   sends the bytes they return as the result frame);
-* **spawn**: ``python -c 'from pynisher._worker import main; main()'`` reads a request from stdin,
-  runs it, and writes one result frame on the descriptor named by ``PYNISHER_RESULT_FD``.
+* **spawn**: a fresh interpreter loads this file as a top-level module (not through the
+  ``pynisher`` package, whose ``__init__`` imports the whole API) and calls `main`, which reads a
+  request from stdin, runs it, and writes one result frame on the descriptor named by
+  ``PYNISHER_RESULT_FD``.
 
 The encoded result is a pickle of one tagged tuple (see `decode` for the parent's side):
 
@@ -14,28 +16,32 @@ The encoded result is a pickle of one tagged tuple (see `decode` for the parent'
 * ``("unpicklable_return", type_name, reason)``
 * ``("unpicklable_exception", type_name, message, traceback_text, reason)``
 
-Everything here must stay cheap to import: it runs in every spawn child.
+Everything here must stay cheap to import: it runs in every spawn child. So the module imports
+only ``os``, ``sys`` and the C pickler at load time (``signal``, ``traceback``, ``typing`` and
+``cloudpickle`` cost milliseconds each and are imported only when needed).
 """
 
 from __future__ import annotations
 
 import os
-import pickle
-import signal
-import struct
 import sys
-import traceback
-from typing import Any, Callable, Dict, List, Optional, Tuple
+
+try:
+    import _pickle as pickle  # the C pickler alone: the `pickle` module also imports `re`
+except ImportError:  # pragma: no cover - other interpreters
+    import pickle  # type: ignore[no-redef]
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
 #: The environment variable naming the result descriptor (mirrors the engine's RESULT_FD_ENV).
 RESULT_FD_ENV = "PYNISHER_RESULT_FD"
-#: Header of a result frame: magic, version, kind (0 = value), payload length (see transport.rs).
-_FRAME_HEADER = struct.Struct("<4sBBQ")
-_FRAME_MAGIC = b"PYNR"
-_FRAME_VERSION = 1
-_FRAME_VALUE = 0
+#: Result frame header (see transport.rs): magic, version 1, kind 0 (value), then the payload
+#: length as 8 little-endian bytes.
+_FRAME_PREFIX = b"PYNR\x01\x00"
 
-_PROTOCOL = pickle.HIGHEST_PROTOCOL
+_PROTOCOL = 5
 
 
 def _dumps(obj: Any) -> bytes:
@@ -69,7 +75,7 @@ def _flush_std_streams() -> None:
             pass
 
 
-def _soft_signal_handler(exception_name: str, signame: str) -> Callable[[int, Any], None]:
+def _soft_signal_handler(exception_name: str, signame: str) -> "Callable[[int, Any], None]":
     def handler(signum: int, frame: Any) -> None:
         from pynisher import exceptions
 
@@ -85,6 +91,8 @@ def _soft_signal_handler(exception_name: str, signame: str) -> Callable[[int, An
 def install_soft_signal_handlers(wall_signal: Optional[int], cpu_signal: Optional[int]) -> None:
     """Makes the soft signals of the grace period raise inside the function: the wall-time
     signal raises `WallTimeoutException`, the CPU-time one `CpuTimeoutException`."""
+    import signal
+
     for signum, exception_name in (
         (cpu_signal, "CpuTimeoutException"),
         (wall_signal, "WallTimeoutException"),
@@ -96,6 +104,10 @@ def install_soft_signal_handlers(wall_signal: Optional[int], cpu_signal: Optiona
 
 def _ignore_soft_signals(wall_signal: Optional[int], cpu_signal: Optional[int]) -> None:
     """After the function ended, a late soft signal must not break sending its result."""
+    if not (wall_signal or cpu_signal):
+        return
+    import signal
+
     for signum in (wall_signal, cpu_signal):
         if signum:
             try:
@@ -147,6 +159,34 @@ def rebind_std_streams() -> None:
             pass
 
 
+def _prepare_forked_multiprocessing() -> Any:
+    """In a forked copy of the caller, what `multiprocessing.Process._bootstrap` does in its
+    children, when the caller uses multiprocessing: no inherited child records or finalizers,
+    and the registered after-fork hooks run (a Queue argument gets a fresh feeder thread and
+    locks). Returns `multiprocessing.util` when it did this, else None."""
+    mp_process = sys.modules.get("multiprocessing.process")
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_process is None or mp_util is None:
+        return None
+    import itertools
+
+    mp_process._children = set()  # type: ignore[attr-defined]
+    mp_process._process_counter = itertools.count(1)  # type: ignore[attr-defined]
+    mp_util._finalizer_registry.clear()  # type: ignore[attr-defined]
+    mp_util._run_after_forkers()  # type: ignore[attr-defined]
+    return mp_util
+
+
+def _finish_forked_multiprocessing(mp_util: Any) -> None:
+    """Runs multiprocessing's exit handler as a multiprocessing child would: Queue feeder threads
+    are flushed and joined, so what the function put on a Queue reaches the reader."""
+    if mp_util is not None:
+        try:
+            mp_util._exit_function()
+        except Exception:
+            pass
+
+
 def execute(
     func: Callable[..., Any],
     args: Tuple[Any, ...],
@@ -154,13 +194,17 @@ def execute(
     wall_signal: Optional[int] = None,
     cpu_signal: Optional[int] = None,
     capture_output: bool = False,
+    forked_caller: bool = False,
 ) -> bytes:
     """Runs ``func(*args, **kwargs)`` in the call's child and returns the encoded outcome.
 
     ``wall_signal`` / ``cpu_signal``: the soft signals to turn into timeout exceptions (set only
     when the call has a grace period). ``capture_output``: rebind the Python-level streams to the
-    (captured) descriptors first.
+    (captured) descriptors first. ``forked_caller``: this child is a fork of the caller itself
+    (the fork context), so multiprocessing state inherited from it is reset as in a
+    multiprocessing child.
     """
+    mp_util = _prepare_forked_multiprocessing() if forked_caller else None
     if capture_output:
         rebind_std_streams()
     if wall_signal or cpu_signal:
@@ -169,10 +213,14 @@ def execute(
         value = func(*args, **kwargs)
     except BaseException as exc:
         _ignore_soft_signals(wall_signal, cpu_signal)
+        import traceback
+
         tb = traceback.format_exc()
+        _finish_forked_multiprocessing(mp_util)
         _flush_std_streams()
         return _encode_raised(exc, tb)
     _ignore_soft_signals(wall_signal, cpu_signal)
+    _finish_forked_multiprocessing(mp_util)
     _flush_std_streams()
     return _encode_returned(value)
 
@@ -201,6 +249,8 @@ def execute_blob(settings: Dict[str, Any], blob: bytes) -> bytes:
             os.chdir(cwd)
         func, args, kwargs = pickle.loads(blob)
     except BaseException as exc:
+        import traceback
+
         return _encode_raised(exc, traceback.format_exc())
     return execute(func, args, kwargs, settings.get("wall_signal"), settings.get("cpu_signal"))
 
@@ -270,9 +320,7 @@ def _read_all(fd: int) -> bytes:
 
 def write_frame(fd: int, payload: bytes) -> None:
     """Writes one result frame (header + payload) on ``fd``."""
-    data = memoryview(
-        _FRAME_HEADER.pack(_FRAME_MAGIC, _FRAME_VERSION, _FRAME_VALUE, len(payload)) + payload
-    )
+    data = memoryview(_FRAME_PREFIX + len(payload).to_bytes(8, "little") + payload)
     while data:
         written = os.write(fd, data)
         data = data[written:]
@@ -280,6 +328,9 @@ def write_frame(fd: int, payload: bytes) -> None:
 
 def main() -> None:
     """Entry point of a spawned child: request on stdin, result frame on ``PYNISHER_RESULT_FD``."""
+    # Loaded as the top-level module `_worker` by the bootstrap: do not shadow a user's module.
+    if __name__ == "_worker":
+        sys.modules.pop("_worker", None)
     fd = int(os.environ.pop(RESULT_FD_ENV))
     request = _read_all(0)
     devnull = os.open(os.devnull, os.O_RDONLY)

@@ -231,3 +231,18 @@ def test_unpicklable_function_raises_a_pynisher_exception_before_starting(ctx):
     lock = threading.Lock()
     with pytest.raises(PynisherException, match="pickle"):
         run_limited(lambda: lock, (), {}, context=ctx)
+
+
+def put_on_queue(queue):
+    queue.put("from the child")
+    return "returned too"
+
+
+def test_fork_child_delivers_what_it_put_on_a_multiprocessing_queue_argument():
+    import multiprocessing
+
+    queue = multiprocessing.get_context("fork").Queue()
+    result = run_limited(put_on_queue, (queue,), {}, wall_time=30, context="fork")
+    assert result.status == "completed"
+    assert result.value == "returned too"
+    assert queue.get(timeout=10) == "from the child"
