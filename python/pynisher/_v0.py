@@ -57,6 +57,28 @@ __all__ = ["enforce_limits"]
 ExitStatus = Union[int, Type[PynisherException]]
 
 
+class _Debug:
+    """Formats and sends a 0.x debug message, only when the logger would keep it.
+
+    The text is built with ``str.format`` and handed to ``logger.debug`` as one string, as 0.x
+    did (tests of 0.x users compare those exact strings); building it is skipped when nobody
+    listens, because the arguments of a call (auto-sklearn passes whole datasets) can be costly
+    to render.
+    """
+
+    def __init__(self, logger: Any) -> None:
+        check = getattr(logger, "isEnabledFor", None)
+        try:
+            self.enabled = True if check is None else bool(check(10))  # 10 == logging.DEBUG
+        except Exception:
+            self.enabled = True
+        self.logger = logger
+
+    def __call__(self, template: str, *args: Any) -> None:
+        if self.enabled:
+            self.logger.debug(template.format(*args) if args else template)
+
+
 def _positive(name: str, value: Any) -> Optional[float]:
     if value is None:
         return None
@@ -162,16 +184,16 @@ class enforce_limits:  # noqa: N801 - the 0.x name
         self.context = context
         self._start_method, _ = _start_method(context)
 
-        log = self.logger.debug
+        log = _Debug(self.logger)
         if self.mem_in_mb is not None:
-            log("Restricting your function to {} mb memory.".format(self.mem_in_mb))
+            log("Restricting your function to {} mb memory.", self.mem_in_mb)
         if self.cpu_time_in_s is not None:
-            log("Restricting your function to {} seconds cpu time.".format(self.cpu_time_in_s))
+            log("Restricting your function to {} seconds cpu time.", self.cpu_time_in_s)
         if self.wall_time_in_s is not None:
-            log("Restricting your function to {} seconds wall time.".format(self.wall_time_in_s))
+            log("Restricting your function to {} seconds wall time.", self.wall_time_in_s)
         if self.num_processes is not None:
-            log("Restricting your function to {} threads/processes.".format(self.num_processes))
-        log("Allowing a grace period of {} seconds.".format(self.grace_period_in_s))
+            log("Restricting your function to {} threads/processes.", self.num_processes)
+        log("Allowing a grace period of {} seconds.", self.grace_period_in_s)
 
     def __call__(self, func: Callable[..., Any]) -> "_LimitedFunction":
         """Wrap ``func``; the returned object is called like ``func``."""
@@ -188,6 +210,7 @@ class _LimitedFunction:
         functools.update_wrapper(self, func, updated=())
         self.func = func
         self.os_errno: Optional[int] = None
+        self._log = _Debug(limits.logger)
         self._reset_attributes()
 
     def _reset_attributes(self) -> None:
@@ -206,9 +229,9 @@ class _LimitedFunction:
         from pynisher._run import run_limited
 
         lim = self._limits
-        log = lim.logger.debug
+        log = self._log = _Debug(lim.logger)
         self._reset_attributes()
-        log("Function called with argument: {}, {}".format(args, kwargs))
+        log("Function called with argument: {}, {}", args, kwargs)
         memory = None if lim.mem_in_mb is None else int(round(lim.mem_in_mb * 2**20))
         start = time.time()
         try:
@@ -230,7 +253,7 @@ class _LimitedFunction:
         except PynisherException as e:
             # The library's own failure (fork / pipe): 0.x's catch-all branch.
             log("Something else went wrong, sorry.")
-            log("{}: {}".format(type(e).__name__, e))
+            log("{}: {}", type(e).__name__, e)
             self.exit_status = PynisherError
             self._finish(start)
             if lim.capture_output:
@@ -246,7 +269,7 @@ class _LimitedFunction:
         self.resources_pynisher = resource.getrusage(resource.RUSAGE_SELF)
 
     def _classify(self, res: Any) -> None:
-        log = self._limits.logger.debug
+        log = self._log
         if self._limits.capture_output:
             self.stdout = (res.stdout or b"").decode(errors="replace")
             self.stderr = (res.stderr or b"").decode(errors="replace")
@@ -260,8 +283,8 @@ class _LimitedFunction:
         if res.returned and status in ("completed", "process_limit"):
             self.result = res.value
             self.exit_status = 0
-            log("function returned properly: {}".format((res.value, 0)))
-            log("return value: {}".format((res.value, 0)))
+            log("function returned properly: {}", (res.value, 0))
+            log("return value: {}", (res.value, 0))
             return
 
         if status == "completed":
@@ -282,11 +305,11 @@ class _LimitedFunction:
         else:
             log("Something else went wrong, sorry.")
             if getattr(res, "message", None):
-                log("{}: {}".format(status, res.message))
+                log("{}: {}", status, res.message)
             self.exit_status = PynisherError
 
     def _classify_exception(self, exc: Optional[BaseException], tb: str) -> None:
-        log = self._limits.logger.debug
+        log = self._log
         handled: Tuple[Any, ...]
         if isinstance(exc, MemoryError):
             self.exit_status = MemorylimitException
@@ -304,7 +327,7 @@ class _LimitedFunction:
             # stderr and exited with 1. Reproduce what the caller could observe.
             log("Your function call closed the pipe prematurely -> Subprocess probably got an uncatchable signal.")
             if exc is not None:
-                log("The function raised {}: {}".format(type(exc).__name__, exc))
+                log("The function raised {}: {}", type(exc).__name__, exc)
             self.exit_status = AnythingException
             if self.exitcode == 0:
                 self.exitcode = 1
@@ -312,4 +335,4 @@ class _LimitedFunction:
                 self.stderr = (self.stderr or "") + tb
             return
         handled = (None, self.exit_status) if self.os_errno is None else (None, self.exit_status, self.os_errno)
-        log("return value: {}".format(handled))
+        log("return value: {}", handled)

@@ -420,3 +420,23 @@ def test_default_logger_is_the_pynisher_logger(caplog: pytest.LogCaptureFixture)
     messages = [r.getMessage() for r in caplog.records if r.name == "pynisher"]
     assert "Restricting your function to 7 seconds wall time." in messages
     assert "return value: (2, 0)" in messages
+
+
+class CountingRepr:
+    reprs = 0
+
+    def __repr__(self) -> str:
+        CountingRepr.reprs += 1
+        return "CountingRepr()"
+
+
+def test_arguments_not_formatted_when_debug_is_off(logger) -> None:
+    big = CountingRepr()
+    logger.setLevel(logging.INFO)
+    CountingRepr.reprs = 0
+    enforce_limits(wall_time_in_s=10, logger=logger, context="fork")(lambda x: x)(big)
+    assert CountingRepr.reprs == 0 and logger.messages == []
+    logger.setLevel(logging.DEBUG)
+    enforce_limits(wall_time_in_s=10, logger=logger, context="fork")(lambda x: x)(big)
+    assert CountingRepr.reprs > 0
+    assert "Function called with argument: (CountingRepr(),), {}" in logger.messages
