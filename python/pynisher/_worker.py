@@ -168,23 +168,27 @@ def _prepare_forked_multiprocessing() -> Any:
     mp_util = sys.modules.get("multiprocessing.util")
     if mp_process is None or mp_util is None:
         return None
-    import itertools
-
-    mp_process._children = set()  # type: ignore[attr-defined]
-    mp_process._process_counter = itertools.count(1)  # type: ignore[attr-defined]
-    mp_util._finalizer_registry.clear()  # type: ignore[attr-defined]
-    mp_util._run_after_forkers()  # type: ignore[attr-defined]
+    if mp_process._children:  # type: ignore[attr-defined]
+        mp_process._children = set()  # type: ignore[attr-defined]
+    if mp_util._finalizer_registry:  # type: ignore[attr-defined]
+        mp_util._finalizer_registry.clear()  # type: ignore[attr-defined]
+    if len(mp_util._afterfork_registry):  # type: ignore[attr-defined]
+        mp_util._run_after_forkers()  # type: ignore[attr-defined]
     return mp_util
 
 
 def _finish_forked_multiprocessing(mp_util: Any) -> None:
     """Runs multiprocessing's exit handler as a multiprocessing child would: Queue feeder threads
     are flushed and joined, so what the function put on a Queue reaches the reader."""
-    if mp_util is not None:
-        try:
-            mp_util._exit_function()
-        except Exception:
-            pass
+    if mp_util is None:
+        return
+    mp_process = sys.modules.get("multiprocessing.process")
+    if not mp_util._finalizer_registry and not getattr(mp_process, "_children", None):
+        return  # nothing started, nothing to flush: skip the exit handler's work
+    try:
+        mp_util._exit_function()
+    except Exception:
+        pass
 
 
 def execute(
