@@ -1,9 +1,9 @@
 """The caller's open files and multiprocessing objects, used inside the limited function.
 
 auto-sklearn (0.x API) passes a ``context.Queue()`` to its target and reads the result from it;
-upstream ran the target in a ``multiprocessing.Process``, where this works. Marked strict-xfail
-while the execution layer lacks it (docs/python-internal-interface.md, "Requests" 1): when it is
-fixed these tests XPASS, fail, and the marks must go.
+upstream ran the target in a ``multiprocessing.Process``, where this works. Under spawn and
+forkserver it is still missing (docs/python-internal-interface.md, "Requests" 1): those cases are
+strict-xfail, so they fail as soon as they pass, and the mark must go then.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import pyn_helpers as h
 REQUEST_1 = "execution layer: docs/python-internal-interface.md Requests 1"
 
 
-@pytest.mark.xfail(strict=True, reason=REQUEST_1 + " (fork child's result pipe replaces fd 3)")
 def test_caller_file_at_fd_3_is_intact_in_fork_child(tmp_path) -> None:
     code = textwrap.dedent(
         f"""
@@ -44,11 +43,27 @@ def test_caller_file_at_fd_3_is_intact_in_fork_child(tmp_path) -> None:
     assert (tmp_path / "log.txt").read_text() == "written by the function\n"
 
 
-@pytest.mark.xfail(strict=True, reason=REQUEST_1)
-def test_queue_argument_receives_what_the_function_put(context: str) -> None:
-    ctx = multiprocessing.get_context(context)
+@pytest.mark.parametrize(
+    "method",
+    ["fork"] + [pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=REQUEST_1))
+                for m in ("spawn", "forkserver")],
+)
+def test_queue_argument_receives_what_the_function_put(method: str) -> None:
+    ctx = multiprocessing.get_context(method)
     queue = ctx.Queue()
     obj = pynisher.enforce_limits(wall_time_in_s=10, context=ctx)(h.put_on_queue)
     obj(queue=queue, value=21)
     assert obj.exit_status == 0
     assert queue.get(timeout=5) == 42
+    # Also when the caller's own feeder thread for this queue already ran before the fork.
+    queue.put("from the caller")
+    assert queue.get(timeout=5) == "from the caller"
+    obj(queue=queue, value=1)
+    assert obj.exit_status == 0
+    assert queue.get(timeout=5) == 2
+
+
+def test_queue_argument_with_the_1x_api() -> None:
+    queue = multiprocessing.get_context("fork").Queue()
+    assert pynisher.limit(h.put_on_queue, wall_time=10, context="fork")(queue, 5) is None
+    assert queue.get(timeout=5) == 10
