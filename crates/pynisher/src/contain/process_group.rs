@@ -213,9 +213,13 @@ impl CallContainer for ProcessGroupContainer {
                 std::thread::sleep(Duration::from_micros(200));
             }
         }
-        // Orphans re-parented to us (when we are a subreaper) are ours to reap.
+        // Orphans re-parented to us (when we are a subreaper) are ours to reap — but never the
+        // main process, which the supervisor reaps itself (for its status and rusage): reaping
+        // the whole group is only safe once the main process is gone (`main == 0`).
         if sys::is_subreaper() {
-            sys::reap_group_zombies(self.pgid);
+            if main == 0 {
+                sys::reap_group_zombies(self.pgid);
+            }
             for &pid in &killed {
                 if pid != main {
                     sys::reap_if_child(pid);

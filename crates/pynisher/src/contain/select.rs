@@ -75,6 +75,19 @@ pub(crate) fn open(limits: &Limits) -> Result<Box<dyn CallContainer>, Error> {
     let must_enforce_memory =
         limits.memory.is_some() && limits.memory_kind == MemoryLimitKind::Resident;
     let need_pids = limits.max_processes.is_some();
+    if limits.backend == Backend::ProcessGroup {
+        if must_enforce_memory {
+            return Err(Error::BackendUnavailable {
+                backend: Backend::ProcessGroup.name(),
+                reason: "a resident memory limit needs a cgroup memory controller, and the \
+                         process-group backend has none; use MemoryLimitKind::AddressSpace for an \
+                         address-space limit"
+                    .to_string(),
+            });
+        }
+        // No cgroup detection at all for the fallback: it must stay cheap and side-effect free.
+        return open_process_group(limits);
+    }
     let env = environment();
 
     let no_resident = |backend: Backend, why: &str| Error::BackendUnavailable {

@@ -499,6 +499,11 @@ fn finish(
     let last = started.container.sample(0);
     let leftovers_killed = started.container.kill_all(0)?;
     state.killed |= leftovers_killed > 0;
+    if sys::is_subreaper() {
+        // The call's orphans were re-parented to us; those still in the call's process group are
+        // ours to reap (the group id cannot be reused while they exist, even as zombies).
+        sys::reap_group_zombies(pid);
+    }
 
     // Read what is left; a descendant that escaped the kill may hold a pipe open, so bound it.
     let drain_deadline = Instant::now() + started.limits.drain_timeout;
