@@ -50,7 +50,7 @@ import sys
 import threading
 import time
 from functools import partial
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from pynisher import _core, _worker
 
@@ -238,8 +238,29 @@ def run(func, args, kwargs, limits: Dict[str, Any], soft: Dict[str, Optional[int
     """Runs one call through the server; returns the engine's outcome dict (see `_core`)."""
     from pynisher import _run
 
-    blob = _run.encode_call_or_raise(func, args, kwargs, "forkserver")
+    blob, fds = _run.encode_call_or_raise(func, args, kwargs, "forkserver", with_fds=True)
     request = pickle.dumps((limits, _run.call_settings(soft), blob), protocol=pickle.HIGHEST_PROTOCOL)
+    try:
+        reply = _exchange(func, request, fds)
+    except ConnectionResetError:
+        # The server died with our request unread (so the call never started): once more, with a
+        # fresh server.
+        shutdown()
+        reply = _exchange(func, request, fds)
+    kind, body = pickle.loads(reply)
+    if kind == "ok":
+        return body
+    if kind == "value_error":
+        raise ValueError(body)
+    if kind == "engine_error":
+        raise _core.EngineError(body)
+    raise _run._library_error(f"the forkserver's supervisor failed: {body}")
+
+
+def _exchange(func: Any, request: bytes, fds: List[int]) -> bytes:
+    """Sends one call to the server and waits for its outcome (Ctrl-C cancels the call)."""
+    from pynisher import _run
+
     conn, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         try:
@@ -252,24 +273,23 @@ def run(func, args, kwargs, limits: Dict[str, Any], soft: Dict[str, Optional[int
             _get_server().submit(theirs)
         theirs.close()
         try:
-            _send_message(conn, request)
-            reply = _recv_message(conn)
+            prefix = _LENGTH.pack(len(request))
+            if fds:
+                socket.send_fds(conn, [prefix], fds)
+                conn.sendall(request)
+            else:
+                conn.sendall(prefix + request)
+            return _recv_message(conn)
         except KeyboardInterrupt:
             _cancel(conn)
             raise
+        except ConnectionResetError:
+            raise
         except (OSError, EOFError) as err:
-            raise _run._library_error(f"the forkserver's supervisor went away: {err}", err) from err
+            raise _run._library_error(f"the forkserver went away during the call: {err}", err) from err
     finally:
         theirs.close()
         conn.close()
-    kind, body = pickle.loads(reply)
-    if kind == "ok":
-        return body
-    if kind == "value_error":
-        raise ValueError(body)
-    if kind == "engine_error":
-        raise _core.EngineError(body)
-    raise _run._library_error(f"the forkserver's supervisor failed: {body}")
 
 
 def _cancel(conn: socket.socket) -> None:
@@ -339,10 +359,13 @@ class _ServerState:
         self.call_fds.update(fds)
         conn = socket.socket(fileno=conn_fd)
         try:
-            request = _recv_message(conn)
+            request, passed = _recv_request(conn)
+            if passed:
+                fds.extend(passed)
+                self.call_fds.update(passed)
             limits, settings, blob = pickle.loads(request)
             capture = bool(limits.get("capture_output"))
-            child = partial(_call_child, self, settings, blob, out_fd, err_fd, capture)
+            child = partial(_call_child, self, settings, blob, fds, capture)
             started = _core.start_fork(child, limits)
         except (OSError, EOFError):
             self.end_call(conn, fds, None)
@@ -394,8 +417,8 @@ class _ServerState:
         finally:
             self.call_fds.difference_update(fds)
             conn.close()
-            os.close(fds[1])
-            os.close(fds[2])
+            for fd in fds[1:]:
+                os.close(fd)
 
     def read_watch_channel(self) -> None:
         """Applies the registrations queued on the watch channel (5-byte records)."""
@@ -470,24 +493,38 @@ def _call_child(
     state: _ServerState,
     settings: Dict[str, Any],
     blob: bytes,
-    out_fd: int,
-    err_fd: int,
+    fds: List[int],
     capture_output: bool,
 ) -> bytes:
     """Runs in the call's child (a fork of the server): the caller's stdout and stderr unless
-    the engine captures them, none of the server's other descriptors, then the call."""
+    the engine captures them, none of the server's other descriptors (only those passed with
+    this call's request), then the call."""
+    _, out_fd, err_fd = fds[:3]
+    passed = fds[3:]
     if not capture_output:
         os.dup2(out_fd, 1)
         os.dup2(err_fd, 2)
     inherited = set(state.call_fds) | {state.control.fileno(), state.watch_channel.fileno()}
     if state.caller_fd is not None:
         inherited.add(state.caller_fd)
-    for fd in inherited - {0, 1, 2}:
+    for fd in inherited - {0, 1, 2} - set(passed):
         try:
             os.close(fd)
         except OSError:
             pass
-    return _worker.execute_blob(settings, blob)
+    return _worker.execute_blob(settings, blob, passed)
+
+
+def _recv_request(conn: socket.socket) -> Tuple[bytes, List[int]]:
+    """A call's request, and the descriptors sent with its first bytes (multiprocessing objects
+    among the arguments)."""
+    head, passed, _, _ = socket.recv_fds(conn, _LENGTH.size, 64)
+    if not head:
+        raise EOFError("the caller hung up before sending its request")
+    if len(head) < _LENGTH.size:
+        head += _recv_exactly(conn, _LENGTH.size - len(head))
+    (size,) = _LENGTH.unpack(head)
+    return _recv_exactly(conn, size), list(passed)
 
 
 def serve() -> None:

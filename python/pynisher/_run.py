@@ -199,8 +199,12 @@ def call_settings(soft: Dict[str, Optional[int]]) -> Dict[str, Any]:
     }
 
 
-def encode_call_or_raise(func, args, kwargs, context: str) -> bytes:
+def encode_call_or_raise(func, args, kwargs, context: str, with_fds: bool = False) -> Any:
+    """The call pickled for another interpreter (with the descriptors of multiprocessing objects
+    when ``with_fds``: then a (bytes, fds) pair); unpicklable calls raise PynisherException."""
     try:
+        if with_fds:
+            return _worker.encode_call_with_fds(func, args, kwargs)
         return _worker.encode_call(func, args, kwargs)
     except Exception as err:
         raise _library_error(

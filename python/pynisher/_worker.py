@@ -177,9 +177,10 @@ def _prepare_forked_multiprocessing() -> Any:
     return mp_util
 
 
-def _finish_forked_multiprocessing(mp_util: Any) -> None:
+def _finish_multiprocessing() -> None:
     """Runs multiprocessing's exit handler as a multiprocessing child would: Queue feeder threads
     are flushed and joined, so what the function put on a Queue reaches the reader."""
+    mp_util = sys.modules.get("multiprocessing.util")
     if mp_util is None:
         return
     mp_process = sys.modules.get("multiprocessing.process")
@@ -208,7 +209,8 @@ def execute(
     (the fork context), so multiprocessing state inherited from it is reset as in a
     multiprocessing child.
     """
-    mp_util = _prepare_forked_multiprocessing() if forked_caller else None
+    if forked_caller:
+        _prepare_forked_multiprocessing()
     if capture_output:
         rebind_std_streams()
     if wall_signal or cpu_signal:
@@ -220,13 +222,91 @@ def execute(
         import traceback
 
         tb = traceback.format_exc()
-        _finish_forked_multiprocessing(mp_util)
+        _finish_multiprocessing()
         _flush_std_streams()
         return _encode_raised(exc, tb)
     _ignore_soft_signals(wall_signal, cpu_signal)
-    _finish_forked_multiprocessing(mp_util)
+    _finish_multiprocessing()
     _flush_std_streams()
     return _encode_returned(value)
+
+
+#: Descriptors a forkserver call received with its request (see `InheritedFd`).
+_inherited_fds: List[int] = []
+
+
+class InheritedFd:
+    """Stands for a descriptor of a multiprocessing object (a Queue's pipe) in a call's pickle.
+
+    While the forkserver context pickles a call, it poses as multiprocessing's "spawning Popen",
+    so that Queues, Pipes and Locks of a spawn/forkserver multiprocessing context can be passed as
+    arguments (as to a `multiprocessing.Process`); their descriptors travel with the request
+    (SCM_RIGHTS) and `detach` hands them out in the call's child.
+    """
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def detach(self) -> int:
+        return _inherited_fds[self.index]
+
+
+class FdCollector:
+    """multiprocessing's spawning-Popen interface, collecting the descriptors to send."""
+
+    DupFd = InheritedFd
+
+    def __init__(self) -> None:
+        self.fds: List[int] = []
+
+    def duplicate_for_child(self, fd: int) -> int:
+        self.fds.append(fd)
+        return len(self.fds) - 1
+
+
+def encode_call_with_fds(
+    func: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any]
+) -> Tuple[bytes, List[int]]:
+    """`encode_call`, letting multiprocessing objects through with their descriptors (forkserver
+    only: the descriptors must be sent with the request)."""
+    mp_context = sys.modules.get("multiprocessing.context")
+    mp_reduction = sys.modules.get("multiprocessing.reduction")
+    if mp_context is None or mp_reduction is None:
+        return encode_call(func, args, kwargs), []
+    import io
+
+    collector = FdCollector()
+    previous = mp_context.get_spawning_popen()  # type: ignore[attr-defined]
+    mp_context.set_spawning_popen(collector)  # type: ignore[attr-defined]
+    try:
+        buffer = io.BytesIO()
+        _multiprocessing_pickler()(buffer, protocol=_PROTOCOL).dump((func, args, kwargs))
+        return buffer.getvalue(), collector.fds
+    finally:
+        mp_context.set_spawning_popen(previous)  # type: ignore[attr-defined]
+
+
+_MP_PICKLER: Any = None
+
+
+def _multiprocessing_pickler() -> Any:
+    """cloudpickle's Pickler with multiprocessing's own reducers (Connections, sockets, ...) in
+    front, as `multiprocessing.reduction.ForkingPickler` pickles for a spawned process."""
+    global _MP_PICKLER
+    if _MP_PICKLER is None:
+        from collections import ChainMap
+
+        import cloudpickle  # type: ignore[import-untyped]
+        from multiprocessing.reduction import ForkingPickler
+
+        class MultiprocessingCloudPickler(cloudpickle.Pickler):  # type: ignore[misc]
+            dispatch_table = ChainMap(
+                ForkingPickler._extra_reducers,  # type: ignore[attr-defined]
+                cloudpickle.Pickler.dispatch_table,
+            )
+
+        _MP_PICKLER = MultiprocessingCloudPickler
+    return _MP_PICKLER
 
 
 def encode_call(func: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> bytes:
@@ -237,13 +317,15 @@ def encode_call(func: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[st
     return cloudpickle.dumps((func, args, kwargs), protocol=_PROTOCOL)
 
 
-def execute_blob(settings: Dict[str, Any], blob: bytes) -> bytes:
+def execute_blob(settings: Dict[str, Any], blob: bytes, fds: Optional[List[int]] = None) -> bytes:
     """Like `execute`, for a call encoded by `encode_call` in another process.
 
     ``settings``: ``sys_path`` and ``cwd`` of the caller (applied before unpickling, so the
     function's module is found), ``wall_signal`` and ``cpu_signal``. A failure to unpickle the
     call (a module missing here) is reported like an exception raised by the function.
     """
+    if fds:
+        _inherited_fds[:] = fds
     sys_path = settings.get("sys_path")
     if sys_path is not None:
         sys.path[:] = sys_path

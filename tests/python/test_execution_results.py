@@ -246,3 +246,24 @@ def test_fork_child_delivers_what_it_put_on_a_multiprocessing_queue_argument():
     assert result.status == "completed"
     assert result.value == "returned too"
     assert queue.get(timeout=10) == "from the child"
+
+
+@pytest.mark.parametrize("queue_context", ["forkserver", "spawn"])
+def test_forkserver_child_delivers_what_it_put_on_a_multiprocessing_queue_argument(queue_context):
+    import multiprocessing
+
+    queue = multiprocessing.get_context(queue_context).Queue()
+    result = run_limited(put_on_queue, (queue,), {}, wall_time=30, context="forkserver")
+    assert result.status == "completed", result
+    assert result.value == "returned too"
+    assert queue.get(timeout=10) == "from the child"
+
+
+def test_fork_context_queue_cannot_go_to_a_forkserver_call_and_says_why():
+    import multiprocessing
+
+    from pynisher.exceptions import PynisherException
+
+    queue = multiprocessing.get_context("fork").Queue()
+    with pytest.raises(PynisherException, match="fork context"):
+        run_limited(put_on_queue, (queue,), {}, context="forkserver")
