@@ -1,8 +1,8 @@
 """The caller's open files and multiprocessing objects, used inside the limited function.
 
 auto-sklearn (0.x API) passes a ``context.Queue()`` to its target and reads the result from it;
-upstream ran the target in a ``multiprocessing.Process``, where this works. Under spawn and
-forkserver it is still missing (docs/python-internal-interface.md, "Requests" 1): those cases are
+upstream ran the target in a ``multiprocessing.Process``, where this works. Under spawn it is
+still missing (docs/python-internal-interface.md, "Requests" 1): those cases are
 strict-xfail, so they fail as soon as they pass, and the mark must go then.
 """
 
@@ -45,8 +45,7 @@ def test_caller_file_at_fd_3_is_intact_in_fork_child(tmp_path) -> None:
 
 @pytest.mark.parametrize(
     "method",
-    ["fork"] + [pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=REQUEST_1))
-                for m in ("spawn", "forkserver")],
+    ["fork", "forkserver", pytest.param("spawn", marks=pytest.mark.xfail(strict=True, reason=REQUEST_1))],
 )
 def test_queue_argument_receives_what_the_function_put(method: str) -> None:
     ctx = multiprocessing.get_context(method)
