@@ -69,9 +69,21 @@ fn bare_fork_pipe_waitpid() {
     }
 }
 
-/// The floor for a program: fork + exec /bin/true + waitpid via std.
-fn bare_spawn_true() {
-    std::process::Command::new("/bin/true").status().unwrap();
+/// The floor for a program: fork + execve /bin/true + waitpid, nothing else.
+fn bare_fork_exec_true() {
+    static PATH: &[u8] = b"/bin/true\0";
+    let argv = [PATH.as_ptr().cast::<libc::c_char>(), std::ptr::null()];
+    let envp = [std::ptr::null::<libc::c_char>()];
+    // SAFETY: the child only calls execve and _exit (async-signal-safe) on static data.
+    unsafe {
+        let pid = libc::fork();
+        if pid == 0 {
+            libc::execve(argv[0], argv.as_ptr(), envp.as_ptr());
+            libc::_exit(127);
+        }
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+    }
 }
 
 fn main() {
@@ -98,8 +110,8 @@ fn main() {
             Some(&base),
         );
     }
-    let spawn_base = measure(n / 2, bare_spawn_true);
-    report("baseline: std spawn /bin/true + wait", &spawn_base, None);
+    let spawn_base = measure(n / 2, bare_fork_exec_true);
+    report("baseline: fork + execve /bin/true + waitpid", &spawn_base, None);
     for &b in &backends {
         let limits = Limits::new().backend(b);
         let cmd = Command::new("/bin/true");

@@ -34,6 +34,23 @@ pub(crate) trait CallContainer: Send {
     /// user code: make `pid` (and so all its future descendants) a member of the call.
     fn adopt(&mut self, pid: i32) -> Result<(), Error>;
 
+    /// A cgroup directory the child can be created in directly (`clone3` with
+    /// `CLONE_INTO_CGROUP`), which makes [`CallContainer::adopt`] unnecessary: moving a process
+    /// into a cgroup v2 costs milliseconds (the kernel waits for an RCU grace period), creating
+    /// it there costs nothing extra.
+    fn birth_cgroup(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
+
+    /// Files to which the child itself writes `0` before it runs any user code, each moving the
+    /// calling thread (the child's only one) into a cgroup; when not empty,
+    /// [`CallContainer::adopt`] is not called. Moving *oneself* through a v1 `tasks` file skips
+    /// the kernel's global thread-group lock and its RCU grace period, which moving another
+    /// process cannot.
+    fn self_join_files(&self) -> Vec<std::path::PathBuf> {
+        Vec::new()
+    }
+
     /// Whether the child must wait for [`CallContainer::adopt`] before it may run user code. A
     /// backend whose membership the child establishes itself (its own process group) answers
     /// false, and the child is released before the fork, saving a round trip per call.

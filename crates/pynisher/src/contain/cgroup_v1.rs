@@ -241,6 +241,10 @@ impl CallContainer for CgroupV1Container {
         self.enforce_pids
     }
 
+    fn self_join_files(&self) -> Vec<PathBuf> {
+        self.leaves.iter().map(|leaf| leaf.join("tasks")).collect()
+    }
+
     fn adopt(&mut self, pid: i32) -> Result<(), Error> {
         let pid = pid.to_string();
         for leaf in &self.leaves {

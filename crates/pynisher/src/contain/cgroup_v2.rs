@@ -10,7 +10,8 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,8 @@ const PIDS_MAX_LIMIT: u64 = 4 * 1024 * 1024;
 /// One call's leaf in a cgroup v2 hierarchy.
 pub(crate) struct CgroupV2Container {
     leaf: PathBuf,
+    /// The leaf directory, for `clone3(CLONE_INTO_CGROUP)`.
+    dir: File,
     cpu_stat: File,
     procs: File,
     events: File,
@@ -129,7 +132,13 @@ impl CgroupV2Container {
         } else {
             None
         };
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&leaf)
+            .map_err(|e| cg_err(&leaf, e))?;
         Ok(CgroupV2Container {
+            dir,
             cpu_stat: open_file(&leaf.join("cpu.stat"))?,
             procs: open_file(&leaf.join("cgroup.procs"))?,
             events: open_file(&leaf.join("cgroup.events"))?,
@@ -249,6 +258,10 @@ impl CallContainer for CgroupV2Container {
 
     fn adopt(&mut self, pid: i32) -> Result<(), Error> {
         write_file(&self.leaf.join("cgroup.procs"), &pid.to_string())
+    }
+
+    fn birth_cgroup(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.dir.as_fd())
     }
 
     fn sample(&mut self, _main: i32) -> Sample {

@@ -55,9 +55,20 @@ pub(crate) struct ChildPlan<'f> {
     pub(crate) rlimit_cpu: Option<(u64, u64)>,
     /// `RLIMIT_AS` in bytes; decided after the container is known.
     pub(crate) rlimit_as: Option<u64>,
+    /// cgroup files the child writes `0` to, joining the call's cgroups itself.
+    pub(crate) join_files: Vec<CString>,
 }
 
 impl<'f> ChildPlan<'f> {
+    /// Sets the cgroup files the child joins by itself.
+    pub(crate) fn join_cgroups(&mut self, files: Vec<std::path::PathBuf>) -> Result<(), Error> {
+        self.join_files = files
+            .iter()
+            .map(|f| cstring("cgroup", f.as_os_str().as_bytes()))
+            .collect::<Result<_, _>>()?;
+        Ok(())
+    }
+
     pub(crate) fn new(limits: &Limits, payload: Payload<'f>) -> Result<Self, Error> {
         // The backstop only bounds the damage if the supervisor stalls: it must never fire before
         // the supervisor's own, exact enforcement (RLIMIT_CPU is tick-sampled and per process).
@@ -83,6 +94,7 @@ impl<'f> ChildPlan<'f> {
             wants_result,
             rlimit_cpu,
             rlimit_as: None,
+            join_files: Vec::new(),
         })
     }
 
@@ -213,6 +225,7 @@ pub(crate) struct ChildFds {
 /// Set-up steps reported on the error pipe.
 pub(crate) mod step {
     pub const RELEASE: u32 = 1;
+    pub const JOIN: u32 = 6;
     pub const FDS: u32 = 2;
     pub const RLIMIT: u32 = 3;
     pub const CHDIR: u32 = 4;
@@ -225,6 +238,7 @@ pub(crate) mod step {
             FDS => "setting up file descriptors",
             RLIMIT => "setting resource limits",
             CHDIR => "changing directory",
+            JOIN => "joining the call's cgroup",
             _ => "exec",
         }
     }
@@ -299,6 +313,15 @@ pub(crate) unsafe fn child_main(plan: ChildPlan<'_>, fds: &ChildFds) -> ! {
             libc::_exit(SETUP_FAILED_EXIT);
         }
         libc::close(fds.release_read);
+
+        // Join the call's cgroups before anything else can run.
+        for file in &plan.join_files {
+            let fd = libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                fail(fds, step::JOIN);
+            }
+            libc::close(fd);
+        }
 
         // Move the sources out of the way first, so that no dup2 clobbers a later source. Only a
         // program gets the result pipe at a fixed number: a closure child is a copy of the caller,

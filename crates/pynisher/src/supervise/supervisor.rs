@@ -151,14 +151,28 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
         parent_pid: rustix::process::getpid().as_raw_nonzero().get(),
     };
 
-    let released_before_fork = !container.child_waits_for_adoption();
+    plan.join_cgroups(container.self_join_files())?;
+    let child_joins_itself = !plan.join_files.is_empty();
+    let released_before_fork = !container.child_waits_for_adoption() || child_joins_itself;
     if released_before_fork {
         rustix::io::write(&release_write, &[1])
             .map_err(|e| Error::sys("releasing the child", e))?;
     }
+    // A program (not a closure: it needs glibc's fork bookkeeping) is created directly in its
+    // cgroup when the backend allows it; a kernel without clone3 falls back to fork + adopt.
+    let birth_cgroup = plan
+        .exec
+        .as_ref()
+        .filter(|_| !child_joins_itself)
+        .and(container.birth_cgroup())
+        .map(|fd| fd.as_raw_fd());
+    // SAFETY: in the child, clone_into_cgroup is followed only by `child_main`'s async-signal-safe
+    // set-up and execve.
+    let cloned = birth_cgroup.and_then(|dir| unsafe { sys::clone_into_cgroup(dir) }.ok());
+    let born_inside = cloned.is_some();
     // SAFETY: fork(2) has no memory-safety preconditions by itself; in the child we only call
     // `child_main`, which is async-signal-safe up to exec or the closure the caller vouched for.
-    let pid = unsafe { libc::fork() };
+    let pid = cloned.unwrap_or_else(|| unsafe { libc::fork() });
     if pid < 0 {
         return Err(Error::sys("fork", std::io::Error::last_os_error()));
     }
@@ -186,8 +200,10 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
         Ok(fd) => fd,
         Err(e) => return Err(give_up(&mut container, Error::sys("pidfd_open", e))),
     };
-    if let Err(e) = container.adopt(pid) {
-        return Err(give_up(&mut container, e));
+    if !born_inside && !child_joins_itself {
+        if let Err(e) = container.adopt(pid) {
+            return Err(give_up(&mut container, e));
+        }
     }
     // Release the child: from here on it runs inside its container.
     if !released_before_fork {

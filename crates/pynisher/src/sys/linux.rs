@@ -61,6 +61,57 @@ pub(crate) fn kill_group(pgid: i32, signal: i32) {
     }
 }
 
+/// The `struct clone_args` of `clone3(2)` (kernel ABI, version 2 with `cgroup`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// `CLONE_INTO_CGROUP` (Linux 5.7).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Creates a child directly inside the cgroup whose directory is `cgroup_dir`, like `fork` (same
+/// return convention: 0 in the child, the pid in the parent). Unlike glibc's `fork`, it runs no
+/// `atfork` handlers and resets no library locks, so the child may only make async-signal-safe
+/// calls and then `exec` — which is all `child_main` does for a program.
+///
+/// # Safety
+/// The child shares nothing with the parent but starts as a copy of it; the caller must only run
+/// async-signal-safe code in the child until `execve` or `_exit`.
+pub(crate) unsafe fn clone_into_cgroup(cgroup_dir: i32) -> io::Result<i32> {
+    let args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup_dir as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 reads `args` (size given) during the call; with no stack given the child
+    // continues on a copy-on-write copy of our stack, exactly like fork.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc as i32)
+    }
+}
+
 /// Whether any process has process group id `pgid` (signal 0 probes without sending).
 pub(crate) fn group_exists(pgid: i32) -> bool {
     // SAFETY: kill(2) with signal 0 only checks existence and permission.
