@@ -182,7 +182,7 @@ class enforce_limits:  # noqa: N801 - the 0.x name
         self.logger = logger
         self.capture_output = bool(capture_output)
         self.context = context
-        self._start_method, _ = _start_method(context)
+        _start_method(context)  # validates; resolved at each call (None = the default then)
 
         log = _Debug(self.logger)
         if self.mem_in_mb is not None:
@@ -248,7 +248,7 @@ class _LimitedFunction:
                 wall_signal=signal.SIGALRM,
                 cpu_signal=signal.SIGXCPU,
                 capture_output=lim.capture_output,
-                context=lim._start_method,
+                context=_start_method(lim.context)[0],
             )
         except PynisherException as e:
             # The library's own failure (fork / pipe): 0.x's catch-all branch.

@@ -462,7 +462,10 @@ class Pynisher(Generic[P, T]):
         self.memory: Optional[int] = _memory_bytes(memory)
         self.cpu_time: Optional[float] = _seconds("cpu_time", cpu_time)
         self.wall_time: Optional[float] = _seconds("wall_time", wall_time)
-        self._start_method, self.context = _start_method(context)
+        _start_method(context)  # validates
+        # None stays None: the interpreter's default is looked up at each call, so a later
+        # multiprocessing.set_start_method() applies, as it does for multiprocessing itself.
+        self._context = context
         self.raises = raises
         self.warnings = warnings
         self._wrap_errors = _normalise_wrap_errors(wrap_errors)
@@ -471,6 +474,15 @@ class Pynisher(Generic[P, T]):
         self.forceful_keyboard_interrupt = forceful_keyboard_interrupt
         #: pid of the child of the most recent call (gone by the time the call returns).
         self._pid: Optional[int] = None
+
+    @property
+    def context(self) -> Any:
+        """The multiprocessing context whose start method the calls use."""
+        return _start_method(self._context)[1]
+
+    @property
+    def _start_method(self) -> str:
+        return _start_method(self._context)[0]
 
     def __enter__(self) -> "Pynisher[P, T]":
         """Use as ``with limit(f, ...) as lf: lf(x)``; nothing to set up or tear down."""

@@ -195,15 +195,21 @@ def test_default_context_is_not_fixed_as_side_effect() -> None:
         "import multiprocessing as mp, pynisher, pyn_helpers as h\n"
         "p = pynisher.limit(h.add, wall_time=5)\n"
         "o = pynisher.enforce_limits(wall_time_in_s=5)(h.add)\n"
+        "o2 = pynisher.enforce_limits()(h.has_parent_marker)\n"
         "assert p(1, 2) == 3 and o(1, 2) == 3\n"
         "assert mp.get_start_method(allow_none=True) is None, mp.get_start_method(allow_none=True)\n"
+        "before = p.context.get_start_method()\n"
         "mp.set_start_method('spawn')  # would raise if pynisher had fixed the default\n"
-        "print(p.context.get_start_method(), pynisher.limit(h.add).context.get_start_method())\n"
+        "import json; json._pynisher_test_marker = True\n"
+        "# The default is looked up per call: objects made before set_start_method follow it.\n"
+        "print(before, p.context.get_start_method(), p(1, 2),\n"
+        "      pynisher.limit(h.has_parent_marker)(), o.__wrapped__ is h.add,\n"
+        "      o2())\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     default = multiprocessing.get_all_start_methods()[0]
-    assert out.stdout.split() == [default, "spawn"]
+    assert out.stdout.split() == [default, "spawn", "3", "False", "True", "False"]
 
 
 def test_empty_sentinel() -> None:
