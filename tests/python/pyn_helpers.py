@@ -269,3 +269,12 @@ def nested_call(inner_context: str, kind: str) -> Any:
 def put_on_queue(queue: Any, value: int) -> None:
     """auto-sklearn's pattern: the target reports through a multiprocessing queue."""
     queue.put(2 * value)
+
+
+def start_mp_process(method: str, daemon: bool) -> int:
+    """Start a multiprocessing child that sleeps and return its pid without joining it."""
+    import multiprocessing
+
+    proc = multiprocessing.get_context(method).Process(target=time.sleep, args=(30,), daemon=daemon)
+    proc.start()
+    return proc.pid

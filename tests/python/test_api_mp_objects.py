@@ -12,12 +12,14 @@ import multiprocessing
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
 import pynisher
 
 import pyn_helpers as h
+from pyn_helpers import assert_gone
 
 REQUEST_1 = "execution layer: docs/python-internal-interface.md Requests 1"
 
@@ -66,3 +68,21 @@ def test_queue_argument_with_the_1x_api() -> None:
     queue = multiprocessing.get_context("fork").Queue()
     assert pynisher.limit(h.put_on_queue, wall_time=10, context="fork")(queue, 5) is None
     assert queue.get(timeout=5) == 10
+
+
+REQUEST_3 = "execution layer: docs/python-internal-interface.md Requests 3"
+
+
+@pytest.mark.parametrize("inner", ["fork", "spawn"])
+def test_daemonic_multiprocessing_child_is_gone_after_the_call(context: str, inner: str) -> None:
+    pid = pynisher.limit(h.start_mp_process, wall_time=10, context=context)(inner, True)
+    assert_gone(pid)
+
+
+@pytest.mark.xfail(strict=True, reason=REQUEST_3)
+def test_non_daemonic_multiprocessing_child_does_not_block_the_result(context: str) -> None:
+    # Upstream sent the result, then killed the function's children: the call returned at once.
+    start = time.monotonic()
+    pid = pynisher.limit(h.start_mp_process, wall_time=2, context=context)("fork", False)
+    assert time.monotonic() - start < 1.5
+    assert_gone(pid)
