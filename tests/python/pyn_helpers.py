@@ -278,3 +278,16 @@ def start_mp_process(method: str, daemon: bool) -> int:
     proc = multiprocessing.get_context(method).Process(target=time.sleep, args=(30,), daemon=daemon)
     proc.start()
     return proc.pid
+
+
+class Adder:
+    """A callable object with a method, as target functions are often passed (SMAC, amltk)."""
+
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+    def __call__(self, x: int) -> int:
+        return x + self.offset
+
+    def method(self, x: int) -> int:
+        return x * self.offset

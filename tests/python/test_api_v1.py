@@ -46,6 +46,16 @@ def test_lambda_and_closure(context: str) -> None:
     assert limit(lambda x: x + offset, context=context, wall_time=10)(5) == 15
 
 
+def test_partial_bound_method_and_callable_object(context: str) -> None:
+    import functools
+
+    assert limit(functools.partial(h.add, b=10), wall_time=10, context=context)(1) == 11
+    assert limit(h.Adder(3).method, wall_time=10, context=context)(2) == 6
+    assert limit(h.Adder(3), wall_time=10, context=context)(2) == 5
+    with pytest.raises(WallTimeoutException, match=r"sleep_and_return\(30\)"):
+        limit(functools.partial(h.sleep_and_return), wall_time=0.3, context=context)(30)
+
+
 def test_func_as_keyword_and_context_manager(context: str) -> None:
     with limit(func=h.add, wall_time=10, context=context) as lf:
         assert lf(2, 2) == 4
