@@ -203,6 +203,17 @@ def _get_server() -> _Server:
         return _server
 
 
+def _forget_server_in_child() -> None:
+    """A forked child has no server of its own yet, and the locks may have been held by another
+    thread of the parent at the fork."""
+    global _server, _server_lock
+    _server = None
+    _server_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_server_in_child)
+
+
 def _shutdown_at_exit(server: _Server) -> None:
     if server.owner == os.getpid():
         try:

@@ -67,6 +67,7 @@ def start_caller(ctx: str, tmp_path: Path):
     return caller, call_pids
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("ctx", CONTEXTS)
 def test_ctrl_c_raises_keyboard_interrupt_promptly_and_kills_the_call(ctx, tmp_path):
     caller, call_pids = start_caller(ctx, tmp_path)
