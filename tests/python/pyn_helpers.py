@@ -291,3 +291,11 @@ class Adder:
 
     def method(self, x: int) -> int:
         return x * self.offset
+
+
+def big_bytes(mib: int) -> bytes:
+    return b"\x07" * (mib * MIB)
+
+
+def length(data: bytes) -> int:
+    return len(data)

@@ -56,6 +56,13 @@ def test_partial_bound_method_and_callable_object(context: str) -> None:
         limit(functools.partial(h.sleep_and_return), wall_time=0.3, context=context)(30)
 
 
+def test_large_return_value_and_argument(context: str) -> None:
+    # 1.0.8 fixed a hang when the result exceeded the pipe buffer; 20 MiB each way here.
+    data = limit(h.big_bytes, wall_time=30, context=context)(20)
+    assert len(data) == 20 * 2**20 and data[:1] == data[-1:] == b"\x07"
+    assert limit(h.length, wall_time=30, context=context)(data) == 20 * 2**20
+
+
 def test_func_as_keyword_and_context_manager(context: str) -> None:
     with limit(func=h.add, wall_time=10, context=context) as lf:
         assert lf(2, 2) == 4
