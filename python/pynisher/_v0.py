@@ -33,6 +33,7 @@ import functools
 import math
 import resource
 import signal
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple, Type, Union
@@ -283,12 +284,13 @@ class _LimitedFunction:
         if res.returned and status in ("completed", "process_limit"):
             self.result = res.value
             self.exit_status = 0
+            # 0.x's child logged these two; with a real logger they reached the same handlers.
             log("function returned properly: {}", (res.value, 0))
             log("return value: {}", (res.value, 0))
             return
 
         if status == "completed":
-            self._classify_exception(exc, res.traceback)
+            self.exit_status = self._status_of_exception(exc)
         elif status == "wall_timeout":
             self.exit_status = TimeoutException
         elif status == "cpu_timeout":
@@ -300,39 +302,50 @@ class _LimitedFunction:
             self.exit_status = SubprocessException
             self.os_errno = exc.errno if isinstance(exc, OSError) else _errno.EAGAIN
         elif status in ("signaled", "no_result"):
-            log("Your function call closed the pipe prematurely -> Subprocess probably got an uncatchable signal.")
             self.exit_status = AnythingException
         else:
             log("Something else went wrong, sorry.")
             if getattr(res, "message", None):
                 log("{}: {}", status, res.message)
             self.exit_status = PynisherError
-
-    def _classify_exception(self, exc: Optional[BaseException], tb: str) -> None:
-        log = self._log
-        handled: Tuple[Any, ...]
-        if isinstance(exc, MemoryError):
-            self.exit_status = MemorylimitException
-        elif isinstance(exc, OSError):
-            self.exit_status = SubprocessException
-            self.os_errno = exc.errno
-        elif isinstance(exc, CpuTimeoutException):
-            self.exit_status = CpuTimeoutException
-        elif isinstance(exc, TimeoutException):
-            self.exit_status = TimeoutException
-        elif isinstance(exc, SignalException):
-            self.exit_status = SignalException
-        else:
-            # 0.x did not transport other exceptions: the child printed the traceback on its
-            # stderr and exited with 1. Reproduce what the caller could observe.
-            log("Your function call closed the pipe prematurely -> Subprocess probably got an uncatchable signal.")
-            if exc is not None:
-                log("The function raised {}: {}", type(exc).__name__, exc)
-            self.exit_status = AnythingException
-            if self.exitcode == 0:
-                self.exitcode = 1
-            if self._limits.capture_output and tb:
-                self.stderr = (self.stderr or "") + tb
             return
-        handled = (None, self.exit_status) if self.os_errno is None else (None, self.exit_status, self.os_errno)
-        log("return value: {}", handled)
+
+        if self.exit_status is AnythingException and exc is not None:
+            self._report_uncaught(res.traceback)
+        if exc is not None and self.exit_status is not AnythingException:
+            # 0.x's child caught this exception and sent (None, status[, errno]), logging it.
+            handled: Tuple[Any, ...] = (None, self.exit_status)
+            if self.os_errno is not None:
+                handled += (self.os_errno,)
+            log("return value: {}", handled)
+        elif status != "wall_timeout":
+            # 0.x's child died without sending anything (killed, or an uncaught exception):
+            # the caller read EOF. (A wall timeout ended in 0.x's poll instead: no message.)
+            log("Your function call closed the pipe prematurely -> Subprocess probably got an uncatchable signal.")
+
+    def _status_of_exception(self, exc: Optional[BaseException]) -> ExitStatus:
+        """The exit_status 0.x's child reported for an exception escaping the function."""
+        if isinstance(exc, MemoryError):
+            return MemorylimitException
+        if isinstance(exc, OSError):
+            self.os_errno = exc.errno
+            return SubprocessException
+        if isinstance(exc, CpuTimeoutException):
+            return CpuTimeoutException
+        if isinstance(exc, TimeoutException):
+            return TimeoutException
+        if isinstance(exc, SignalException):
+            return SignalException
+        return AnythingException
+
+    def _report_uncaught(self, tb: str) -> None:
+        """0.x did not transport other exceptions: its child printed the traceback on its stderr
+        and exited with 1. Reproduce what the caller could observe."""
+        if self.exitcode == 0:
+            self.exitcode = 1
+        if not tb:
+            return
+        if self._limits.capture_output:
+            self.stderr = (self.stderr or "") + tb
+        else:
+            sys.stderr.write(tb)

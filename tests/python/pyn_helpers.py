@@ -299,3 +299,9 @@ def big_bytes(mib: int) -> bytes:
 
 def length(data: bytes) -> int:
     return len(data)
+
+
+def ignore_sigxcpu_and_burn() -> None:
+    """Like C code that never returns to Python: the soft signal cannot stop it."""
+    signal.signal(signal.SIGXCPU, signal.SIG_IGN)
+    busy_forever()

@@ -440,3 +440,32 @@ def test_arguments_not_formatted_when_debug_is_off(logger) -> None:
     enforce_limits(wall_time_in_s=10, logger=logger, context="fork")(lambda x: x)(big)
     assert CountingRepr.reprs > 0
     assert "Function called with argument: (CountingRepr(),), {}" in logger.messages
+
+
+def test_mock_logger_sees_the_callers_messages_of_0x() -> None:
+    # As upstream's test_liblinear_svc: a mock logger (its child-side copy was invisible in 0.x)
+    # gets exactly the caller's messages when the child is killed past its grace period.
+    from unittest import mock
+
+    log = mock.Mock()
+    obj = enforce_limits(cpu_time_in_s=0.5, grace_period_in_s=0.5, logger=log)(h.ignore_sigxcpu_and_burn)
+    assert obj() is None
+    assert obj.exit_status is CpuTimeoutException
+    assert obj.exitcode == -signal.SIGKILL
+    assert [c.args[0] for c in log.debug.call_args_list] == [
+        "Restricting your function to 0.5 seconds cpu time.",
+        "Allowing a grace period of 0.5 seconds.",
+        "Function called with argument: (), {}",
+        "Your function call closed the pipe prematurely -> Subprocess probably got an uncatchable signal.",
+    ]
+    log = mock.Mock()
+    enforce_limits(wall_time_in_s=0.3, logger=log)(h.sleep_and_return)(30)
+    # A wall timeout ended in 0.x's poll, without a message.
+    assert [c.args[0] for c in log.debug.call_args_list][-1] == "Function called with argument: (30,), {}"
+
+
+def test_uncaught_traceback_goes_to_stderr_without_capture(capfd) -> None:
+    obj = enforce_limits(wall_time_in_s=10)(h.raise_value_error)
+    obj("visible")
+    assert obj.exit_status is AnythingException
+    assert "ValueError: visible" in capfd.readouterr().err
