@@ -178,16 +178,17 @@ def _prepare_forked_multiprocessing() -> Any:
 
 
 def _finish_multiprocessing() -> None:
-    """Runs multiprocessing's exit handler as a multiprocessing child would: Queue feeder threads
-    are flushed and joined, so what the function put on a Queue reaches the reader."""
+    """Runs multiprocessing's exit finalizers as a multiprocessing child would at exit: Queue
+    feeder threads are flushed and joined, so what the function put on a Queue reaches the reader.
+    Unlike `multiprocessing.util._exit_function`, does not join the function's own non-daemonic
+    processes (they would hold the result back; the engine ends them with the call, as upstream
+    pynisher killed them after sending the result)."""
     mp_util = sys.modules.get("multiprocessing.util")
-    if mp_util is None:
+    if mp_util is None or not mp_util._finalizer_registry:  # type: ignore[attr-defined]
         return
-    mp_process = sys.modules.get("multiprocessing.process")
-    if not mp_util._finalizer_registry and not getattr(mp_process, "_children", None):
-        return  # nothing started, nothing to flush: skip the exit handler's work
     try:
-        mp_util._exit_function()
+        mp_util._run_finalizers(0)  # type: ignore[attr-defined]
+        mp_util._run_finalizers()  # type: ignore[attr-defined]
     except Exception:
         pass
 

@@ -182,3 +182,22 @@ def test_cpu_grace_period_raises_cpu_timeout_inside_the_function(ctx):
     assert result.status == "cpu_timeout"
     assert result.soft_signal_sent == signal.SIGXCPU
     assert isinstance(result.exception, CpuTimeoutException)
+
+
+def start_non_daemonic_multiprocessing_child():
+    import multiprocessing
+
+    child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(30,))
+    child.start()
+    return child.pid
+
+
+@pytest.mark.parametrize("ctx", CONTEXTS)
+def test_non_daemonic_multiprocessing_child_neither_blocks_the_result_nor_survives(ctx):
+    start = time.monotonic()
+    result = run_limited(
+        start_non_daemonic_multiprocessing_child, (), {}, wall_time=20, context=ctx
+    )
+    assert result.status == "completed", result
+    assert time.monotonic() - start < 10
+    assert not process_is_alive(result.value)
