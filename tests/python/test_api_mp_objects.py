@@ -70,16 +70,12 @@ def test_queue_argument_with_the_1x_api() -> None:
     assert queue.get(timeout=5) == 10
 
 
-REQUEST_3 = "execution layer: docs/python-internal-interface.md Requests 3"
-
-
 @pytest.mark.parametrize("inner", ["fork", "spawn"])
 def test_daemonic_multiprocessing_child_is_gone_after_the_call(context: str, inner: str) -> None:
     pid = pynisher.limit(h.start_mp_process, wall_time=10, context=context)(inner, True)
     assert_gone(pid)
 
 
-@pytest.mark.xfail(strict=True, reason=REQUEST_3)
 def test_non_daemonic_multiprocessing_child_does_not_block_the_result(context: str) -> None:
     # Upstream sent the result, then killed the function's children: the call returned at once.
     start = time.monotonic()
