@@ -214,13 +214,73 @@ def encode_call_or_raise(func, args, kwargs, context: str, with_fds: bool = Fals
         ) from err
 
 
+class _FdHandOver:
+    """Hands the descriptors of multiprocessing arguments (a Queue's pipes) to a spawned call:
+    its child connects to this abstract unix socket (address in its settings) and receives them
+    with SCM_RIGHTS. Only the call's own process gets them (checked with SO_PEERCRED)."""
+
+    def __init__(self, fds: list) -> None:
+        import socket
+        import threading
+
+        self.fds = fds
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        self.sock.bind(b"\0pynisher-fds-" + os.urandom(12).hex().encode())
+        self.sock.listen(4)
+        self.address: bytes = self.sock.getsockname()
+        self.pid: Optional[int] = None
+        self.started = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def expect(self, pid: int) -> None:
+        self.pid = pid
+        self.started.set()
+
+    def _serve(self) -> None:
+        import socket
+        import struct
+
+        try:
+            while True:
+                conn, _ = self.sock.accept()
+                with conn:
+                    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+                    peer = struct.unpack("3i", creds)[0]
+                    if self.started.wait(10) and peer == self.pid:
+                        socket.send_fds(conn, [b"F"], self.fds)
+                        return
+        except OSError:
+            return  # closed: the call is over
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 def _run_spawn(func, args, kwargs, limits, soft) -> Mapping[str, Any]:
     import pickle
 
-    blob = encode_call_or_raise(func, args, kwargs, "spawn")
-    request = pickle.dumps((call_settings(soft), blob), protocol=pickle.HIGHEST_PROTOCOL)
-    with _Janitor() as janitor:
-        return _core.run_command(_spawn_argv(), limits, stdin=request, on_start=janitor.on_start)
+    mp_loaded = "multiprocessing.context" in sys.modules
+    if mp_loaded:
+        blob, fds = encode_call_or_raise(func, args, kwargs, "spawn", with_fds=True)
+    else:
+        blob, fds = encode_call_or_raise(func, args, kwargs, "spawn"), []
+    settings = call_settings(soft)
+    hand_over = _FdHandOver(fds) if fds else None
+    if hand_over is not None:
+        settings["fd_address"] = hand_over.address
+    request = pickle.dumps((settings, blob), protocol=pickle.HIGHEST_PROTOCOL)
+    try:
+        with _Janitor() as janitor:
+
+            def on_start(pid: int) -> None:
+                janitor.on_start(pid)
+                if hand_over is not None:
+                    hand_over.expect(pid)
+
+            return _core.run_command(_spawn_argv(), limits, stdin=request, on_start=on_start)
+    finally:
+        if hand_over is not None:
+            hand_over.close()
 
 
 def _result_from(raw: Mapping[str, Any], context: str) -> CallResult:

@@ -413,6 +413,24 @@ def write_frame(fd: int, payload: bytes) -> None:
         data = data[written:]
 
 
+def _receive_fds(address: bytes) -> List[int]:
+    """Spawned child: fetch the descriptors of multiprocessing arguments from the caller, and
+    hand them to `pynisher._worker` (the module the call's pickle names), not this copy."""
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(address)
+        _, fds, _, _ = socket.recv_fds(sock, 1, 64)
+    finally:
+        sock.close()
+    if __name__ != "pynisher._worker":
+        import importlib
+
+        importlib.import_module("pynisher._worker")._inherited_fds[:] = fds
+    return list(fds)
+
+
 def main() -> None:
     """Entry point of a spawned child: request on stdin, result frame on ``PYNISHER_RESULT_FD``."""
     # Loaded as the top-level module `_worker` by the bootstrap: do not shadow a user's module.
@@ -424,7 +442,8 @@ def main() -> None:
     os.dup2(devnull, 0)
     os.close(devnull)
     settings, blob = pickle.loads(request)
-    encoded = execute_blob(settings, blob)
+    fds = _receive_fds(settings["fd_address"]) if settings.get("fd_address") else None
+    encoded = execute_blob(settings, blob, fds)
     write_frame(fd, encoded)
     os.close(fd)
     _flush_std_streams()

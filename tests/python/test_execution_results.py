@@ -248,22 +248,26 @@ def test_fork_child_delivers_what_it_put_on_a_multiprocessing_queue_argument():
     assert queue.get(timeout=10) == "from the child"
 
 
+@pytest.mark.parametrize("ctx", ["spawn", "forkserver"])
 @pytest.mark.parametrize("queue_context", ["forkserver", "spawn"])
-def test_forkserver_child_delivers_what_it_put_on_a_multiprocessing_queue_argument(queue_context):
+def test_fresh_interpreter_child_delivers_what_it_put_on_a_multiprocessing_queue_argument(
+    ctx, queue_context
+):
     import multiprocessing
 
     queue = multiprocessing.get_context(queue_context).Queue()
-    result = run_limited(put_on_queue, (queue,), {}, wall_time=30, context="forkserver")
+    result = run_limited(put_on_queue, (queue,), {}, wall_time=30, context=ctx)
     assert result.status == "completed", result
     assert result.value == "returned too"
     assert queue.get(timeout=10) == "from the child"
 
 
-def test_fork_context_queue_cannot_go_to_a_forkserver_call_and_says_why():
+@pytest.mark.parametrize("ctx", ["spawn", "forkserver"])
+def test_fork_context_queue_cannot_go_to_a_fresh_interpreter_and_says_why(ctx):
     import multiprocessing
 
     from pynisher.exceptions import PynisherException
 
     queue = multiprocessing.get_context("fork").Queue()
     with pytest.raises(PynisherException, match="fork context"):
-        run_limited(put_on_queue, (queue,), {}, context="forkserver")
+        run_limited(put_on_queue, (queue,), {}, context=ctx)
