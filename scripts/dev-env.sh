@@ -7,6 +7,7 @@
 #   bash scripts/dev-env.sh            # venv + tools + build
 #   PYNISHER_NO_DASK=1 bash ...        # skip dask[distributed] (only the Dask test needs it)
 #   .venv/bin/python -m pytest tests/python
+#   .venv/bin/python -m mypy.stubtest pynisher._core     # the .pyi stubs match the module
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,6 +26,7 @@ tools=(
     "pytest==8.4.2"
     "pytest-timeout==2.4.0"
     "cloudpickle==3.1.3"
+    "mypy==2.4.1"
 )
 if [ -z "${PYNISHER_NO_DASK:-}" ]; then
     tools+=("dask[distributed]==2026.8.0")
