@@ -18,6 +18,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked -q
 step "cargo test (engine and CLI)"
 cargo test --locked
 
-step "Python package: venv, build, pytest"
+step "Python package: venv, build, stub check, pytest"
 bash scripts/dev-env.sh
+.venv/bin/python -m mypy.stubtest pynisher._core
 .venv/bin/python -m pytest tests/python -q

@@ -26,7 +26,7 @@ mod sys;
 pub mod transport;
 pub mod units;
 
-pub use call::{NoObserver, Observer, Progress};
+pub use call::{NoObserver, Observer, Progress, Running};
 pub use contain::available_backends;
 pub use error::Error;
 pub use launch::{Command, Stdin};
