@@ -111,7 +111,11 @@ fn main() {
         );
     }
     let spawn_base = measure(n / 2, bare_fork_exec_true);
-    report("baseline: fork + execve /bin/true + waitpid", &spawn_base, None);
+    report(
+        "baseline: fork + execve /bin/true + waitpid",
+        &spawn_base,
+        None,
+    );
     for &b in &backends {
         let limits = Limits::new().backend(b);
         let cmd = Command::new("/bin/true");
