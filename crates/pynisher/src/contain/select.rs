@@ -6,13 +6,19 @@
 //! memory limit of kind [`MemoryLimitKind::Auto`] or [`MemoryLimitKind::Resident`], the `pids`
 //! controller for a process limit. In order, the first that applies wins:
 //!
-//! 1. **cgroup v2** when a writable v2 hierarchy gives our leaves every controller the limits need.
+//! 1. **cgroup v2** when a writable v2 hierarchy gives our leaves every controller the limits need
+//!    and also the `memory` controller (so the peak is measured), or when there is no cgroup v1.
 //! 2. **cgroup v1** when we are root and the `memory`, `cpuacct`, `pids` and `freezer` hierarchies
 //!    are mounted and writable.
 //! 3. **controller-less cgroup v2** when a v2 hierarchy is writable at all: membership, exact CPU
 //!    time and `cgroup.kill` still hold; the memory limit becomes `RLIMIT_AS` per process and the
 //!    process limit is enforced by the supervisor's polling.
 //! 4. **process group** otherwise.
+//!
+//! A v2 hierarchy without a memory controller ranks below v1 even for calls without limits: v1
+//! measures the peak memory of the call, and a closure child (which cannot be *created* in its
+//! cgroup, see `supervisor.rs`) joins a v1 leaf by itself without the grace period that moving a
+//! process into a v2 cgroup costs (5–16 ms per call here).
 //!
 //! A memory limit of the explicit kind [`MemoryLimitKind::Resident`] that no cgroup can enforce is
 //! an [`Error::BackendUnavailable`] naming what is missing, never a silent downgrade to the
@@ -138,7 +144,8 @@ pub(crate) fn open(limits: &Limits) -> Result<Box<dyn CallContainer>, Error> {
             // Failures of a cgroup step fall through to the next step: the outcome reports which
             // containment was used, so a weaker one is never passed off as a stronger one.
             if let Ok(v2) = &env.v2 {
-                if (!need_memory || v2.has_memory) && (!need_pids || v2.has_pids) {
+                let has_needed = (!need_memory || v2.has_memory) && (!need_pids || v2.has_pids);
+                if has_needed && (v2.has_memory || env.v1.is_err()) {
                     if let Ok(c) = CgroupV2Container::open(v2, limits) {
                         return Ok(Box::new(c));
                     }
@@ -805,7 +812,7 @@ mod tests {
     }
 
     #[test]
-    fn auto_prefers_v1_for_a_memory_limit_when_v2_lacks_the_memory_controller() {
+    fn auto_prefers_v1_when_v2_lacks_the_memory_controller() {
         let env = environment();
         let (Ok(v2), Ok(_)) = (&env.v2, &env.v1) else {
             eprintln!("skipped: needs both a writable cgroup v2 hierarchy and cgroup v1 (root)");
@@ -819,16 +826,16 @@ mod tests {
         assert_eq!(c.containment().backend, Backend::CgroupV1);
         assert!(c.enforces_memory());
         c.close().unwrap();
-        // No limit needs a controller: controller-less v2 qualifies first.
+        // Without a memory controller v2 ranks below v1 even when no limit needs a controller:
+        // v1 measures the peak and lets a closure child join without a grace period.
         let mut c = open(&Limits::new()).unwrap();
-        assert_eq!(c.containment().backend, Backend::CgroupV2);
+        assert_eq!(c.containment().backend, Backend::CgroupV1);
         c.close().unwrap();
-        // An address-space limit needs no controller either.
         let limits = Limits::new()
             .memory(100 << 20)
             .memory_kind(MemoryLimitKind::AddressSpace);
         let mut c = open(&limits).unwrap();
-        assert_eq!(c.containment().backend, Backend::CgroupV2);
+        assert_eq!(c.containment().backend, Backend::CgroupV1);
         assert!(!c.enforces_memory());
         c.close().unwrap();
     }
