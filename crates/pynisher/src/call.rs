@@ -147,8 +147,8 @@ impl Limits {
         self.start(Payload::Exec(command.clone()), unit_value)
     }
 
-    /// Starts a program that sends one result frame (see [`transport`]) on the file descriptor
-    /// named by the environment variable [`transport::RESULT_FD_ENV`]. The frame's payload becomes
+    /// Starts a program that sends one result frame (see [`crate::transport`]) on the file descriptor
+    /// named by the environment variable [`crate::transport::RESULT_FD_ENV`]. The frame's payload becomes
     /// the outcome's value. This is how the Python face runs a fresh interpreter per call.
     pub fn spawn_command_for_result(&self, command: &Command) -> Result<Running<Vec<u8>>, Error> {
         self.start(Payload::ExecWithResult(command.clone()), raw_value)
