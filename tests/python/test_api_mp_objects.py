@@ -1,9 +1,8 @@
 """The caller's open files and multiprocessing objects, used inside the limited function.
 
 auto-sklearn (0.x API) passes a ``context.Queue()`` to its target and reads the result from it;
-upstream ran the target in a ``multiprocessing.Process``, where this works. Under spawn it is
-still missing (docs/python-internal-interface.md, "Requests" 1): those cases are
-strict-xfail, so they fail as soon as they pass, and the mark must go then.
+upstream ran the target in a ``multiprocessing.Process``, where this works
+(docs/python-internal-interface.md, "Requests" 1).
 """
 
 from __future__ import annotations
@@ -20,9 +19,6 @@ import pynisher
 
 import pyn_helpers as h
 from pyn_helpers import assert_gone
-
-REQUEST_1 = "execution layer: docs/python-internal-interface.md Requests 1"
-
 
 def test_caller_file_at_fd_3_is_intact_in_fork_child(tmp_path) -> None:
     code = textwrap.dedent(
@@ -45,12 +41,8 @@ def test_caller_file_at_fd_3_is_intact_in_fork_child(tmp_path) -> None:
     assert (tmp_path / "log.txt").read_text() == "written by the function\n"
 
 
-@pytest.mark.parametrize(
-    "method",
-    ["fork", "forkserver", pytest.param("spawn", marks=pytest.mark.xfail(strict=True, reason=REQUEST_1))],
-)
-def test_queue_argument_receives_what_the_function_put(method: str) -> None:
-    ctx = multiprocessing.get_context(method)
+def test_queue_argument_receives_what_the_function_put(context: str) -> None:
+    ctx = multiprocessing.get_context(context)
     queue = ctx.Queue()
     obj = pynisher.enforce_limits(wall_time_in_s=10, context=ctx)(h.put_on_queue)
     obj(queue=queue, value=21)
