@@ -15,19 +15,30 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
-fn measure(iterations: usize, mut f: impl FnMut()) -> Vec<Duration> {
+/// Measures `f` and `baseline` alternately, call by call, so that both see the same machine
+/// (shared machines drift; back-to-back series do not compare well).
+fn measure_interleaved(
+    iterations: usize,
+    mut baseline: impl FnMut(),
+    mut f: impl FnMut(),
+) -> (Vec<Duration>, Vec<Duration>) {
     for _ in 0..iterations / 10 + 1 {
+        baseline();
         f();
     }
-    let mut times: Vec<Duration> = (0..iterations)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
+    let mut base = Vec::with_capacity(iterations);
+    let mut times = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let t = Instant::now();
+        baseline();
+        base.push(t.elapsed());
+        let t = Instant::now();
+        f();
+        times.push(t.elapsed());
+    }
+    base.sort();
     times.sort();
-    times
+    (base, times)
 }
 
 fn report(name: &str, times: &[Duration], baseline: Option<&[Duration]>) {
@@ -89,9 +100,7 @@ fn bare_fork_exec_true() {
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let n = if quick { 100 } else { 500 };
-    println!("# per-call overhead ({n} calls each, after warm-up)");
-    let base = measure(n, bare_fork_pipe_waitpid);
-    report("baseline: fork + pipe + waitpid", &base, None);
+    println!("# per-call overhead ({n} calls each, interleaved call by call with its baseline)");
     let mut backends = vec![Backend::ProcessGroup];
     backends.extend(
         pynisher::available_backends()
@@ -100,33 +109,25 @@ fn main() {
     );
     for &b in &backends {
         let limits = Limits::new().backend(b);
-        let closure = measure(n, || {
+        let (base, closure) = measure_interleaved(n, bare_fork_pipe_waitpid, || {
             let o = limits.run_closure(|| 42u32).unwrap();
             assert_eq!(o.value, Some(42));
         });
+        report("  baseline: fork + pipe + waitpid", &base, None);
         report(
-            &format!("closure returning 42 [{}]", b.name()),
+            &format!("  closure returning 42 [{}]", b.name()),
             &closure,
             Some(&base),
         );
     }
-    let spawn_base = measure(n / 2, bare_fork_exec_true);
-    report(
-        "baseline: fork + execve /bin/true + waitpid",
-        &spawn_base,
-        None,
-    );
     for &b in &backends {
         let limits = Limits::new().backend(b);
         let cmd = Command::new("/bin/true");
-        let times = measure(n / 2, || {
+        let (base, times) = measure_interleaved(n / 2, bare_fork_exec_true, || {
             assert_eq!(limits.run_command(&cmd).unwrap().status, Status::Completed);
         });
-        report(
-            &format!("/bin/true [{}]", b.name()),
-            &times,
-            Some(&spawn_base),
-        );
+        report("  baseline: fork + execve /bin/true + waitpid", &base, None);
+        report(&format!("  /bin/true [{}]", b.name()), &times, Some(&base));
     }
 
     let runs = 20;
