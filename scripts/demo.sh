@@ -13,10 +13,15 @@ echo "== Command line: a solver that ignores SIGTERM, 1 s wall limit, 200 ms gra
 cargo build -q --release -p pynisher-cli
 ./target/release/pynisher --wall-time 1s --grace 200ms -- sh -c 'trap "" TERM; while :; do :; done' || echo "(exit status $?)"
 echo
-echo "== Command line: 3 child processes x 0.6 s CPU under a 1 s CPU limit"
+echo "== Command line: 3 sequential child processes burning ~0.6 s CPU each, under a 1 s CPU limit"
 ./target/release/pynisher --cpu-time 1s -- sh -c 'for i in 1 2 3; do timeout 0.6 sh -c "while :; do :; done"; done' || echo "(exit status $?)"
+echo
+echo "== Command line: a setsid double-forked grandchild spinning forever; the main process exits at once"
+./target/release/pynisher --json -- sh -c '(setsid sh -c "while :; do :; done" &); sleep 0.3' | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); print("status", r["status"], "| CPU counted", r["cpu_time_s"]["total"], "s | leftovers killed", r["leftovers_killed"], "| backend", r["containment"]["backend"])' || true
 
 echo
 echo "== Python: the seed document's second example (enforce_limits with capture_output)"
-bash scripts/dev-env.sh >/dev/null
+log="$(mktemp)"
+bash scripts/dev-env.sh >"$log" 2>&1 || { cat "$log"; exit 1; }
+rm -f "$log"
 .venv/bin/python examples/seed_second_example.py
