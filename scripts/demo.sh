@@ -16,7 +16,7 @@ echo
 echo "== Command line: 3 sequential child processes burning ~0.6 s CPU each, under a 1 s CPU limit"
 ./target/release/pynisher --cpu-time 1s -- sh -c 'for i in 1 2 3; do timeout 0.6 sh -c "while :; do :; done"; done' || echo "(exit status $?)"
 echo
-echo "== Command line: a setsid double-forked grandchild spinning forever; the main process exits at once"
+echo "== Command line: a setsid double-forked grandchild spinning forever; the main process exits after 0.3 s"
 ./target/release/pynisher --json -- sh -c '(setsid sh -c "while :; do :; done" &); sleep 0.3' | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); print("status", r["status"], "| CPU counted", r["cpu_time_s"]["total"], "s | leftovers killed", r["leftovers_killed"], "| backend", r["containment"]["backend"])' || true
 
 echo
