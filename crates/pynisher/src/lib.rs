@@ -15,6 +15,8 @@
 //! The map of the crate is in `docs/architecture.md`: limits are set in `launch/child.rs`, kills are
 //! decided in `supervise/supervisor.rs`, results are decoded in `transport.rs`.
 
+#![warn(missing_docs)]
+
 mod call;
 mod contain;
 mod error;
