@@ -111,7 +111,9 @@ def test_seed_example_1(method: str, example_outputs: dict) -> None:
     assert rc == 0, err
     lines = out.splitlines()
     # t=2 sleeps exactly as long as the limit: either outcome is right.
-    assert lines[:2] == ["0", "1"] and lines[2] in ("2", "None") and lines[3:] == ["None", "None"], out
+    assert lines[:2] == ["0", "1"] and lines[2] in ("2", "None") and lines[3:] == ["None", "None"], (
+        f"rc={rc} out={out!r} err={err!r}"
+    )
 
 
 EX2_LINE = re.compile(
@@ -126,7 +128,7 @@ def test_seed_example_2(method: str, example_outputs: dict) -> None:
     rc, out, err = example_outputs[(2, method)]
     assert rc == 0, err
     rows = [m.groupdict() for m in EX2_LINE.finditer(out)]
-    assert [float(r["t"]) for r in rows] == [0, 1, 2, 3, 4], out
+    assert [float(r["t"]) for r in rows] == [0, 1, 2, 3, 4], f"rc={rc} out={out!r} err={err!r}"
     for t, row in enumerate(rows):
         wall = float(row["wall"])
         success = (row["result"], row["obj_result"], row["status"], row["exitcode"]) == (str(t), str(t), "0", "0")
