@@ -223,8 +223,9 @@ fn wait_released<W>(py: Python<'_>, wait: W, cancel_fd: Option<RawFd>) -> PyResu
 where
     W: FnOnce(&mut dyn Observer) -> Outcome8 + Send,
 {
-    // SAFETY: gettid and getpid only read the caller's own ids.
-    let on_main_thread = unsafe { libc::gettid() == libc::getpid() };
+    // rustix issues the gettid system call itself: glibc's `gettid` wrapper only exists from 2.30,
+    // and the manylinux2014 wheels must load on glibc 2.17.
+    let on_main_thread = rustix::thread::gettid() == rustix::process::getpid();
     let mut watch = CallerWatch {
         check_signals: on_main_thread,
         cancel_fd,
