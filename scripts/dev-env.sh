@@ -28,6 +28,7 @@ tools=(
     "pytest-timeout==2.4.0"
     "cloudpickle==3.1.3"
     "mypy==2.4.1"
+    "ruff==0.14.0"
 )
 if [ -z "${PYNISHER_NO_DASK:-}" ]; then
     tools+=("dask[distributed]==2026.8.0")

@@ -18,7 +18,13 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked -q
 step "cargo test (engine and CLI)"
 cargo test --locked
 
-step "Python package: venv, build, stub check, pytest"
+step "Python package: venv, build, stub check"
 bash scripts/dev-env.sh
 .venv/bin/python -m mypy.stubtest pynisher._core
+
+step "ruff and mypy over python/pynisher"
+.venv/bin/ruff check python/pynisher
+.venv/bin/python -m mypy
+
+step "pytest"
 .venv/bin/python -m pytest tests/python -q

@@ -37,7 +37,19 @@ import sys
 import traceback
 import warnings as _warnings
 from functools import wraps
-from typing import Any, Callable, Dict, Generic, List, Literal, Optional, Tuple, TypeVar, Union, overload
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Generic,
+    List,
+    Literal,
+    Optional,
+    Tuple,
+    TypeVar,
+    Union,
+    overload,
+)
 
 from pynisher.exceptions import (
     CpuTimeoutException,

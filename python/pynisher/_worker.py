@@ -296,9 +296,9 @@ def _multiprocessing_pickler() -> Any:
     global _MP_PICKLER
     if _MP_PICKLER is None:
         from collections import ChainMap
+        from multiprocessing.reduction import ForkingPickler
 
         import cloudpickle  # type: ignore[import-untyped]
-        from multiprocessing.reduction import ForkingPickler
 
         class MultiprocessingCloudPickler(cloudpickle.Pickler):  # type: ignore[misc]
             dispatch_table = ChainMap(
