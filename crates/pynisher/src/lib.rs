@@ -12,8 +12,9 @@
 //! # Ok::<(), pynisher::Error>(())
 //! ```
 //!
-//! The map of the crate is in `docs/architecture.md`: limits are set in `launch/child.rs`, kills are
-//! decided in `supervise/supervisor.rs`, results are decoded in `transport.rs`.
+//! The map of the crate is in `docs/architecture.md`: limits are set before the fork in `contain/`
+//! (the call's cgroup leaf) and in the child by `launch/child.rs` (rlimits), kills are decided in
+//! `supervise/supervisor.rs`, results are decoded in `transport.rs` and `call.rs`.
 
 #![warn(missing_docs)]
 

@@ -15,22 +15,17 @@
 //!   so a fork bomb cannot outrun the kill.
 
 use std::fs::File;
-use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::select::{
-    cg_err, count_lines, keyed, kill_until_empty, leaf_name, open_file, pread, pread_all,
-    procs_recursive, read_keyed, read_u64, remove_tree, send_signal, write_file, V1Env,
+use super::cgroupfs::{
+    cg_err, cgroup_containment, count_lines, keyed, kill_until_empty, leaf_name, open_file,
+    pids_max_value, pread, pread_all, procs_recursive, read_keyed, read_u64, remove_tree,
+    send_signal, survivors_error, write_file, KILL_BUDGET,
 };
+use super::detect::V1Env;
 use super::{CallContainer, Sample};
-use crate::{Backend, Containment, CpuTime, Error, Guarantees, Limits, MemoryLimitKind};
-
-/// How long `kill_all` may take before it reports survivors.
-const KILL_BUDGET: Duration = Duration::from_secs(2);
-
-/// `pids.max` accepts at most PID_MAX_LIMIT (4 Mi); anything above means no limit.
-const PIDS_MAX_LIMIT: u64 = 4 * 1024 * 1024;
+use crate::{Backend, Containment, CpuTime, Error, Limits, MemoryLimitKind};
 
 /// One call's leaves in the cgroup v1 hierarchies.
 pub(crate) struct CgroupV1Container {
@@ -148,12 +143,7 @@ impl CgroupV1Container {
         };
         let enforce_pids = match limits.max_processes {
             Some(n) => {
-                let value = if n >= PIDS_MAX_LIMIT {
-                    "max".to_string()
-                } else {
-                    n.to_string()
-                };
-                write_file(&pids.join("pids.max"), &value)?;
+                write_file(&pids.join("pids.max"), &pids_max_value(n))?;
                 notes.push("the process limit (pids.max) counts threads as well".to_string());
                 true
             }
@@ -182,14 +172,7 @@ impl CgroupV1Container {
         if empty {
             Ok(killed.len() as u64)
         } else {
-            let left = procs_recursive(&self.freezer).len();
-            Err(cg_err(
-                &self.freezer,
-                io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("{left} processes still alive after SIGKILL for {KILL_BUDGET:?}"),
-                ),
-            ))
+            Err(survivors_error(&self.freezer))
         }
     }
 
@@ -221,16 +204,12 @@ fn split_cpu(total_ns: u64, user_ticks: u64, system_ticks: u64) -> CpuTime {
 
 impl CallContainer for CgroupV1Container {
     fn containment(&self) -> Containment {
-        Containment {
-            backend: Backend::CgroupV1,
-            guarantees: Guarantees {
-                all_descendants_contained: true,
-                exact_tree_cpu_time: true,
-                tree_memory_limit: self.enforce_memory,
-                kernel_process_limit: self.enforce_pids,
-                notes: self.notes.clone(),
-            },
-        }
+        cgroup_containment(
+            Backend::CgroupV1,
+            self.enforce_memory,
+            self.enforce_pids,
+            &self.notes,
+        )
     }
 
     fn enforces_memory(&self) -> bool {
@@ -321,7 +300,7 @@ impl Drop for CgroupV1Container {
 
 #[cfg(test)]
 mod tests {
-    use super::super::select::test_support::*;
+    use super::super::test_support::*;
     use super::*;
 
     fn v1_or_skip() -> Option<V1Env> {

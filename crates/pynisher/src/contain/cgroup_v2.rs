@@ -9,24 +9,19 @@
 //! supervisor's polling of the live process count; the guarantees say so.
 
 use std::fs::File;
-use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::select::{
-    cg_err, count_lines, keyed, kill_until_empty, leaf_name, open_file, pread, pread_all,
-    procs_recursive, read_keyed, read_u64, remove_tree, send_signal, write_file, V2Env,
+use super::cgroupfs::{
+    cg_err, cgroup_containment, count_lines, keyed, kill_until_empty, leaf_name, open_file,
+    pids_max_value, pread, pread_all, procs_recursive, read_keyed, read_u64, remove_tree,
+    send_signal, survivors_error, write_file, KILL_BUDGET,
 };
+use super::detect::V2Env;
 use super::{CallContainer, Sample};
-use crate::{Backend, Containment, CpuTime, Error, Guarantees, Limits, MemoryLimitKind};
-
-/// How long `kill_all` may take before it reports survivors.
-const KILL_BUDGET: Duration = Duration::from_secs(2);
-
-/// `pids.max` accepts at most PID_MAX_LIMIT (4 Mi); anything above means no limit.
-const PIDS_MAX_LIMIT: u64 = 4 * 1024 * 1024;
+use crate::{Backend, Containment, CpuTime, Error, Limits, MemoryLimitKind};
 
 /// One call's leaf in a cgroup v2 hierarchy.
 pub(crate) struct CgroupV2Container {
@@ -103,12 +98,7 @@ impl CgroupV2Container {
         }
         let enforce_pids = match limits.max_processes {
             Some(n) if env.has_pids => {
-                let value = if n >= PIDS_MAX_LIMIT {
-                    "max".to_string()
-                } else {
-                    n.to_string()
-                };
-                write_file(&leaf.join("pids.max"), &value)?;
+                write_file(&leaf.join("pids.max"), &pids_max_value(n))?;
                 notes.push("the process limit (pids.max) counts threads as well".into());
                 true
             }
@@ -208,14 +198,7 @@ impl CgroupV2Container {
         if empty {
             Ok(killed)
         } else {
-            let left = procs_recursive(&self.leaf).len();
-            Err(cg_err(
-                &self.leaf,
-                io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("{left} processes still alive after SIGKILL for {KILL_BUDGET:?}"),
-                ),
-            ))
+            Err(survivors_error(&self.leaf))
         }
     }
 
@@ -236,16 +219,12 @@ fn split_usec(usage: u64, user: u64) -> CpuTime {
 
 impl CallContainer for CgroupV2Container {
     fn containment(&self) -> Containment {
-        Containment {
-            backend: Backend::CgroupV2,
-            guarantees: Guarantees {
-                all_descendants_contained: true,
-                exact_tree_cpu_time: true,
-                tree_memory_limit: self.enforce_memory,
-                kernel_process_limit: self.enforce_pids,
-                notes: self.notes.clone(),
-            },
-        }
+        cgroup_containment(
+            Backend::CgroupV2,
+            self.enforce_memory,
+            self.enforce_pids,
+            &self.notes,
+        )
     }
 
     fn enforces_memory(&self) -> bool {
@@ -338,7 +317,7 @@ impl Drop for CgroupV2Container {
 
 #[cfg(test)]
 mod tests {
-    use super::super::select::test_support::*;
+    use super::super::test_support::*;
     use super::*;
 
     fn v2_or_skip() -> Option<V2Env> {

@@ -1,11 +1,22 @@
 //! Containment backends: where the processes of a call live, how they are measured and killed.
+//!
+//! Dependencies run one way: `select` (the Auto rule) → the backends (`cgroup_v1`, `cgroup_v2`,
+//! `process_group`) → `detect` (what this machine offers) and `cgroupfs` (cgroup file I/O and the
+//! leaf lifecycle); `backend` defines the trait they all implement.
 
 mod backend;
 mod cgroup_v1;
 mod cgroup_v2;
+mod cgroupfs;
+mod detect;
 mod process_group;
 mod select;
+#[cfg(test)]
+mod test_support;
 
 pub(crate) use backend::{CallContainer, Sample};
+// For the guard that empties a dead caller's leaves (issue 8 item 6).
+#[allow(unused_imports)]
+pub(crate) use cgroupfs::empty_and_remove;
 pub use select::available_backends;
 pub(crate) use select::open;

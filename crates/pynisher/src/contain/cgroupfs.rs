@@ -1,0 +1,330 @@
+//! The cgroup file-system plumbing both cgroup backends share: leaf names, reading and writing
+//! control files, listing, killing and removing a cgroup's processes and leaves.
+//!
+//! Nothing here decides anything; the backends (`cgroup_v1.rs`, `cgroup_v2.rs`) and detection
+//! (`detect.rs`) call in, never the other way round.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::{Backend, Containment, Error, Guarantees};
+
+/// How long a backend's `kill_all` may take before it reports survivors.
+pub(super) const KILL_BUDGET: Duration = Duration::from_secs(2);
+
+/// `pids.max` accepts at most PID_MAX_LIMIT (4 Mi); anything above means no limit.
+const PIDS_MAX_LIMIT: u64 = 4 * 1024 * 1024;
+
+/// The `pids.max` value for a process limit of `n`.
+pub(super) fn pids_max_value(n: u64) -> String {
+    if n >= PIDS_MAX_LIMIT {
+        "max".to_string()
+    } else {
+        n.to_string()
+    }
+}
+
+/// The error for a cgroup that still holds processes after [`KILL_BUDGET`] of SIGKILLs.
+pub(super) fn survivors_error(dir: &Path) -> Error {
+    let left = procs_recursive(dir).len();
+    cg_err(
+        dir,
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("{left} processes still alive after SIGKILL for {KILL_BUDGET:?}"),
+        ),
+    )
+}
+
+/// What a cgroup leaf guarantees: every descendant and its exact CPU time, always; memory and
+/// process limits when the controllers enforce them.
+pub(super) fn cgroup_containment(
+    backend: Backend,
+    tree_memory_limit: bool,
+    kernel_process_limit: bool,
+    notes: &[String],
+) -> Containment {
+    Containment {
+        backend,
+        guarantees: Guarantees {
+            all_descendants_contained: true,
+            exact_tree_cpu_time: true,
+            tree_memory_limit,
+            kernel_process_limit,
+            notes: notes.to_vec(),
+        },
+    }
+}
+
+/// A fresh leaf name, unique within this process: `call-<pid>-<counter>`.
+pub(super) fn leaf_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "call-{}-{}",
+        rustix::process::getpid().as_raw_nonzero(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub(super) fn cg_err(path: &Path, source: io::Error) -> Error {
+    Error::Cgroup {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Writes `value` to a cgroup control file (one `write`, as the kernel wants).
+pub(super) fn write_file(path: &Path, value: &str) -> Result<(), Error> {
+    std::fs::write(path, value).map_err(|e| cg_err(path, e))
+}
+
+pub(super) fn open_file(path: &Path) -> Result<File, Error> {
+    File::open(path).map_err(|e| cg_err(path, e))
+}
+
+/// Reads a small control file from offset 0 through an fd opened once: a `pread` at offset 0
+/// makes the kernel regenerate the contents, so a sample costs one system call.
+pub(super) fn pread<'b>(file: &File, buf: &'b mut [u8]) -> Option<&'b str> {
+    let n = file.read_at(buf, 0).ok()?;
+    std::str::from_utf8(&buf[..n]).ok()
+}
+
+/// Reads a file that may be larger than a small buffer (`cgroup.procs` under a fork bomb).
+pub(super) fn pread_all(file: &File, buf: &mut Vec<u8>) -> io::Result<()> {
+    buf.clear();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = file.read_at(&mut chunk, buf.len() as u64)?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The value of `key` in a flat keyed file (`key value` lines: cpu.stat, memory.events, …).
+pub(super) fn keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let (k, v) = line.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok())?
+    })
+}
+
+pub(super) fn read_keyed(path: &Path, key: &str) -> Option<u64> {
+    keyed(&std::fs::read_to_string(path).ok()?, key)
+}
+
+pub(super) fn read_u64(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Counts the lines of a `cgroup.procs` read into `buf`: the processes listed.
+pub(super) fn count_lines(buf: &[u8]) -> u64 {
+    buf.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+/// The pids listed in `dir/cgroup.procs` and in every cgroup below `dir`.
+pub(super) fn procs_recursive(dir: &Path) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if let Ok(text) = std::fs::read_to_string(d.join("cgroup.procs")) {
+            out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+        }
+        if has_subdirs(&d) {
+            stack.extend(subdirs(&d));
+        }
+    }
+    out
+}
+
+/// Whether a cgroup directory has child cgroups: its link count is 2 + subdirectories, so a
+/// `stat` answers without listing the many control files.
+fn has_subdirs(dir: &Path) -> bool {
+    rustix::fs::stat(dir).map_or(true, |st| st.st_nlink > 2)
+}
+
+fn subdirs(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Sends `signal` to `pid`; true when it was delivered.
+pub(super) fn send_signal(pid: i32, signal: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: kill(2) with a positive pid only affects that process; no memory is shared.
+    unsafe { libc::kill(pid, signal) == 0 }
+}
+
+/// SIGKILLs every process in `dir` and below until none is listed, for at most `budget`. When
+/// `freezer_state` names a v1 `freezer.state` file, each pass runs frozen so that nothing can fork
+/// between reading the list and killing it. Returns the distinct pids killed and whether the
+/// cgroup ended empty.
+pub(super) fn kill_until_empty(
+    dir: &Path,
+    freezer_state: Option<&Path>,
+    budget: Duration,
+) -> (HashSet<i32>, bool) {
+    let deadline = Instant::now() + budget;
+    let mut killed = HashSet::new();
+    // An empty cgroup stays empty (nothing is left inside to fork), so it needs no freezing.
+    if procs_recursive(dir).is_empty() {
+        return (killed, true);
+    }
+    loop {
+        if let Some(state) = freezer_state {
+            freeze_v1(state, deadline);
+        }
+        let pids = procs_recursive(dir);
+        for &pid in &pids {
+            if send_signal(pid, libc::SIGKILL) {
+                killed.insert(pid);
+            }
+        }
+        if let Some(state) = freezer_state {
+            let _ = std::fs::write(state, "THAWED");
+        }
+        if pids.is_empty() {
+            return (killed, true);
+        }
+        // Give the killed processes a moment to leave before listing again.
+        let settle = Instant::now() + Duration::from_millis(20);
+        while Instant::now() < settle {
+            if procs_recursive(dir).is_empty() {
+                return (killed, true);
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        if Instant::now() >= deadline {
+            return (killed, procs_recursive(dir).is_empty());
+        }
+    }
+}
+
+/// Writes FROZEN and waits (bounded) until the freezer reports FROZEN rather than FREEZING.
+fn freeze_v1(state: &Path, deadline: Instant) {
+    if std::fs::write(state, "FROZEN").is_err() {
+        return;
+    }
+    let limit = deadline.min(Instant::now() + Duration::from_millis(200));
+    loop {
+        match std::fs::read_to_string(state) {
+            Ok(s) if s.trim() == "FROZEN" => return,
+            Ok(_) if Instant::now() < limit => std::thread::sleep(Duration::from_micros(100)),
+            _ => return,
+        }
+    }
+}
+
+/// Removes `dir` and every cgroup below it, deepest first, retrying briefly on EBUSY (a killed
+/// process may take a moment to leave).
+pub(super) fn remove_tree(dir: &Path) -> Result<(), Error> {
+    if has_subdirs(dir) {
+        for sub in subdirs(dir) {
+            remove_tree(&sub)?;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => return Err(cg_err(dir, e)),
+        }
+    }
+}
+
+fn pid_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks for existence and permission.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Parses `call-<pid>-<n>` into the supervisor pid.
+pub(super) fn leaf_owner(name: &str) -> Option<i32> {
+    let rest = name.strip_prefix("call-")?;
+    let (pid, n) = rest.split_once('-')?;
+    n.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
+/// Kills every process in the cgroup `leaf` and below and removes it, from any process (a guard
+/// emptying the leaves of a caller that died, or the sweep of stale leaves): `cgroup.kill` on a
+/// v2 leaf (5.14+), freeze + SIGKILL + thaw on a v1 freezer leaf, SIGKILL until empty otherwise;
+/// then `rmdir`, deepest first. For a v1 call, empty its freezer leaf first: its processes are
+/// then gone from the other hierarchies' leaves too.
+pub(crate) fn empty_and_remove(leaf: &Path) -> Result<(), Error> {
+    let kill = leaf.join("cgroup.kill");
+    if kill.exists() {
+        let _ = std::fs::write(&kill, "1");
+    }
+    let state = leaf.join("freezer.state");
+    let state = state.exists().then_some(state);
+    let (_, empty) = kill_until_empty(leaf, state.as_deref(), KILL_BUDGET);
+    if !empty {
+        return Err(survivors_error(leaf));
+    }
+    remove_tree(leaf)
+}
+
+/// Empties and removes the leaves under `parent` whose supervisor process is gone.
+pub(super) fn remove_stale_leaves(parent: &Path) {
+    let me = rustix::process::getpid().as_raw_nonzero().get();
+    for leaf in subdirs(parent) {
+        let Some(owner) = leaf
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(leaf_owner)
+        else {
+            continue;
+        };
+        if owner == me || pid_alive(owner) {
+            continue;
+        }
+        let _ = empty_and_remove(&leaf);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaf_names_carry_the_supervisor_pid_and_are_unique() {
+        let a = leaf_name();
+        let b = leaf_name();
+        assert_ne!(a, b);
+        let me = rustix::process::getpid().as_raw_nonzero().get();
+        assert_eq!(leaf_owner(&a), Some(me));
+        assert_eq!(leaf_owner("call-12-x"), None);
+        assert_eq!(leaf_owner("pynisher"), None);
+    }
+
+    #[test]
+    fn keyed_files_are_parsed_by_exact_key() {
+        let text = "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 0\n";
+        assert_eq!(keyed(text, "usage_usec"), Some(1500));
+        assert_eq!(keyed(text, "system_usec"), Some(500));
+        assert_eq!(keyed(text, "usec"), None);
+        assert_eq!(
+            keyed("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n", "oom_kill"),
+            Some(3)
+        );
+    }
+}

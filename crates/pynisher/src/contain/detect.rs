@@ -1,0 +1,351 @@
+//! What this process can use, detected once per process: its own cgroups (`/proc/self/cgroup`),
+//! where they are mounted (`/proc/self/mountinfo`), and the writable directories under which the
+//! cgroup backends put their leaves.
+//!
+//! Our own cgroup is read from `/proc/self/cgroup` (one line per v1 hierarchy, `0::` for v2) and
+//! located under its mount point from `/proc/self/mountinfo`. Leaves are created as
+//! `<own cgroup>/pynisher/call-<supervisor pid>-<counter>`. The first time a process uses a
+//! hierarchy, leaves whose supervisor is dead are emptied (SIGKILL) and removed, so a crashed
+//! caller's leftovers do not accumulate.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::cgroupfs::{leaf_name, remove_stale_leaves};
+
+// cgroup is the call's leaf, not its parent's cgroup).
+
+/// The cgroup v1 hierarchies a v1 container uses: the directory under which its leaves go.
+#[derive(Debug, Clone)]
+pub(super) struct V1Env {
+    pub memory: PathBuf,
+    pub cpuacct: PathBuf,
+    pub pids: PathBuf,
+    pub freezer: PathBuf,
+    /// Whether `memory.memsw.limit_in_bytes` exists (swap accounting on).
+    pub has_memsw: bool,
+}
+
+/// A writable cgroup v2 directory under which leaves go, and the controllers they get.
+#[derive(Debug, Clone)]
+pub(super) struct V2Env {
+    pub parent: PathBuf,
+    pub has_memory: bool,
+    pub has_pids: bool,
+    /// Whether `cgroup.kill` exists (kernel 5.14+).
+    pub has_kill: bool,
+}
+
+#[derive(Debug)]
+pub(super) struct Environment {
+    pid: i32,
+    /// `/proc/self/cgroup` as read at detection: where this process's own cgroups are.
+    own: String,
+    pub v1: Result<V1Env, String>,
+    pub v2: Result<V2Env, String>,
+}
+
+pub(super) fn environment() -> Arc<Environment> {
+    static CACHE: Mutex<Option<Arc<Environment>>> = Mutex::new(None);
+    let pid = rustix::process::getpid().as_raw_nonzero().get();
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(env) = cache.as_ref() {
+        if env.pid == pid {
+            return env.clone();
+        }
+    }
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let env = Arc::new(refresh(cache.as_deref(), pid, own));
+    *cache = Some(env.clone());
+    env
+}
+
+/// The findings for process `pid` whose `/proc/self/cgroup` reads `own`. A forked child still in
+/// its parent's cgroups (a per-call supervisor forked from a server) reuses the parent's findings
+/// (detection costs about 250 µs); a process in other cgroups (inside a call's leaf) detects anew.
+fn refresh(cached: Option<&Environment>, pid: i32, own: String) -> Environment {
+    match cached {
+        Some(parent) if parent.own == own => Environment {
+            pid,
+            own,
+            v1: parent.v1.clone(),
+            v2: parent.v2.clone(),
+        },
+        _ => detect(pid, own),
+    }
+}
+
+fn detect(pid: i32, own_text: String) -> Environment {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mounts = parse_mountinfo(&mounts);
+    let own = parse_proc_cgroup(&own_text);
+    Environment {
+        pid,
+        v1: detect_v1(&own, &mounts),
+        v2: detect_v2(&own, &mounts),
+        own: own_text,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Mount {
+    root: String,
+    point: PathBuf,
+    fstype: String,
+    /// Super-block options: the controllers of a v1 hierarchy (`rw,cpu,cpuacct`).
+    options: Vec<String>,
+}
+
+fn unescape_mount(field: &str) -> String {
+    // mountinfo escapes space, tab, newline and backslash as \ooo octal.
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 4 <= bytes.len() {
+            let digits = std::str::from_utf8(&bytes[i + 1..i + 4]).unwrap_or("");
+            if let Ok(v) = u8::from_str_radix(digits, 8) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn parse_mountinfo(text: &str) -> Vec<Mount> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let left: Vec<&str> = left.split(' ').collect();
+        let right: Vec<&str> = right.split(' ').collect();
+        if left.len() < 5 || right.len() < 3 {
+            continue;
+        }
+        if right[0] != "cgroup" && right[0] != "cgroup2" {
+            continue;
+        }
+        out.push(Mount {
+            root: unescape_mount(left[3]),
+            point: PathBuf::from(unescape_mount(left[4])),
+            fstype: right[0].to_string(),
+            options: right[2].split(',').map(str::to_string).collect(),
+        });
+    }
+    out
+}
+
+/// `(hierarchy id, controllers, path)` from `/proc/self/cgroup`.
+fn parse_proc_cgroup(text: &str) -> Vec<(u32, Vec<String>, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut it = line.splitn(3, ':');
+            let id = it.next()?.parse().ok()?;
+            let ctrls = it.next()?;
+            let path = it.next()?.to_string();
+            let ctrls = if ctrls.is_empty() {
+                Vec::new()
+            } else {
+                ctrls.split(',').map(str::to_string).collect()
+            };
+            Some((id, ctrls, path))
+        })
+        .collect()
+}
+
+/// The directory of cgroup `path` under mount `m`, when the mount shows that part of the hierarchy.
+fn dir_in_mount(m: &Mount, path: &str) -> Option<PathBuf> {
+    let rel = if m.root == "/" {
+        path
+    } else {
+        let rest = path.strip_prefix(m.root.as_str())?;
+        if !rest.is_empty() && !rest.starts_with('/') {
+            return None;
+        }
+        rest
+    };
+    let rel = rel.trim_start_matches('/');
+    Some(if rel.is_empty() {
+        m.point.clone()
+    } else {
+        m.point.join(rel)
+    })
+}
+
+fn is_writable(path: &Path) -> bool {
+    rustix::fs::access(path, rustix::fs::Access::WRITE_OK).is_ok()
+}
+
+fn detect_v1(own: &[(u32, Vec<String>, String)], mounts: &[Mount]) -> Result<V1Env, String> {
+    if !rustix::process::geteuid().is_root() {
+        return Err("cgroup v1 leaves need root".into());
+    }
+    let mut dirs = Vec::new();
+    for ctrl in ["memory", "cpuacct", "pids", "freezer"] {
+        let (_, _, path) = own
+            .iter()
+            .find(|(id, c, _)| *id != 0 && c.iter().any(|c| c == ctrl))
+            .ok_or_else(|| format!("no cgroup v1 {ctrl} hierarchy in /proc/self/cgroup"))?;
+        let dir = mounts
+            .iter()
+            .filter(|m| m.fstype == "cgroup" && m.options.iter().any(|o| o == ctrl))
+            .find_map(|m| dir_in_mount(m, path))
+            .ok_or_else(|| format!("the cgroup v1 {ctrl} hierarchy is not mounted here"))?;
+        let parent = dir.join("pynisher");
+        std::fs::create_dir_all(&parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        if !is_writable(&parent.join("cgroup.procs")) {
+            return Err(format!("{} is not writable", parent.display()));
+        }
+        dirs.push(parent);
+    }
+    let freezer = dirs.pop().unwrap_or_default();
+    let pids = dirs.pop().unwrap_or_default();
+    let cpuacct = dirs.pop().unwrap_or_default();
+    let memory = dirs.pop().unwrap_or_default();
+    let has_memsw = memory.join("memory.memsw.limit_in_bytes").exists();
+    // Freezer first: the stale leaves' processes are killed there, the others are then empty.
+    for dir in [&freezer, &memory, &cpuacct, &pids] {
+        remove_stale_leaves(dir);
+    }
+    Ok(V1Env {
+        memory,
+        cpuacct,
+        pids,
+        freezer,
+        has_memsw,
+    })
+}
+
+fn detect_v2(own: &[(u32, Vec<String>, String)], mounts: &[Mount]) -> Result<V2Env, String> {
+    let (_, _, path) = own
+        .iter()
+        .find(|(id, c, _)| *id == 0 && c.is_empty())
+        .ok_or("this process is in no cgroup v2 hierarchy")?;
+    let base = mounts
+        .iter()
+        .filter(|m| m.fstype == "cgroup2")
+        .find_map(|m| dir_in_mount(m, path))
+        .ok_or("no cgroup v2 hierarchy is mounted here")?;
+    // Moving the child from our cgroup into a leaf below it needs write access to the common
+    // ancestor's cgroup.procs (the cgroup v2 delegation rule).
+    if !is_writable(&base.join("cgroup.procs")) {
+        return Err(format!(
+            "{} is not writable",
+            base.join("cgroup.procs").display()
+        ));
+    }
+    let parent = base.join("pynisher");
+    std::fs::create_dir_all(&parent)
+        .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    // Hand memory and pids down to the leaves when our own cgroup has them. Enabling them in our
+    // own cgroup fails (EBUSY) when it holds processes and is not the root: the "no internal
+    // processes" rule. We do not move the caller to make room; the leaves then go without.
+    let available = read_words(&base.join("cgroup.controllers"));
+    let wanted: Vec<&str> = ["memory", "pids"]
+        .into_iter()
+        .filter(|c| available.iter().any(|a| a == c))
+        .collect();
+    for dir in [&base, &parent] {
+        let enabled = read_words(&dir.join("cgroup.subtree_control"));
+        for c in &wanted {
+            if !enabled.iter().any(|e| e == c) {
+                let _ = std::fs::write(dir.join("cgroup.subtree_control"), format!("+{c}"));
+            }
+        }
+    }
+    let enabled = read_words(&parent.join("cgroup.subtree_control"));
+    let has = |c: &str| enabled.iter().any(|e| e == c);
+    let env = V2Env {
+        has_memory: has("memory"),
+        has_pids: has("pids"),
+        has_kill: true,
+        parent,
+    };
+    remove_stale_leaves(&env.parent);
+    // cgroup.kill only shows in non-root cgroups, so probe it on a leaf of our own.
+    let probe = env.parent.join(leaf_name());
+    let has_kill = match std::fs::create_dir(&probe) {
+        Ok(()) => {
+            let k = probe.join("cgroup.kill").exists();
+            let _ = std::fs::remove_dir(&probe);
+            k
+        }
+        Err(e) => {
+            return Err(format!(
+                "cannot create a leaf in {}: {e}",
+                env.parent.display()
+            ))
+        }
+    };
+    Ok(V2Env { has_kill, ..env })
+}
+
+fn read_words(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_cgroup_lines_are_parsed_with_their_controllers() {
+        let text =
+            "33 31 0:30 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct\n\
+                    41 31 0:38 /sub /sys/fs/cgroup/uni\\040fied rw - cgroup2 cgroup2 rw\n\
+                    22 1 0:5 / /proc rw - proc proc rw\n";
+        let m = parse_mountinfo(text);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].point, PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"));
+        assert!(m[0].options.iter().any(|o| o == "cpuacct"));
+        assert_eq!(m[1].point, PathBuf::from("/sys/fs/cgroup/uni fied"));
+        assert_eq!(m[1].root, "/sub");
+        assert_eq!(
+            dir_in_mount(&m[1], "/sub/a/b"),
+            Some(PathBuf::from("/sys/fs/cgroup/uni fied/a/b"))
+        );
+        assert_eq!(dir_in_mount(&m[1], "/subway"), None);
+        assert_eq!(
+            dir_in_mount(&m[0], "/"),
+            Some(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"))
+        );
+    }
+
+    #[test]
+    fn proc_cgroup_lines_give_controllers_and_paths() {
+        let own = parse_proc_cgroup("4:memory:/process_api/x\n2:cpu,cpuacct:/\n0::/user.slice\n");
+        assert_eq!(
+            own[0],
+            (4, vec!["memory".to_string()], "/process_api/x".to_string())
+        );
+        assert_eq!(own[1].1, vec!["cpu".to_string(), "cpuacct".to_string()]);
+        assert_eq!(own[2], (0, vec![], "/user.slice".to_string()));
+    }
+
+    #[test]
+    fn a_process_in_the_same_cgroups_reuses_the_findings_and_one_elsewhere_detects() {
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let parent = Environment {
+            pid: 1,
+            own: own.clone(),
+            v1: Err("parent's finding".into()),
+            v2: Err("parent's finding".into()),
+        };
+        let child = refresh(Some(&parent), 2, own.clone());
+        assert_eq!(child.pid, 2);
+        assert_eq!(child.v1.unwrap_err(), "parent's finding");
+        // Claiming other cgroups forces a fresh detection of the real ones.
+        let moved = refresh(Some(&parent), 3, format!("{own}\n"));
+        assert_ne!(moved.v2.err().as_deref(), Some("parent's finding"));
+    }
+}
