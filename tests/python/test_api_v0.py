@@ -85,10 +85,14 @@ RUNS = [(n, m) for n in (1, 2) for m in ("default", *pynisher.contexts)]
 @pytest.fixture(scope="module")
 def example_outputs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     d = tmp_path_factory.mktemp("seed")
+    # Each file is written once, before any interpreter starts: rewriting it per run raced with
+    # the runs already started (one that read it between truncate and write ran an empty script).
+    paths = {n: d / f"example_{n}.py" for n in (1, 2)}
+    for n, path in paths.items():
+        path.write_text(EXAMPLE_1 if n == 1 else EXAMPLE_2)
     procs = {}
     for n, method in RUNS:
-        path = d / f"example_{n}.py"
-        path.write_text(EXAMPLE_1 if n == 1 else EXAMPLE_2)
+        path = paths[n]
         if method == "default":
             argv = [sys.executable, str(path)]  # verbatim: the interpreter's default start method
         else:
