@@ -268,7 +268,7 @@ def _run_spawn(func, args, kwargs, limits, soft) -> Mapping[str, Any]:
     hand_over = _FdHandOver(fds) if fds else None
     if hand_over is not None:
         settings["fd_address"] = hand_over.address
-    request = pickle.dumps((settings, blob), protocol=pickle.HIGHEST_PROTOCOL)
+    request = _worker.frame_request(pickle.dumps((settings, blob), protocol=pickle.HIGHEST_PROTOCOL))
     try:
         with _Janitor() as janitor:
 

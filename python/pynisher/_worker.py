@@ -6,7 +6,7 @@ Used three ways:
   sends the bytes they return as the result frame);
 * **spawn**: a fresh interpreter loads this file as a top-level module (not through the
   ``pynisher`` package, whose ``__init__`` imports the whole API) and calls `main`, which reads a
-  request from stdin, runs it, and writes one result frame on the descriptor named by
+  length-prefixed request from stdin, runs it, and writes one result frame on the descriptor named by
   ``PYNISHER_RESULT_FD``.
 
 The encoded result is a pickle of one tagged tuple (see `decode` for the parent's side):
@@ -396,13 +396,29 @@ def decode(data: bytes) -> Tuple[bool, Any, Optional[BaseException], str]:
     )
 
 
-def _read_all(fd: int) -> bytes:
+def _read_exactly(fd: int, size: int) -> bytes:
     chunks: List[bytes] = []
-    while True:
-        chunk = os.read(fd, 1 << 20)
+    got = 0
+    while got < size:
+        chunk = os.read(fd, min(size - got, 1 << 20))
         if not chunk:
-            return b"".join(chunks)
+            raise EOFError(f"the request ended after {got} of {size} bytes")
         chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def frame_request(request: bytes) -> bytes:
+    """The caller's side of `read_request`: the request prefixed with its length."""
+    return len(request).to_bytes(8, "little") + request
+
+
+def read_request(fd: int) -> bytes:
+    """Reads one length-prefixed request (see `frame_request`). Never waits for end of file: a
+    fork-context child that another thread of the caller forked meanwhile may hold a copy of the
+    pipe's write end for as long as it lives."""
+    size = int.from_bytes(_read_exactly(fd, 8), "little")
+    return _read_exactly(fd, size)
 
 
 def write_frame(fd: int, payload: bytes) -> None:
@@ -432,12 +448,12 @@ def _receive_fds(address: bytes) -> List[int]:
 
 
 def main() -> None:
-    """Entry point of a spawned child: request on stdin, result frame on ``PYNISHER_RESULT_FD``."""
+    """Entry point of a spawned child: length-prefixed request on stdin, result frame on ``PYNISHER_RESULT_FD``."""
     # Loaded as the top-level module `_worker` by the bootstrap: do not shadow a user's module.
     if __name__ == "_worker":
         sys.modules.pop("_worker", None)
     fd = int(os.environ.pop(RESULT_FD_ENV))
-    request = _read_all(0)
+    request = read_request(0)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
