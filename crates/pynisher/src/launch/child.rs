@@ -410,6 +410,9 @@ pub(crate) unsafe fn child_main(plan: ChildPlan<'_>, fds: &ChildFds) -> ! {
             }
             (None, Some(closure)) => {
                 let result_fd = fds.result.unwrap_or(-1);
+                // A copy of the caller: other threads' calls must not wait on its copies of
+                // their pipe ends.
+                crate::sys::inflight::close_others(&[result_fd, fds.error_write]);
                 super::closure::run_and_exit(closure, fds.error_write, result_fd)
             }
             (None, None) => libc::_exit(SETUP_FAILED_EXIT),

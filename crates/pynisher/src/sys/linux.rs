@@ -31,9 +31,11 @@ pub(crate) fn thread_count() -> usize {
         .unwrap_or(1)
 }
 
-/// A pipe whose both ends are close-on-exec.
+/// A pipe whose both ends are close-on-exec, recorded as a call's (see `inflight`).
 pub(crate) fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
     let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    super::inflight::record(&r);
+    super::inflight::record(&w);
     Ok((r, w))
 }
 
