@@ -125,10 +125,8 @@ mod tests {
         // The recorded number now names another pipe, one that is not a call's.
         let (plain_read, plain_write) = rustix::pipe::pipe().unwrap();
         // SAFETY: dup2 onto a descriptor we own (`write`), which keeps owning the new one.
-        assert_eq!(
-            unsafe { libc::dup2(plain_write.as_raw_fd(), number) },
-            number
-        );
+        let replaced = unsafe { libc::dup2(plain_write.as_raw_fd(), number) };
+        assert_eq!(replaced, number);
         // SAFETY: as above: async-signal-safe calls only in the child, then _exit.
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0);
