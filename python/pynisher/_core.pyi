@@ -3,8 +3,12 @@
 from typing import Callable, List, Mapping, Optional, Sequence, Tuple, TypedDict, Union, final
 
 __all__ = [
+    "BACKENDS",
+    "CPU_MEASURES",
     "EngineError",
     "FRAME_VERSION",
+    "MEMORY_KINDS",
+    "MEMORY_MEASURES",
     "RESULT_FD_ENV",
     "StartedCall",
     "__version__",
@@ -18,6 +22,11 @@ __all__ = [
 __version__: str
 RESULT_FD_ENV: str
 FRAME_VERSION: int
+#: The engine's names for its backends, memory-limit kinds and measures (defined once, in the engine).
+BACKENDS: List[str]
+MEMORY_KINDS: List[str]
+CPU_MEASURES: List[str]
+MEMORY_MEASURES: List[str]
 
 class EngineError(Exception):
     """The engine itself failed (a system call, a cgroup file, an unavailable backend)."""

@@ -18,8 +18,8 @@ from typing import Any, Callable, Dict, Mapping, Optional
 from pynisher import _core, _worker
 
 CONTEXTS = ("fork", "spawn", "forkserver")
-_MEMORY_KINDS = ("auto", "resident", "address_space")
-_BACKENDS = ("auto", "cgroup2", "cgroup1", "none")
+_MEMORY_KINDS = tuple(_core.MEMORY_KINDS)
+_BACKENDS = tuple(_core.BACKENDS)
 
 
 @dataclass

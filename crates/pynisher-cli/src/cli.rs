@@ -4,7 +4,10 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use pynisher::{Backend, MemoryLimitKind};
+
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use clap::Parser;
 
 /// Text shown after the options by `-h` (short) …
 const AFTER_HELP: &str = "\
@@ -108,30 +111,26 @@ be added within /1, a change of meaning or a removal bumps it:
 All times are seconds as numbers; all sizes are bytes. Full description and an example report:
 docs/cli.md.";
 
-/// What the memory limit counts (`--memory-kind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum MemoryKindArg {
-    /// Resident memory of the whole tree where a cgroup can enforce it, else address space.
-    Auto,
-    /// Resident memory of all processes together (needs a cgroup backend).
-    Resident,
-    /// RLIMIT_AS on every process: reserved address space, not memory in use.
-    AddressSpace,
-}
-
-/// Which containment holds the program (`--backend`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BackendArg {
-    /// The strongest available: cgroup2, then cgroup1, then none.
-    Auto,
-    /// A cgroup v2 leaf: airtight containment and exact accounting.
-    #[value(name = "cgroup2")]
-    CgroupV2,
-    /// cgroup v1 memory/cpuacct/pids/freezer leaves (needs root).
-    #[value(name = "cgroup1")]
-    CgroupV1,
-    /// No cgroup: process group, /proc polling and rlimits (weaker, see the report).
-    None,
+/// A flag value that must be one of an engine enum's names (`--backend`, `--memory-kind`): the
+/// names and their parsing come from the engine, so the command line cannot drift from them. A
+/// name with `_` is also accepted with `-`, as command lines spell words (`address-space`).
+fn engine_names<T>(names: &'static [&'static str]) -> impl TypedValueParser<Value = T>
+where
+    T: std::str::FromStr<Err = pynisher::UnknownName> + Clone + Send + Sync + 'static,
+{
+    let values = names.iter().map(|&name| {
+        let value = PossibleValue::new(name);
+        if name.contains('_') {
+            value.alias(name.replace('_', "-"))
+        } else {
+            value
+        }
+    });
+    PossibleValuesParser::new(values).map(|name| {
+        name.replace('-', "_")
+            .parse::<T>()
+            .expect("clap accepted only the listed names")
+    })
 }
 
 /// Run a program under wall-time, CPU-time, memory and process-count limits, and report exactly
@@ -158,9 +157,12 @@ pub struct Cli {
     #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
     pub memory: Option<String>,
 
-    /// What --memory counts.
-    #[arg(long, value_enum, value_name = "KIND", default_value_t = MemoryKindArg::Auto)]
-    pub memory_kind: MemoryKindArg,
+    /// What --memory counts: resident memory of the whole tree where a cgroup can enforce it, else
+    /// address space (auto); resident memory of all processes together, needing a cgroup backend
+    /// (resident); RLIMIT_AS on every process, reserved address space (address_space).
+    #[arg(long, value_name = "KIND", default_value = "auto",
+          value_parser = engine_names::<MemoryLimitKind>(MemoryLimitKind::NAMES))]
+    pub memory_kind: MemoryLimitKind,
 
     /// Maximum number of live processes of the program, itself included.
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
@@ -197,8 +199,9 @@ pub struct Cli {
     pub json: Option<PathBuf>,
 
     /// Containment backend.
-    #[arg(long, value_enum, value_name = "BACKEND", default_value_t = BackendArg::Auto)]
-    pub backend: BackendArg,
+    #[arg(long, value_name = "BACKEND", default_value = "auto",
+          value_parser = engine_names::<Backend>(Backend::NAMES))]
+    pub backend: Backend,
 
     /// Print nothing of pynisher's own except errors (no summary line).
     #[arg(short, long, conflicts_with = "verbose")]

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use pynisher::units::format_size;
-use pynisher::{Backend, Captured, CpuMeasure, MemoryLimitKind, MemoryMeasure, Outcome, Status};
+use pynisher::{Backend, Captured, Outcome, Status};
 use serde::{Deserialize, Serialize};
 
 use crate::settings::{RequestedLimits, Settings};
@@ -340,14 +340,6 @@ pub struct Report {
     pub containment: Option<ContainmentReport>,
 }
 
-fn memory_kind_name(kind: MemoryLimitKind) -> &'static str {
-    match kind {
-        MemoryLimitKind::Auto => "auto",
-        MemoryLimitKind::Resident => "resident",
-        MemoryLimitKind::AddressSpace => "address_space",
-    }
-}
-
 fn backend_name(backend: Backend) -> &'static str {
     backend.name()
 }
@@ -357,7 +349,7 @@ fn limits_report(r: &RequestedLimits) -> LimitsReport {
         wall_time_s: r.wall_time.map(|d| d.as_secs_f64()),
         cpu_time_s: r.cpu_time.map(|d| d.as_secs_f64()),
         memory_bytes: r.memory,
-        memory_kind: memory_kind_name(r.memory_kind).into(),
+        memory_kind: r.memory_kind.name().into(),
         max_processes: r.max_processes,
         grace_period_s: r.grace.as_secs_f64(),
         soft_signal: r.soft_signal,
@@ -406,24 +398,10 @@ impl Report {
                 system: outcome.cpu_time.system.as_secs_f64(),
                 total: outcome.cpu_time.total().as_secs_f64(),
             },
-            cpu_measure: Some(
-                match outcome.cpu_measure {
-                    CpuMeasure::Cgroup => "cgroup",
-                    CpuMeasure::ProcessTree => "process_tree",
-                }
-                .into(),
-            ),
+            cpu_measure: Some(outcome.cpu_measure.name().into()),
             peak_memory_bytes: outcome.peak_memory,
-            memory_measure: Some(
-                match outcome.memory_measure {
-                    MemoryMeasure::CgroupPeak => "cgroup_peak",
-                    MemoryMeasure::MaxRssOfOneProcess => "max_rss_of_one_process",
-                }
-                .into(),
-            ),
-            memory_limit_kind: outcome
-                .memory_limit_kind
-                .map(|k| memory_kind_name(k).into()),
+            memory_measure: Some(outcome.memory_measure.name().into()),
+            memory_limit_kind: outcome.memory_limit_kind.map(|k| k.name().into()),
             oom_kills: outcome.oom_kills,
             processes_refused: outcome.processes_refused,
             leftovers_killed: outcome.leftovers_killed,
@@ -488,7 +466,7 @@ impl Report {
 mod tests {
     use super::*;
     use clap::Parser;
-    use pynisher::{Containment, CpuTime, Guarantees};
+    use pynisher::{Containment, CpuMeasure, CpuTime, Guarantees, MemoryMeasure};
 
     fn outcome(status: Status) -> Outcome<()> {
         Outcome {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use pynisher::units::{parse_duration, parse_size};
 use pynisher::{Backend, Command, Limits, MemoryLimitKind, DEFAULT_OUTPUT_LIMIT};
 
-use crate::cli::{BackendArg, Cli, MemoryKindArg};
+use crate::cli::Cli;
 use crate::signals::{parse_signal, signal_name};
 
 /// Grace period between the soft signal and SIGKILL when `--grace` is not given.
@@ -195,17 +195,8 @@ impl Settings {
             None if captured => Some(DEFAULT_OUTPUT_LIMIT),
             None => None,
         };
-        let memory_kind = match cli.memory_kind {
-            MemoryKindArg::Auto => MemoryLimitKind::Auto,
-            MemoryKindArg::Resident => MemoryLimitKind::Resident,
-            MemoryKindArg::AddressSpace => MemoryLimitKind::AddressSpace,
-        };
-        let backend = match cli.backend {
-            BackendArg::Auto => Backend::Auto,
-            BackendArg::CgroupV2 => Backend::CgroupV2,
-            BackendArg::CgroupV1 => Backend::CgroupV1,
-            BackendArg::None => Backend::ProcessGroup,
-        };
+        let memory_kind = cli.memory_kind;
+        let backend = cli.backend;
 
         let mut limits = Limits::new()
             .memory_kind(memory_kind)

@@ -60,6 +60,20 @@ fn invalid(param: &str, value: &Bound<'_, PyAny>, reason: &str) -> PyErr {
     PyValueError::new_err(format!("invalid value for {param}: {shown} ({reason})"))
 }
 
+/// One of an engine enum's names (`"cgroup1"`, `"resident"`, ...), the message listing them all.
+fn named<T>(param: &str, value: &Bound<'_, PyAny>) -> PyResult<T>
+where
+    T: std::str::FromStr<Err = pynisher::UnknownName>,
+{
+    let name: String = value
+        .extract()
+        .map_err(|_| invalid(param, value, "must be a string"))?;
+    name.parse().map_err(|err: pynisher::UnknownName| {
+        let expected: Vec<String> = err.expected.iter().map(|n| format!("'{n}'")).collect();
+        invalid(param, value, &format!("one of {}", expected.join(", ")))
+    })
+}
+
 fn seconds(param: &'static str, value: &Bound<'_, PyAny>) -> PyResult<Duration> {
     let secs: f64 = value
         .extract()
@@ -129,37 +143,8 @@ fn limits_from_dict(dict: &Bound<'_, PyDict>) -> PyResult<Limits> {
                     .map_err(|_| invalid("output_limit", &value, "too large"))?;
                 limits.output_limit(bytes)
             }
-            "memory_kind" => {
-                let kind: String = value.extract()?;
-                limits.memory_kind(match kind.as_str() {
-                    "auto" => MemoryLimitKind::Auto,
-                    "resident" => MemoryLimitKind::Resident,
-                    "address_space" => MemoryLimitKind::AddressSpace,
-                    _ => {
-                        return Err(invalid(
-                            "memory_kind",
-                            &value,
-                            "one of 'auto', 'resident', 'address_space'",
-                        ))
-                    }
-                })
-            }
-            "backend" => {
-                let name: String = value.extract()?;
-                limits.backend(match name.as_str() {
-                    "auto" => Backend::Auto,
-                    "cgroup2" => Backend::CgroupV2,
-                    "cgroup1" => Backend::CgroupV1,
-                    "none" => Backend::ProcessGroup,
-                    _ => {
-                        return Err(invalid(
-                            "backend",
-                            &value,
-                            "one of 'auto', 'cgroup2', 'cgroup1', 'none'",
-                        ))
-                    }
-                })
-            }
+            "memory_kind" => limits.memory_kind(named("memory_kind", &value)?),
+            "backend" => limits.backend(named("backend", &value)?),
             _ => unreachable!("checked against LIMIT_KEYS"),
         };
     }
@@ -303,28 +288,12 @@ fn outcome_dict<'py>(
     d.set_item("wall_time", outcome.wall_time.as_secs_f64())?;
     d.set_item("cpu_user", outcome.cpu_time.user.as_secs_f64())?;
     d.set_item("cpu_system", outcome.cpu_time.system.as_secs_f64())?;
-    d.set_item(
-        "cpu_measure",
-        match outcome.cpu_measure {
-            CpuMeasure::Cgroup => "cgroup",
-            CpuMeasure::ProcessTree => "process_tree",
-        },
-    )?;
+    d.set_item("cpu_measure", outcome.cpu_measure.name())?;
     d.set_item("peak_memory", outcome.peak_memory)?;
-    d.set_item(
-        "memory_measure",
-        match outcome.memory_measure {
-            MemoryMeasure::CgroupPeak => "cgroup_peak",
-            MemoryMeasure::MaxRssOfOneProcess => "max_rss_of_one_process",
-        },
-    )?;
+    d.set_item("memory_measure", outcome.memory_measure.name())?;
     d.set_item(
         "memory_limit_kind",
-        outcome.memory_limit_kind.map(|k| match k {
-            MemoryLimitKind::Auto => "auto",
-            MemoryLimitKind::Resident => "resident",
-            MemoryLimitKind::AddressSpace => "address_space",
-        }),
+        outcome.memory_limit_kind.map(MemoryLimitKind::name),
     )?;
     d.set_item("oom_kills", outcome.oom_kills)?;
     d.set_item("processes_refused", outcome.processes_refused)?;
@@ -526,5 +495,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("RESULT_FD_ENV", pynisher::transport::RESULT_FD_ENV)?;
     m.add("FRAME_VERSION", pynisher::transport::FRAME_VERSION)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // The engine's words, named once in the engine (`named_enum!`), for the Python side to check
+    // and document against instead of spelling them again.
+    m.add("BACKENDS", Backend::NAMES.to_vec())?;
+    m.add("MEMORY_KINDS", MemoryLimitKind::NAMES.to_vec())?;
+    m.add("CPU_MEASURES", CpuMeasure::NAMES.to_vec())?;
+    m.add("MEMORY_MEASURES", MemoryMeasure::NAMES.to_vec())?;
     Ok(())
 }

@@ -23,6 +23,7 @@ mod contain;
 mod error;
 mod launch;
 mod limits;
+mod names;
 mod outcome;
 mod supervise;
 mod sys;
@@ -34,6 +35,7 @@ pub use contain::available_backends;
 pub use error::Error;
 pub use launch::{Command, Stdin};
 pub use limits::{Backend, Limits, MemoryLimitKind, DEFAULT_OUTPUT_LIMIT};
+pub use names::UnknownName;
 pub use outcome::{
     Captured, Containment, CpuMeasure, CpuTime, Guarantees, MemoryMeasure, Outcome, Status,
 };

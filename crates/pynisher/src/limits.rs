@@ -5,51 +5,51 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::names::named_enum;
 use crate::Error;
 
-/// Which containment backend holds the processes of a call.
-///
-/// ```
-/// let limits = pynisher::Limits::new().backend(pynisher::Backend::ProcessGroup);
-/// assert_eq!(limits.get_backend(), pynisher::Backend::ProcessGroup);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub enum Backend {
-    /// The strongest one available: cgroup v2, then cgroup v1, then the process group.
-    #[default]
-    Auto,
-    /// A leaf in a writable cgroup v2 hierarchy.
-    CgroupV2,
-    /// Leaves in the cgroup v1 memory, cpuacct, pids and freezer hierarchies (needs root).
-    CgroupV1,
-    /// No cgroup: the child's own process group, `/proc` polling and rlimits (weaker, see
-    /// [`crate::Guarantees`]).
-    ProcessGroup,
-}
-
-impl Backend {
-    /// The name used in reports and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Auto => "auto",
-            Backend::CgroupV2 => "cgroup2",
-            Backend::CgroupV1 => "cgroup1",
-            Backend::ProcessGroup => "none",
-        }
+named_enum! {
+    /// Which containment backend holds the processes of a call.
+    ///
+    /// ```
+    /// let limits = pynisher::Limits::new().backend(pynisher::Backend::ProcessGroup);
+    /// assert_eq!(limits.get_backend(), pynisher::Backend::ProcessGroup);
+    /// assert_eq!("cgroup1".parse(), Ok(pynisher::Backend::CgroupV1));
+    /// assert_eq!(pynisher::Backend::ProcessGroup.name(), "none");
+    /// ```
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum Backend ("backend") {
+        /// The strongest one available: cgroup v2, then cgroup v1, then the process group.
+        #[default]
+        Auto = "auto",
+        /// A leaf in a writable cgroup v2 hierarchy.
+        CgroupV2 = "cgroup2",
+        /// Leaves in the cgroup v1 memory, cpuacct, pids and freezer hierarchies (needs root).
+        CgroupV1 = "cgroup1",
+        /// No cgroup: the child's own process group, `/proc` polling and rlimits (weaker, see
+        /// [`crate::Guarantees`]).
+        ProcessGroup = "none",
     }
 }
 
-/// What the memory limit counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub enum MemoryLimitKind {
-    /// Resident memory charged to the call's cgroup when a cgroup backend with a memory controller
-    /// is in use; otherwise the address-space rlimit. The outcome says which one applied.
-    #[default]
-    Auto,
-    /// Memory charged to the call's cgroup (all its processes together, swap excluded).
-    Resident,
-    /// `RLIMIT_AS` on every process: reserved address space, not memory in use.
-    AddressSpace,
+named_enum! {
+    /// What the memory limit counts.
+    ///
+    /// ```
+    /// assert_eq!(pynisher::MemoryLimitKind::AddressSpace.to_string(), "address_space");
+    /// ```
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum MemoryLimitKind ("memory limit kind") {
+        /// Resident memory charged to the call's cgroup when a cgroup backend with a memory
+        /// controller is in use; otherwise the address-space rlimit. The outcome says which one
+        /// applied.
+        #[default]
+        Auto = "auto",
+        /// Memory charged to the call's cgroup (all its processes together, swap excluded).
+        Resident = "resident",
+        /// `RLIMIT_AS` on every process: reserved address space, not memory in use.
+        AddressSpace = "address_space",
+    }
 }
 
 /// Limits and options for one call. Every limit is optional; none set means no limit.

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::names::named_enum;
 use crate::{Backend, MemoryLimitKind};
 
 /// Why the call ended. Exactly one reason; the raw facts (exit code, signal, counters) are in
@@ -109,25 +110,30 @@ impl CpuTime {
     }
 }
 
-/// How [`Outcome::cpu_time`] was measured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum CpuMeasure {
-    /// The cgroup's usage counter: every process that ever ran in the call, exact.
-    Cgroup,
-    /// The main process's rusage (itself and the descendants it waited for) plus the last `/proc`
-    /// sample of descendants still alive; orphans re-parented away from the call are missed.
-    ProcessTree,
+named_enum! {
+    /// How [`Outcome::cpu_time`] was measured.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum CpuMeasure ("CPU measure") {
+        /// The cgroup's usage counter: every process that ever ran in the call, exact.
+        Cgroup = "cgroup",
+        /// The main process's rusage (itself and the descendants it waited for) plus the last
+        /// `/proc` sample of descendants still alive; orphans re-parented away from the call are
+        /// missed.
+        ProcessTree = "process_tree",
+    }
 }
 
-/// How [`Outcome::peak_memory`] was measured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum MemoryMeasure {
-    /// The cgroup's high-water mark of charged memory (all processes together, page cache and tmpfs
-    /// included): `memory.peak` (v2) or `memory.max_usage_in_bytes` (v1).
-    CgroupPeak,
-    /// The largest resident set of any single process of the call (`ru_maxrss`), not a sum; it also
-    /// counts pages inherited from the caller by a forked closure.
-    MaxRssOfOneProcess,
+named_enum! {
+    /// How [`Outcome::peak_memory`] was measured.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum MemoryMeasure ("memory measure") {
+        /// The cgroup's high-water mark of charged memory (all processes together, page cache and
+        /// tmpfs included): `memory.peak` (v2) or `memory.max_usage_in_bytes` (v1).
+        CgroupPeak = "cgroup_peak",
+        /// The largest resident set of any single process of the call (`ru_maxrss`), not a sum;
+        /// it also counts pages inherited from the caller by a forked closure.
+        MaxRssOfOneProcess = "max_rss_of_one_process",
+    }
 }
 
 /// Bytes captured from one output stream.
