@@ -122,16 +122,6 @@ def _soft_signals(limits: Dict[str, Any]) -> Dict[str, Optional[int]]:
     }
 
 
-def _flush_std_streams() -> None:
-    # A forked child inherits unflushed buffers and would print them a second time.
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            if stream is not None:
-                stream.flush()
-        except Exception:
-            pass
-
-
 class _Janitor:
     """Registers a fork/spawn call's process group with the forkserver process while it runs, so
     that the call's whole tree is killed if this process is killed (the call's own child dies
@@ -163,7 +153,8 @@ class _Janitor:
 
 
 def _run_fork(func, args, kwargs, limits, soft) -> Mapping[str, Any]:
-    _flush_std_streams()
+    # A forked child inherits unflushed buffers and would print them a second time.
+    _worker.flush_std_streams()
     child = partial(
         _worker.execute,
         func,

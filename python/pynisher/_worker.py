@@ -66,7 +66,8 @@ def _describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
-def _flush_std_streams() -> None:
+def flush_std_streams() -> None:
+    """Flushes stdout and stderr, ignoring a closed or broken stream."""
     for stream in (sys.stdout, sys.stderr):
         try:
             if stream is not None:
@@ -224,11 +225,11 @@ def execute(
 
         tb = traceback.format_exc()
         _finish_multiprocessing()
-        _flush_std_streams()
+        flush_std_streams()
         return _encode_raised(exc, tb)
     _ignore_soft_signals(wall_signal, cpu_signal)
     _finish_multiprocessing()
-    _flush_std_streams()
+    flush_std_streams()
     return _encode_returned(value)
 
 
@@ -462,7 +463,7 @@ def main() -> None:
     encoded = execute_blob(settings, blob, fds)
     write_frame(fd, encoded)
     os.close(fd)
-    _flush_std_streams()
+    flush_std_streams()
     # Like a forked child: no interpreter teardown, no atexit handlers of the function's modules.
     os._exit(0)
 

@@ -3,6 +3,7 @@
 
 mod cli;
 mod guard;
+mod human;
 mod observer;
 mod report;
 mod settings;

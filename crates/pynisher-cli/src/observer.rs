@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use pynisher::units::format_size;
 use pynisher::{Observer, Progress};
 
-use crate::report::format_duration;
+use crate::human::format_duration;
 use crate::settings::RequestedLimits;
 use crate::signals::CancelSignals;
 use crate::terminal::TerminalJob;

@@ -5,9 +5,10 @@
 use std::time::Duration;
 
 use pynisher::units::format_size;
-use pynisher::{Backend, Captured, Outcome, Status};
+use pynisher::{Captured, Outcome, Status};
 use serde::{Deserialize, Serialize};
 
+use crate::human::format_duration;
 use crate::settings::{RequestedLimits, Settings};
 use crate::signals::signal_name;
 
@@ -50,24 +51,6 @@ pub fn exit_status(outcome: &Outcome<()>, cancel_signal: Option<i32>) -> i32 {
         // Closure-only statuses (no_result, panicked, result_undecodable) and any the engine adds
         // later: pynisher cannot vouch for the run.
         _ => exit::FAILED,
-    }
-}
-
-/// Formats a duration for people: `0.003s`, `12.50s`, `1m30.0s`, `2h05m`.
-pub fn format_duration(d: Duration) -> String {
-    let secs = d.as_secs_f64();
-    if secs < 10.0 {
-        format!("{secs:.3}s")
-    } else if secs < 60.0 {
-        format!("{secs:.2}s")
-    } else if secs < 3600.0 {
-        format!("{}m{:04.1}s", (secs / 60.0).floor(), secs % 60.0)
-    } else {
-        format!(
-            "{}h{:02}m",
-            (secs / 3600.0).floor(),
-            ((secs % 3600.0) / 60.0).floor()
-        )
     }
 }
 
@@ -340,10 +323,6 @@ pub struct Report {
     pub containment: Option<ContainmentReport>,
 }
 
-fn backend_name(backend: Backend) -> &'static str {
-    backend.name()
-}
-
 fn limits_report(r: &RequestedLimits) -> LimitsReport {
     LimitsReport {
         wall_time_s: r.wall_time.map(|d| d.as_secs_f64()),
@@ -354,7 +333,7 @@ fn limits_report(r: &RequestedLimits) -> LimitsReport {
         grace_period_s: r.grace.as_secs_f64(),
         soft_signal: r.soft_signal,
         output_limit_bytes: r.output_limit,
-        backend: backend_name(r.backend).into(),
+        backend: r.backend.name().into(),
     }
 }
 
@@ -407,7 +386,7 @@ impl Report {
             leftovers_killed: outcome.leftovers_killed,
             output,
             containment: Some(ContainmentReport {
-                backend: backend_name(outcome.containment.backend).into(),
+                backend: outcome.containment.backend.name().into(),
                 guarantees: GuaranteesReport {
                     all_descendants_contained: guarantees.all_descendants_contained,
                     exact_tree_cpu_time: guarantees.exact_tree_cpu_time,
@@ -466,7 +445,7 @@ impl Report {
 mod tests {
     use super::*;
     use clap::Parser;
-    use pynisher::{Containment, CpuMeasure, CpuTime, Guarantees, MemoryMeasure};
+    use pynisher::{Backend, Containment, CpuMeasure, CpuTime, Guarantees, MemoryMeasure};
 
     fn outcome(status: Status) -> Outcome<()> {
         Outcome {
@@ -604,14 +583,6 @@ mod tests {
         );
         assert!(line.contains("cancelled by SIGINT"), "{line}");
         assert!(line.ends_with("; stdout truncated"), "{line}");
-    }
-
-    #[test]
-    fn durations_are_formatted_for_people() {
-        assert_eq!(format_duration(Duration::from_millis(3)), "0.003s");
-        assert_eq!(format_duration(Duration::from_millis(12_500)), "12.50s");
-        assert_eq!(format_duration(Duration::from_secs(90)), "1m30.0s");
-        assert_eq!(format_duration(Duration::from_secs(7500)), "2h05m");
     }
 
     #[test]

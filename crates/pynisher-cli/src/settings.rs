@@ -284,10 +284,10 @@ impl Settings {
         let r = &self.requested;
         let mut parts = Vec::new();
         if let Some(d) = r.wall_time {
-            parts.push(format!("wall {}", crate::report::format_duration(d)));
+            parts.push(format!("wall {}", crate::human::format_duration(d)));
         }
         if let Some(d) = r.cpu_time {
-            parts.push(format!("CPU {}", crate::report::format_duration(d)));
+            parts.push(format!("CPU {}", crate::human::format_duration(d)));
         }
         if let Some(b) = r.memory {
             parts.push(format!("memory {}", pynisher::units::format_size(b)));
@@ -304,7 +304,7 @@ impl Settings {
             Some(sig) => format!(
                 "{} then SIGKILL after {}",
                 signal_name(sig),
-                crate::report::format_duration(r.grace)
+                crate::human::format_duration(r.grace)
             ),
             None => "SIGKILL at once".to_string(),
         };
