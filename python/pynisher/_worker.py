@@ -328,6 +328,12 @@ def execute_blob(settings: Dict[str, Any], blob: bytes, fds: Optional[List[int]]
     """
     if fds:
         _inherited_fds[:] = fds
+    # The soft signals may arrive while the function's modules are still being imported (a slow
+    # import on a loaded machine took longer than the wall limit): they must find the handlers
+    # already installed, or their default action kills this interpreter without a word.
+    wall_signal, cpu_signal = settings.get("wall_signal"), settings.get("cpu_signal")
+    if wall_signal or cpu_signal:
+        install_soft_signal_handlers(wall_signal, cpu_signal)
     sys_path = settings.get("sys_path")
     if sys_path is not None:
         sys.path[:] = sys_path
@@ -337,10 +343,11 @@ def execute_blob(settings: Dict[str, Any], blob: bytes, fds: Optional[List[int]]
             os.chdir(cwd)
         func, args, kwargs = pickle.loads(blob)
     except BaseException as exc:
+        _ignore_soft_signals(wall_signal, cpu_signal)
         import traceback
 
         return _encode_raised(exc, traceback.format_exc())
-    return execute(func, args, kwargs, settings.get("wall_signal"), settings.get("cpu_signal"))
+    return execute(func, args, kwargs, wall_signal, cpu_signal)
 
 
 def decode(data: bytes) -> Tuple[bool, Any, Optional[BaseException], str]:

@@ -214,3 +214,15 @@ def test_non_daemonic_multiprocessing_child_neither_blocks_the_result_nor_surviv
     assert result.status == "completed", result
     assert time.monotonic() - start < 10
     assert not process_is_alive(result.value)
+
+
+def test_a_soft_signal_during_the_functions_imports_raises_instead_of_killing_the_worker():
+    # The spawned worker imports the function's module (1 s) while the 0.3 s wall limit passes:
+    # the soft signal must find the handler installed and surface as the timeout exception.
+    from pynisher.exceptions import WallTimeoutException
+    from slow_import_module import sleep_long
+
+    result = run_limited(sleep_long, (), {}, wall_time=0.3, grace_period=5, context="spawn")
+    assert result.status == "wall_timeout"
+    assert result.signal is None, result
+    assert isinstance(result.exception, WallTimeoutException)
