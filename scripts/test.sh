@@ -10,13 +10,13 @@ step "cargo fmt --check"
 cargo fmt --all --check
 
 step "cargo clippy (all targets, warnings are errors)"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked --features pynisher/tokio -- -D warnings
 
 step "cargo doc (warnings are errors)"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked -q
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked -q --features pynisher/tokio
 
-step "cargo test (engine and CLI)"
-cargo test --locked
+step "cargo test (engine with its tokio feature, macros, CLI)"
+cargo test --locked --features pynisher/tokio
 
 step "Python package: venv, build, stub check"
 bash scripts/dev-env.sh

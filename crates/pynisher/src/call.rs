@@ -3,15 +3,14 @@
 //! Starting and waiting are two steps ([`Running`]) so that a face can do work between them — the
 //! Python face forks while holding the interpreter lock, then waits with it released.
 
-use std::marker::PhantomData;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::launch::{ChildPlan, Payload};
-use crate::supervise::{self, Started};
-use crate::{Command, CpuTime, Error, Limits, Outcome, Status};
+use crate::supervise;
+use crate::{Command, CpuTime, Error, Limits, Outcome, Running, Status};
 
 /// A snapshot of a running call, handed to [`Observer::progress`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,48 +58,7 @@ pub trait Observer {
 pub struct NoObserver;
 impl Observer for NoObserver {}
 
-/// A started call. Wait for it with [`Running::wait`]; dropping it unwaited kills the call's
-/// processes and reaps them, so nothing outlives it.
-pub struct Running<T> {
-    started: Option<Started>,
-    decode: fn(Vec<u8>) -> Result<T, String>,
-    _value: PhantomData<fn() -> T>,
-}
-
-impl<T> std::fmt::Debug for Running<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Running").field("pid", &self.pid()).finish()
-    }
-}
-
-impl<T> Running<T> {
-    /// The pid of the call's first process.
-    pub fn pid(&self) -> i32 {
-        self.started.as_ref().map_or(0, |s| s.pid())
-    }
-
-    /// Supervises the call until it ends, and reports how.
-    pub fn wait(self) -> Result<Outcome<T>, Error> {
-        self.wait_observed(&mut NoObserver)
-    }
-
-    /// Like [`Running::wait`], calling `observer` while waiting.
-    pub fn wait_observed(mut self, observer: &mut dyn Observer) -> Result<Outcome<T>, Error> {
-        let started = self.started.take().expect("a Running is waited once");
-        let raw = supervise::supervise(started, observer)?;
-        Ok(decode_value(raw, self.decode))
-    }
-}
-
-impl<T> Drop for Running<T> {
-    fn drop(&mut self) {
-        if let Some(started) = self.started.take() {
-            started.abandon();
-        }
-    }
-}
-
-fn decode_value<T>(
+pub(crate) fn decode_value<T>(
     mut raw: Outcome<Vec<u8>>,
     decode: fn(Vec<u8>) -> Result<T, String>,
 ) -> Outcome<T> {
@@ -124,7 +82,7 @@ fn raw_value(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-fn postcard_value<T: DeserializeOwned>(bytes: Vec<u8>) -> Result<T, String> {
+pub(crate) fn postcard_value<T: DeserializeOwned>(bytes: Vec<u8>) -> Result<T, String> {
     postcard::from_bytes(&bytes).map_err(|e| e.to_string())
 }
 
@@ -215,10 +173,6 @@ impl Limits {
         self.validate()?;
         let plan = ChildPlan::new(self, payload)?;
         let started = supervise::start(self, plan)?;
-        Ok(Running {
-            started: Some(started),
-            decode,
-            _value: PhantomData,
-        })
+        Running::local(started, decode)
     }
 }

@@ -49,14 +49,52 @@ pub enum Error {
         source: io::Error,
     },
     /// `run_closure` was called from a process with more than one thread, where forking is unsafe.
-    #[error("the calling process has {threads} threads; forking it to run a closure is unsafe (use run_closure_unchecked if the closure only touches fork-safe state)")]
+    #[error("the calling process has {threads} threads; forking it to run a closure is unsafe (call pynisher::init() first in main and use Limits::run_fn, or the unsafe spawn_closure_unchecked if the closure only touches fork-safe state)")]
     ThreadedCaller {
         /// How many threads `/proc/self/task` listed.
         threads: usize,
     },
-    /// The result value could not be serialized in the parent's own test of the codec.
-    #[error("encoding failed: {0}")]
+    /// The argument of [`crate::Limits::spawn_fn`] could not be encoded (postcard); nothing was
+    /// started.
+    #[error("encoding the argument failed: {0}")]
     Encode(String),
+    /// [`crate::Limits::spawn_fn`] from a multi-threaded process that never called
+    /// [`crate::init`]; nothing was started.
+    #[error("pynisher::init() was not called first in main, and the process now has {threads} threads (a zygote cannot be forked from it safely)")]
+    NotInitialized {
+        /// How many threads `/proc/self/task` listed.
+        threads: usize,
+    },
+    /// [`crate::init`] was called when the process already had several threads; no zygote was
+    /// started.
+    #[error("pynisher::init() was called when the process already had {threads} threads; call it first in main, before any thread starts")]
+    InitTooLate {
+        /// How many threads `/proc/self/task` listed.
+        threads: usize,
+    },
+    /// The function given to [`crate::Limits::spawn_fn`] is not in code the zygote has (a library
+    /// loaded after [`crate::init`]); nothing was started.
+    #[error("the function at {address:#x} is not in code loaded before pynisher::init()")]
+    FunctionNotInZygote {
+        /// The function's address in this process.
+        address: usize,
+    },
+    /// The zygote did not take the request (it was killed, or the process is shutting down).
+    #[error("the zygote process could not be reached")]
+    ZygoteUnreachable {
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The call's supervisor process failed; the text is its error.
+    #[error("the call's supervisor process failed: {message}")]
+    Supervisor {
+        /// What went wrong there, with its causes.
+        message: String,
+    },
+    /// The outcome of this [`crate::Running`] was already returned by `try_wait`.
+    #[error("the outcome of this call was already taken")]
+    OutcomeTaken,
 }
 
 impl Error {

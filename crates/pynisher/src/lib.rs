@@ -21,22 +21,33 @@
 mod call;
 mod contain;
 mod error;
+mod function;
 mod launch;
+mod limited;
 mod limits;
 mod names;
 mod outcome;
+mod running;
 mod supervise;
 mod sys;
 pub mod transport;
 pub mod units;
+mod zygote;
 
-pub use call::{NoObserver, Observer, Progress, Running};
+pub use call::{NoObserver, Observer, Progress};
 pub use contain::available_backends;
 pub use error::Error;
 pub use launch::{Command, Stdin};
+#[doc(hidden)]
+pub use limited::__macro;
+pub use limited::CallError;
 pub use limits::{Backend, Limits, MemoryLimitKind, DEFAULT_OUTPUT_LIMIT};
 pub use names::UnknownName;
 pub use outcome::{
     Captured, Containment, CpuMeasure, CpuTime, Guarantees, MemoryMeasure, Outcome, Status,
 };
+#[cfg(feature = "macros")]
+pub use pynisher_macros::limit;
+pub use running::Running;
 pub use sys::become_subreaper;
+pub use zygote::init;

@@ -48,6 +48,16 @@ impl Started {
         self.pid
     }
 
+    /// The main process's pidfd: readable once it has exited.
+    pub(crate) fn pidfd(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
+
+    /// When the wall-time limit falls due, if there is one.
+    pub(crate) fn wall_deadline(&self) -> Option<Instant> {
+        self.limits.wall_time.map(|w| self.released_at + w)
+    }
+
     /// Ends an unwaited call: kill everything, reap, clean up.
     pub(crate) fn abandon(mut self) {
         let _ = self.container.kill_all(self.pid);
