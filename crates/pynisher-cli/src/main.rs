@@ -2,7 +2,6 @@
 //! exactly why it ended. Usage, exit codes and the report schema: `pynisher --help`, `docs/cli.md`.
 
 mod cli;
-mod guard;
 mod human;
 mod observer;
 mod report;
@@ -19,7 +18,6 @@ use pynisher::units::format_size;
 use pynisher::{Captured, Outcome, Status};
 
 use crate::cli::Cli;
-use crate::guard::Guard;
 use crate::observer::{CliObserver, StatusLine};
 use crate::report::{exit, OutputReport, Report, StreamReport};
 use crate::settings::{JsonDestination, Settings};
@@ -44,9 +42,10 @@ enum Ending {
 }
 
 fn main() {
-    if guard::is_guard() {
-        guard::guard_main();
-    }
+    // pynisher is its own guard program (see the engine's `guard` module): a process that kills
+    // the program's whole tree if pynisher is killed. Started after the program, never before it.
+    pynisher::guard::serve_if_requested();
+    pynisher::guard::install_deferred(pynisher::guard::GuardProgram::current_exe());
     // First, while this is the only thread: every thread created later inherits the blocked mask,
     // so the cancel signals reach nobody but the signalfd.
     let signals = match CancelSignals::block_and_open() {
@@ -164,25 +163,12 @@ impl Run {
             .then(|| StatusLine::new(settings.requested.clone()));
         let mut observer = CliObserver::new(signals, status_line);
 
-        let verbose = settings.verbose;
         let result = settings
             .limits
             .spawn_command(&settings.command)
             .and_then(|running| {
                 observer.follow_terminal_job(TerminalJob::hand_over(running.pid()));
-                // Started once the program runs, so that it does not delay the program's start;
-                // see guard.rs for why it exists.
-                let guard = Guard::start(running.pid())
-                    .map_err(|e| {
-                        if verbose {
-                            say!("pynisher: no guard process ({e}): if pynisher is killed, children of the program may survive");
-                        }
-                    })
-                    .ok();
                 let outcome = running.wait_observed(&mut observer);
-                if let Some(guard) = guard {
-                    guard.dismiss();
-                }
                 if let Some(job) = observer.take_terminal_job() {
                     job.take_back();
                 }

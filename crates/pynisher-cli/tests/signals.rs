@@ -23,7 +23,15 @@ fn start_tree(dir: &TempDir, extra: &[&str]) -> (Child, i32, i32) {
         .spawn()
         .unwrap();
     let pids = wait_for_pids(&dir.join("pids"), 2, Duration::from_secs(10));
-    assert!(is_alive(pids[0], "sh") && is_alive(pids[1], "sleep"));
+    // The background job may not have exec'd `sleep` yet when the shell writes its pid.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !(is_alive(pids[0], "sh") && is_alive(pids[1], "sleep")) {
+        assert!(
+            Instant::now() < deadline,
+            "the tree did not start: {pids:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     (child, pids[0], pids[1])
 }
 
@@ -113,4 +121,82 @@ fn a_cancel_signal_before_the_program_ends_is_never_lost() {
     let output = wait_with_deadline(child, Duration::from_secs(5));
     assert_eq!(output.status.signal(), Some(libc::SIGTERM), "{output:?}");
     assert!(start.elapsed() < Duration::from_secs(2));
+}
+
+/// The call's cgroup leaves that `pid` is in (`/sys/fs/cgroup/<hierarchy>/…/call-…`).
+fn call_leaves(pid: i32) -> Vec<std::path::PathBuf> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    let mut leaves = Vec::new();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next(), parts.next());
+        let (Some(controllers), Some(path)) = (controllers, path) else {
+            continue;
+        };
+        if !path.contains("/call-") {
+            continue;
+        }
+        let hierarchy = if controllers.is_empty() {
+            "unified".to_string()
+        } else {
+            controllers.replace("name=", "")
+        };
+        for base in [
+            format!("/sys/fs/cgroup/{hierarchy}"),
+            "/sys/fs/cgroup".into(),
+        ] {
+            let dir = std::path::PathBuf::from(format!("{base}{path}"));
+            if dir.is_dir() {
+                leaves.push(dir);
+                break;
+            }
+        }
+    }
+    leaves
+}
+
+#[test]
+fn sigkill_of_pynisher_kills_a_setsid_escapee_and_removes_the_leaves_on_a_cgroup_backend() {
+    let dir = TempDir::new("escapee");
+    let pidfile = dir.path_str("pids");
+    // `setsid` in a background job of a non-interactive shell (not a group leader) calls
+    // setsid() and execs: the sleep leaves the program's process group and session.
+    let script =
+        format!("setsid sleep 30 & echo $$ $! > {pidfile}.tmp; mv {pidfile}.tmp {pidfile}; wait");
+    let report = dir.path_str("r.json");
+    let mut child = pynisher()
+        .args([
+            "--wall-time",
+            "60s",
+            "--backend",
+            "auto",
+            &format!("--json={report}"),
+        ])
+        .args(["--", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pids = wait_for_pids(&dir.join("pids"), 2, Duration::from_secs(10));
+    let (shell, escapee) = (pids[0], pids[1]);
+    // The escapee must really have left the group before we kill pynisher.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while common::process_group(escapee) == common::process_group(shell) {
+        assert!(Instant::now() < deadline, "setsid did not take effect");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let leaves = call_leaves(escapee);
+    assert!(
+        !leaves.is_empty(),
+        "this machine has a cgroup backend (root, cgroup v1): the call must run in a leaf"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_all_gone(&[(shell, "sh"), (escapee, "sleep")], Duration::from_secs(3));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while leaves.iter().any(|l| l.exists()) {
+        assert!(Instant::now() < deadline, "leaves left behind: {leaves:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

@@ -22,6 +22,7 @@ mod call;
 mod contain;
 mod error;
 mod function;
+pub mod guard;
 mod launch;
 mod limited;
 mod limits;

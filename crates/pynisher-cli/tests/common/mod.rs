@@ -157,3 +157,10 @@ pub fn assert_all_gone(pids: &[(i32, &str)], timeout: Duration) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The process group of `pid`, or `None` when it is gone.
+pub fn process_group(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let close = stat.rfind(')')?;
+    stat[close + 2..].split_whitespace().nth(2)?.parse().ok()
+}

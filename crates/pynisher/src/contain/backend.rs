@@ -58,6 +58,12 @@ pub(crate) trait CallContainer: Send {
         true
     }
 
+    /// What the guard must kill and remove should the caller die during the call (see
+    /// `crate::guard`). The default is the call's process group, learnt after the fork.
+    fn remains(&self) -> super::Remains {
+        super::Remains::process_group()
+    }
+
     /// Measures the call now. `main` is the pid of the call's first process while it is alive or
     /// a zombie not yet reaped, and 0 once the supervisor has reaped it (its pid may then belong
     /// to someone else).

@@ -220,6 +220,12 @@ impl CallContainer for CgroupV1Container {
         self.enforce_pids
     }
 
+    fn remains(&self) -> super::Remains {
+        let mut leaves = vec![self.freezer.clone()];
+        leaves.extend(self.leaves.iter().filter(|l| **l != self.freezer).cloned());
+        super::Remains::cgroups(&leaves)
+    }
+
     fn self_join_files(&self) -> Vec<PathBuf> {
         self.leaves.iter().map(|leaf| leaf.join("tasks")).collect()
     }

@@ -239,6 +239,10 @@ impl CallContainer for CgroupV2Container {
         write_file(&self.leaf.join("cgroup.procs"), &pid.to_string())
     }
 
+    fn remains(&self) -> super::Remains {
+        super::Remains::cgroups(std::slice::from_ref(&self.leaf))
+    }
+
     fn birth_cgroup(&self) -> Option<BorrowedFd<'_>> {
         Some(self.dir.as_fd())
     }

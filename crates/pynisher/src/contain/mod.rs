@@ -9,14 +9,13 @@ mod cgroup_v1;
 mod cgroup_v2;
 mod cgroupfs;
 mod detect;
+mod emergency;
 mod process_group;
 mod select;
 #[cfg(test)]
 mod test_support;
 
 pub(crate) use backend::{CallContainer, Sample};
-// For the guard that empties a dead caller's leaves (issue 8 item 6).
-#[allow(unused_imports)]
-pub(crate) use cgroupfs::empty_and_remove;
+pub(crate) use emergency::{destroy, Remains};
 pub use select::available_backends;
 pub(crate) use select::open;

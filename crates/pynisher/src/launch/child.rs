@@ -220,6 +220,8 @@ pub(crate) struct ChildFds {
     pub result: Option<RawFd>,
     /// The supervisor's pid, to detect that it died before PDEATHSIG was armed.
     pub parent_pid: i32,
+    /// Whether the child arms `PR_SET_PDEATHSIG` (no guard watches the caller).
+    pub die_with_parent: bool,
 }
 
 /// Set-up steps reported on the error pipe.
@@ -275,16 +277,20 @@ pub(crate) unsafe fn child_main(plan: ChildPlan<'_>, fds: &ChildFds) -> ! {
     unsafe {
         // Own process group: signals for the call reach the whole group.
         libc::setpgid(0, 0);
-        // Die with the supervisor; re-check the parent in case it died before the prctl.
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        );
-        if libc::getppid() != fds.parent_pid {
-            libc::_exit(SETUP_FAILED_EXIT);
+        // Without a guard: die with the supervisor's thread (the kernel ties PDEATHSIG to the
+        // forking thread, not the process); re-check the parent in case it died before the prctl.
+        // With a guard, the guard kills the call when the caller *process* dies.
+        if fds.die_with_parent {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            if libc::getppid() != fds.parent_pid {
+                libc::_exit(SETUP_FAILED_EXIT);
+            }
         }
         // Default dispositions and an empty mask: the caller's ignored or blocked signals must not
         // leak into the call (a child ignoring SIGTERM would defeat the grace period).

@@ -10,6 +10,7 @@ use rustix::event::{poll, PollFd, PollFlags};
 use super::classify::{classify, Facts};
 use super::drain::{BoundedCapture, OutputPipe, StdinFeed};
 use crate::contain::{self, CallContainer, Sample};
+use crate::guard;
 use crate::launch::{child_main, ChildFds, ChildPlan};
 use crate::sys;
 use crate::transport::{FrameReader, Received};
@@ -41,6 +42,9 @@ pub(crate) struct Started {
     result: Option<OwnedFd>,
     stdin: Option<StdinFeed>,
     setup_error: OwnedFd,
+    /// The call's registration with the guard: dropped (the guard told the call is over) after
+    /// the container is closed, so it is the last field.
+    _guard: Option<guard::Ticket>,
 }
 
 impl Started {
@@ -151,6 +155,11 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
     let is_closure = plan.is_closure();
     let wants_result = plan.wants_result;
     let raw = |fd: &Option<OwnedFd>| fd.as_ref().map(|f| f.as_raw_fd());
+    // Tell the guard what to kill should the caller die (one-way, before the fork: a child born
+    // into or joining its cgroup is covered from its first instruction).
+    let remains = container.remains();
+    let ticket = guard::register(remains.clone());
+    let guard_needs_group = ticket.is_some() && remains.needs_process_group();
     let fds = ChildFds {
         release_read: release_read.as_raw_fd(),
         error_write: error_write.as_raw_fd(),
@@ -159,11 +168,14 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
         stderr: raw(&stderr_child),
         result: raw(&result_child),
         parent_pid: rustix::process::getpid().as_raw_nonzero().get(),
+        die_with_parent: !ticket.as_ref().is_some_and(|t| t.guard_running()),
     };
 
     plan.join_cgroups(container.self_join_files())?;
     let child_joins_itself = !plan.join_files.is_empty();
-    let released_before_fork = !container.child_waits_for_adoption() || child_joins_itself;
+    // A guarded process-group call is released only once the guard knows the group.
+    let released_before_fork =
+        (!container.child_waits_for_adoption() && !guard_needs_group) || child_joins_itself;
     if released_before_fork {
         rustix::io::write(&release_write, &[1])
             .map_err(|e| Error::sys("releasing the child", e))?;
@@ -215,6 +227,11 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
             return Err(give_up(&mut container, e));
         }
     }
+    if guard_needs_group {
+        if let Some(ticket) = &ticket {
+            ticket.process_group(pid);
+        }
+    }
     // Release the child: from here on it runs inside its container.
     if !released_before_fork {
         if let Err(e) = rustix::io::write(&release_write, &[1]) {
@@ -226,6 +243,9 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
     }
     let released_at = Instant::now();
     drop(release_write);
+    if let Some(ticket) = &ticket {
+        ticket.start_guard();
+    }
 
     let stdout = stdout_pipe
         .map(|fd| output_pipe(fd, limits.output_limit, None))
@@ -264,6 +284,7 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
         result: result_pipe,
         stdin: stdin_feed,
         setup_error: error_read,
+        _guard: ticket,
     })
 }
 

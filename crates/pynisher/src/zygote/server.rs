@@ -21,6 +21,8 @@ const CALLER_CHECK: Duration = Duration::from_millis(10);
 
 /// The zygote: forks one supervisor per request, until the caller is gone. Never returns.
 pub(crate) fn zygote_main(control: OwnedFd, parent: rustix::process::Pid) -> ! {
+    // A guard installed in the caller must not be started again by every call's supervisor.
+    crate::guard::disable();
     // SAFETY: prctl, getppid and signal dispositions of our own process; no memory is shared.
     unsafe {
         // Die with the caller (and check it did not die before the prctl).

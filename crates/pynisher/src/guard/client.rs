@@ -1,0 +1,321 @@
+//! The caller's side: which program is the guard, starting it once per process, and the one-way
+//! messages of each call ([`Ticket`]).
+
+use std::ffi::OsString;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rustix::net::{AddressFamily, SendFlags, SocketFlags, SocketType};
+
+use super::protocol::{Message, HELLO_LEN};
+use super::serve::GUARD_ENV;
+use crate::contain::Remains;
+
+/// How long a message may wait for room in the guard's socket before the call goes unguarded.
+const SEND_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The program the engine runs as this process's guard: it must call
+/// [`super::serve_if_requested`] before anything else.
+///
+/// ```
+/// let program = pynisher::guard::GuardProgram::new("/usr/bin/python3")
+///     .arg("-I")
+///     .arg("-c")
+///     .arg("import guard_entry");
+/// assert_eq!(program.program(), std::path::Path::new("/usr/bin/python3"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardProgram {
+    program: PathBuf,
+    args: Vec<OsString>,
+}
+
+impl GuardProgram {
+    /// A program to run as the guard.
+    pub fn new(program: impl Into<PathBuf>) -> Self {
+        GuardProgram {
+            program: program.into(),
+            args: Vec::new(),
+        }
+    }
+
+    /// This program itself (`/proc/self/exe`), for a `main` that calls
+    /// [`super::serve_if_requested`] first.
+    pub fn current_exe() -> Self {
+        Self::new("/proc/self/exe")
+    }
+
+    /// Adds an argument.
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// The program's path.
+    pub fn program(&self) -> &std::path::Path {
+        &self.program
+    }
+}
+
+/// The guard program of this process, once installed.
+static PROGRAM: Mutex<Option<GuardProgram>> = Mutex::new(None);
+/// The running guard of this process (leaked: one per process, and a forked child's stays
+/// behind as garbage it never uses).
+static CLIENT: AtomicPtr<Client> = AtomicPtr::new(std::ptr::null_mut());
+/// Serializes starting a guard.
+static STARTING: Mutex<()> = Mutex::new(());
+
+/// Makes every call of this process from now on guarded by `program`, and starts the guard now.
+/// Without a guard, a call's first process dies with the caller's *thread* that forked it
+/// (`PR_SET_PDEATHSIG`) and what it started may outlive a killed caller.
+///
+/// ```no_run
+/// pynisher::guard::serve_if_requested();
+/// pynisher::guard::install(pynisher::guard::GuardProgram::current_exe())?;
+/// assert!(pynisher::guard::installed());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn install(program: GuardProgram) -> std::io::Result<()> {
+    install_deferred(program);
+    let client = client().ok_or_else(|| std::io::Error::other("the guard cannot be started"))?;
+    client.launch();
+    if client.broken.load(Ordering::Relaxed) {
+        return Err(std::io::Error::other("the guard program could not be run"));
+    }
+    Ok(())
+}
+
+/// Like [`install`], but the guard program is started only after the first call's child is
+/// released, so that it never delays a call. Until then (the first call of the process), the
+/// call's first process also dies with the thread that forked it.
+pub fn install_deferred(program: GuardProgram) {
+    *PROGRAM.lock().unwrap_or_else(|e| e.into_inner()) = Some(program);
+}
+
+/// Turns the guard off in this process (the engine's zygote: a copy of the caller whose calls'
+/// supervisors must not each start a guard of their own).
+pub(crate) fn disable() {
+    *PROGRAM.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
+/// Whether a guard program is installed in this process.
+pub fn installed() -> bool {
+    PROGRAM.lock().map(|p| p.is_some()).unwrap_or(true)
+}
+
+/// The pid of this process's guard, starting it if needed; `None` when no guard program is
+/// installed or it could not be started. For tests and diagnostics.
+pub fn guard_pid() -> Option<i32> {
+    let client = client()?;
+    client.launch();
+    client.reap_intermediate();
+    let known = client.guard_pid.load(Ordering::Relaxed);
+    if known > 0 {
+        return Some(known);
+    }
+    // The guard's first message is its pid; wait for it briefly (only here, never in a call).
+    let mut buf = [0u8; HELLO_LEN];
+    let mut fds = [rustix::event::PollFd::new(
+        &client.socket,
+        rustix::event::PollFlags::IN,
+    )];
+    let two_seconds = rustix::time::Timespec {
+        tv_sec: 2,
+        tv_nsec: 0,
+    };
+    rustix::event::poll(&mut fds, Some(&two_seconds)).ok()?;
+    let (n, _) =
+        rustix::net::recv(&client.socket, &mut buf, rustix::net::RecvFlags::DONTWAIT).ok()?;
+    if n != HELLO_LEN {
+        return None;
+    }
+    let pid = i32::from_ne_bytes(buf);
+    client.guard_pid.store(pid, Ordering::Relaxed);
+    Some(pid)
+}
+
+/// One process's connection to its guard.
+struct Client {
+    owner: i32,
+    socket: OwnedFd,
+    next_id: AtomicU64,
+    guard_pid: AtomicI32,
+    broken: std::sync::atomic::AtomicBool,
+    /// The program and its socket end, until the guard is started.
+    pending: Mutex<Option<(GuardProgram, OwnedFd)>>,
+    /// The process that forks the guard and exits, until reaped.
+    intermediate: Mutex<Option<std::process::Child>>,
+}
+
+fn my_pid() -> i32 {
+    rustix::process::getpid().as_raw_nonzero().get()
+}
+
+/// This process's guard connection, started if needed.
+fn client() -> Option<&'static Client> {
+    let me = my_pid();
+    let usable = |c: *mut Client| {
+        // SAFETY: a non-null CLIENT points to a leaked, never freed Client.
+        let c = unsafe { c.as_ref() }?;
+        (c.owner == me && !c.broken.load(Ordering::Relaxed)).then_some(c)
+    };
+    if let Some(c) = usable(CLIENT.load(Ordering::Acquire)) {
+        return Some(c);
+    }
+    let program = PROGRAM.lock().ok()?.clone()?;
+    // A lock held by another thread at a fork stays held in the child: give up (the call then
+    // runs unguarded) rather than hang.
+    let _starting = (0..1000).find_map(|_| match STARTING.try_lock() {
+        Ok(g) => Some(g),
+        Err(_) => {
+            std::thread::sleep(Duration::from_millis(1));
+            None
+        }
+    })?;
+    if let Some(c) = usable(CLIENT.load(Ordering::Acquire)) {
+        return Some(c);
+    }
+    let client = start(&program, me).ok()?;
+    let leaked: &'static Client = Box::leak(Box::new(client));
+    CLIENT.store(leaked as *const Client as *mut Client, Ordering::Release);
+    Some(leaked)
+}
+
+/// Makes the socket for a new guard; the guard program itself is started by
+/// [`Ticket::start_guard`], after the first call's child is released, so that starting it never
+/// delays a call (messages wait in the socket until the guard reads them).
+fn start(program: &GuardProgram, owner: i32) -> std::io::Result<Client> {
+    let (ours, theirs) = rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    rustix::net::sockopt::set_socket_timeout(
+        &ours,
+        rustix::net::sockopt::Timeout::Send,
+        Some(SEND_TIMEOUT),
+    )?;
+    Ok(Client {
+        owner,
+        socket: ours,
+        next_id: AtomicU64::new(1),
+        guard_pid: AtomicI32::new(0),
+        broken: false.into(),
+        pending: Mutex::new(Some((program.clone(), theirs))),
+        intermediate: Mutex::new(None),
+    })
+}
+
+impl Client {
+    /// Whether the guard program has been started (then the guard reads what is sent).
+    fn running(&self) -> bool {
+        self.pending
+            .try_lock()
+            .map(|p| p.is_none())
+            .unwrap_or(false)
+    }
+
+    /// Starts the guard program if it is not yet: it gets its socket end as stdin, forks the
+    /// guard and exits at once, so the guard is not our child.
+    fn launch(&self) {
+        let Ok(mut pending) = self.pending.lock() else {
+            return;
+        };
+        let Some((program, theirs)) = pending.take() else {
+            return;
+        };
+        let spawned = Command::new(&program.program)
+            .args(&program.args)
+            .env(GUARD_ENV, "1")
+            .stdin(Stdio::from(theirs))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        match spawned {
+            Ok(child) => *self.intermediate.lock().unwrap_or_else(|e| e.into_inner()) = Some(child),
+            Err(_) => {
+                // A program that cannot run will not run next time either: calls go unguarded.
+                self.broken.store(true, Ordering::Relaxed);
+                *PROGRAM.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            }
+        }
+    }
+
+    /// Reaps the intermediate process (it exits right after forking the guard). A caller that
+    /// reaps all its children (`waitpid(-1)`) may have taken it first: that is fine.
+    fn reap_intermediate(&self) {
+        if let Ok(mut slot) = self.intermediate.try_lock() {
+            if let Some(mut child) = slot.take() {
+                let _ = child.wait();
+            }
+        }
+    }
+
+    fn send(&self, message: &Message) -> bool {
+        if self.owner != my_pid() {
+            // A forked copy of the caller: its calls are not this guard's business.
+            return false;
+        }
+        let bytes = message.encode();
+        loop {
+            match rustix::net::send(self.socket.as_fd(), &bytes, SendFlags::NOSIGNAL) {
+                Ok(_) => return true,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => {
+                    // The guard is gone (or stuck): the next call starts a new one.
+                    self.broken.store(true, Ordering::Relaxed);
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// One call's registration with the guard; dropping it tells the guard the call is over.
+pub(crate) struct Ticket {
+    client: &'static Client,
+    id: u64,
+}
+
+/// Registers a call that is about to start (before the fork): `None` when this process has no
+/// guard (none installed, or it cannot be reached); the call then relies on
+/// `PR_SET_PDEATHSIG` alone.
+pub(crate) fn register(remains: Remains) -> Option<Ticket> {
+    let client = client()?;
+    let id = client.next_id.fetch_add(1, Ordering::Relaxed);
+    client
+        .send(&Message::Call { id, remains })
+        .then_some(Ticket { client, id })
+}
+
+impl Ticket {
+    /// Whether the guard program runs already. Until it does (the first call of a process),
+    /// the child also arms `PR_SET_PDEATHSIG`, which covers the moments before the guard starts.
+    pub(crate) fn guard_running(&self) -> bool {
+        self.client.running()
+    }
+
+    /// Starts the guard program if it is not running yet (after the child's release).
+    pub(crate) fn start_guard(&self) {
+        self.client.launch();
+    }
+
+    /// Tells the guard the call's process group (process-group backend, after the fork and
+    /// before the child is released). False if the guard could not be told.
+    pub(crate) fn process_group(&self, pgid: i32) -> bool {
+        self.client.send(&Message::Group { id: self.id, pgid })
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.client.send(&Message::Over { id: self.id });
+        self.client.reap_intermediate();
+    }
+}

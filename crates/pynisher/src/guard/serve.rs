@@ -1,0 +1,124 @@
+//! The guard's side: become the guard (fork once, so the guard is re-parented away from the
+//! caller), then watch the caller and the message socket until the caller dies.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::net::{RecvFlags, SendFlags};
+
+use super::protocol::{Message, HELLO_LEN};
+use crate::contain::{destroy, Remains};
+
+/// The environment variable that makes [`serve_if_requested`] become the guard. The engine sets
+/// it only in the guard program's environment.
+pub const GUARD_ENV: &str = "PYNISHER_INTERNAL_GUARD";
+
+/// Becomes this caller's guard if this process was started as one (the engine sets
+/// [`GUARD_ENV`]), and never returns then; returns at once otherwise. A program that names
+/// itself as the [`super::GuardProgram`] calls this first thing in `main`.
+///
+/// ```no_run
+/// // First thing in `main`:
+/// pynisher::guard::serve_if_requested();
+/// pynisher::guard::install(pynisher::guard::GuardProgram::current_exe())?;
+/// // ... calls ...
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn serve_if_requested() {
+    if std::env::var_os(GUARD_ENV).is_none() {
+        return;
+    }
+    // The caller gave us its end of the socket as stdin. Our parent is the caller, alive now
+    // unless we were re-parented already; a pidfd opened while getppid() still names it is the
+    // caller's for sure (its pid cannot be reused while we are its unreaped child).
+    let caller_pid = rustix::process::getppid();
+    let caller = caller_pid
+        .and_then(|pid| rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok())
+        .filter(|_| rustix::process::getppid() == caller_pid);
+    // SAFETY: fork(2) in a process that is single-threaded here (the guard program calls this
+    // before it starts any thread); the child only continues this function.
+    match unsafe { libc::fork() } {
+        0 => {}
+        // SAFETY: _exit ends this intermediate process at once, without running anything else;
+        // the caller waits for exactly that.
+        pid => unsafe { libc::_exit(i32::from(pid < 0)) },
+    }
+    // Own session: a terminal's Ctrl-C or hang-up for the caller does not reach the guard.
+    let _ = rustix::process::setsid();
+    let _ = std::env::set_current_dir("/");
+    // SAFETY: fd 0 is the socket the caller passed us and nothing else in this process owns it.
+    let socket = unsafe { OwnedFd::from_raw_fd(0) };
+    let pid = rustix::process::getpid().as_raw_nonzero().get();
+    let _ = rustix::net::send(
+        &socket,
+        &pid.to_ne_bytes()[..HELLO_LEN],
+        SendFlags::NOSIGNAL,
+    );
+    serve(socket.as_fd(), caller.as_ref().map(|c| c.as_fd()));
+    // SAFETY: _exit ends the guard without running the host program's exit handlers (a Python
+    // interpreter's, when the guard program is one).
+    unsafe { libc::_exit(0) }
+}
+
+/// Watches until the caller is gone, then ends every call still registered.
+fn serve(socket: BorrowedFd<'_>, caller: Option<BorrowedFd<'_>>) {
+    let mut calls: HashMap<u64, Remains> = HashMap::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    if caller.is_some() {
+        loop {
+            let mut fds = vec![PollFd::new(&socket, PollFlags::IN)];
+            if let Some(c) = caller.as_ref() {
+                fds.push(PollFd::new(c, PollFlags::IN));
+            }
+            match poll(&mut fds, None) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(_) => break,
+            }
+            let caller_gone = fds.get(1).is_some_and(|f| !f.revents().is_empty());
+            let socket_ready = !fds[0].revents().is_empty();
+            drop(fds);
+            if socket_ready && !read_messages(socket, &mut calls, &mut buf) {
+                break;
+            }
+            if caller_gone {
+                break;
+            }
+        }
+    }
+    // The caller is gone (or never was ours): what it queued before it died is still readable.
+    read_messages(socket, &mut calls, &mut buf);
+    for remains in calls.values() {
+        destroy(remains);
+    }
+}
+
+/// Applies every message queued now; false at end of file (no sender left).
+fn read_messages(
+    socket: BorrowedFd<'_>,
+    calls: &mut HashMap<u64, Remains>,
+    buf: &mut [u8],
+) -> bool {
+    loop {
+        match rustix::net::recv(socket, &mut *buf, RecvFlags::DONTWAIT) {
+            Ok((0, _)) => return false,
+            Ok((n, _)) => match Message::decode(&buf[..n]) {
+                Some(Message::Call { id, remains }) => {
+                    calls.insert(id, remains);
+                }
+                Some(Message::Group { id, pgid }) => {
+                    if let Some(r) = calls.get_mut(&id) {
+                        r.pgid = pgid;
+                    }
+                }
+                Some(Message::Over { id }) => {
+                    calls.remove(&id);
+                }
+                None => {}
+            },
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::AGAIN) => return true,
+            Err(_) => return false,
+        }
+    }
+}
