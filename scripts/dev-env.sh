@@ -27,6 +27,10 @@ tools=(
     "pytest==8.4.2"
     "pytest-timeout==2.4.0"
     "cloudpickle==3.1.3"
+    "psutil==7.2.2"
+    # joblib's loky workers and loky's reusable executor: calls inside them (test_contexts.py).
+    "joblib==1.6.0"
+    "loky==3.7.0"
     "mypy==2.4.1"
     "ruff==0.14.0"
 )
