@@ -141,7 +141,8 @@ class enforce_limits:  # noqa: N801 - the 0.x name
         Capture the child's stdout and stderr (file-descriptor level) into ``obj.stdout`` and
         ``obj.stderr`` (str); otherwise those are None.
     context : multiprocessing context | "fork" | "spawn" | "forkserver" | None
-        Start method; None = the interpreter's default (not fixed as a side effect).
+        Start method; None = the interpreter's default (not fixed as a side effect). A start
+        method that a library registered ("loky" in joblib / loky workers) runs as "spawn".
 
     Integer and float values are accepted (0.x required ints); all limits must be > 0.
 

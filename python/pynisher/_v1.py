@@ -51,6 +51,7 @@ from typing import (
     overload,
 )
 
+from pynisher import _contexts
 from pynisher.exceptions import (
     CpuTimeoutException,
     MemoryLimitException,
@@ -61,8 +62,6 @@ from pynisher.exceptions import (
     WallTimeoutException,
 )
 from pynisher.support import (
-    contexts as valid_contexts,
-    default_start_method,
     supports,
     supports_cputime,
     supports_memory,
@@ -169,32 +168,8 @@ def _memory_bytes(value: MemoryArg) -> Optional[int]:
 
 
 def _start_method(context: Any) -> Tuple[str, Any]:
-    """``context`` → (start method name, a multiprocessing context object for introspection).
-
-    Never fixes the interpreter's default start method as a side effect.
-    """
-    # Imported here, not at module level: `import pynisher` also happens in every spawned child
-    # that unpickles a wrapper from this package, and multiprocessing costs ~15 ms to import.
-    import multiprocessing
-    import multiprocessing.context
-
-    if context is None or isinstance(context, multiprocessing.context.DefaultContext):
-        method = default_start_method()
-        return method, multiprocessing.get_context(method)
-    if isinstance(context, str):
-        if context not in valid_contexts:
-            raise ValueError(f"`context` {context} must be in {valid_contexts}")
-        return context, multiprocessing.get_context(context)
-    get = getattr(context, "get_start_method", None)
-    if not callable(get):
-        raise ValueError(
-            f"`context` {context!r} must be a start method name in {valid_contexts}"
-            " or a multiprocessing context"
-        )
-    method = get()
-    if method not in valid_contexts:
-        raise ValueError(f"`context` {context!r} has start method {method!r}, must be in {valid_contexts}")
-    return method, context
+    """``context`` → (engine start method, context object); see `pynisher._contexts`."""
+    return _contexts.resolve(context)
 
 
 _WRAP_KEYS = ("memory", "wall_time", "cpu_time", "pynisher")
@@ -392,7 +367,8 @@ class Pynisher(Generic[P, T]):
     wall_time : float | (value, unit) | None
         Wall-clock limit in seconds, same units as ``cpu_time``.
     context : "fork" | "spawn" | "forkserver" | multiprocessing context | None
-        Start method; None = the interpreter's default (not fixed as a side effect).
+        Start method; None = the interpreter's default (not fixed as a side effect). A start
+        method that a library registered ("loky" in joblib / loky workers) runs as "spawn".
     raises : bool
         False → failures return `EMPTY` instead of raising.
     warnings : bool

@@ -240,6 +240,16 @@ def limited_task_v0(kind: str) -> str:
     return "0" if status == 0 else f"{getattr(status, '__name__', status)}:{result}"
 
 
+def timed_limited_task(api: str, kind: str) -> "tuple[str, float, str | None]":
+    """`limited_task` (api "v1") or `limited_task_v0` ("v0") with context=None: the outcome, how
+    long the call took, and the worker's default start method it ran under."""
+    import multiprocessing
+
+    start = time.monotonic()
+    outcome = limited_task(kind) if api == "v1" else limited_task_v0(kind)
+    return outcome, time.monotonic() - start, multiprocessing.get_start_method(allow_none=True)
+
+
 class BadInitError(Exception):
     """Pickles as (cls, (a,)) but its constructor needs two arguments: cannot be unpickled."""
 
