@@ -53,35 +53,27 @@ pub(crate) fn into_result<T>(mut outcome: Outcome<T>) -> Result<T, CallError> {
 pub(crate) fn limits_from(spec: &[(&'static str, &str)]) -> Result<Limits, Error> {
     let mut limits = Limits::new();
     for &(key, value) in spec {
-        limits = match key {
-            "wall_time" => limits.wall_time(units::parse_duration(key, value)?),
-            "cpu_time" => limits.cpu_time(units::parse_duration(key, value)?),
-            "grace_period" => limits.grace_period(units::parse_duration(key, value)?),
-            "memory" => limits.memory(units::parse_size(key, value)?),
-            "max_processes" => limits.max_processes(
-                value
-                    .parse()
-                    .map_err(|_| Error::invalid(key, value, "not a whole number"))?,
-            ),
-            "capture_output" => limits.capture_output(
-                value
-                    .parse()
-                    .map_err(|_| Error::invalid(key, value, "not true or false"))?,
-            ),
-            "backend" => {
-                let backend = [
-                    Backend::Auto,
-                    Backend::CgroupV2,
-                    Backend::CgroupV1,
-                    Backend::ProcessGroup,
-                ]
-                .into_iter()
-                .find(|b| b.name() == value)
-                .ok_or_else(|| Error::invalid(key, value, "not auto, cgroup2, cgroup1 or none"))?;
-                limits.backend(backend)
-            }
-            _ => return Err(Error::invalid("limit", key, "unknown limit")),
-        };
+        limits =
+            match key {
+                "wall_time" => limits.wall_time(units::parse_duration(key, value)?),
+                "cpu_time" => limits.cpu_time(units::parse_duration(key, value)?),
+                "grace_period" => limits.grace_period(units::parse_duration(key, value)?),
+                "memory" => limits.memory(units::parse_size(key, value)?),
+                "max_processes" => limits.max_processes(
+                    value
+                        .parse()
+                        .map_err(|_| Error::invalid(key, value, "not a whole number"))?,
+                ),
+                "capture_output" => limits.capture_output(
+                    value
+                        .parse()
+                        .map_err(|_| Error::invalid(key, value, "not true or false"))?,
+                ),
+                "backend" => limits.backend(value.parse::<Backend>().map_err(|_| {
+                    Error::invalid(key, value, "not auto, cgroup2, cgroup1 or none")
+                })?),
+                _ => return Err(Error::invalid("limit", key, "unknown limit")),
+            };
     }
     Ok(limits)
 }

@@ -6,6 +6,10 @@
 //! libtest; a failing one panics, and the binary exits non-zero.
 
 mod common;
+/// The example, compiled in: one test runs its code in a process of its own.
+#[allow(dead_code)]
+#[path = "../examples/threaded_caller.rs"]
+mod threaded_caller;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
@@ -477,6 +481,59 @@ fn a_thousand_calls_from_eight_threads_leak_no_fds_threads_or_processes() {
     assert_eq!(children_of(std::process::id()).len(), 1, "only the zygote");
 }
 
+#[pynisher::limit(wall_time = "5s", memory = "256MiB", backend = "none")]
+fn limited_summary(job: Job, times: u32) -> (u32, String, f64) {
+    let (id, name, sum) = summarize(job);
+    (id, name.repeat(times as usize), sum)
+}
+
+#[pynisher::limit(wall_time = "200ms")]
+fn limited_sleep(ms: u64) -> u64 {
+    sleep_ms(ms)
+}
+
+#[pynisher::limit(memory = "lots")]
+fn limited_with_a_bad_value() {}
+
+fn the_limit_attribute_returns_values_and_outcomes_to_threads() {
+    let threads: Vec<_> = (0..4u32)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let job = Job {
+                    id: t,
+                    name: "ab".into(),
+                    weights: vec![1.0, f64::from(t)],
+                };
+                let value = limited_summary(job, t).unwrap();
+                assert_eq!(value, (t, "AB".repeat(t as usize), 1.0 + f64::from(t)));
+                assert_eq!(limited_sleep(1).unwrap(), 1);
+                let err = limited_sleep(5_000).unwrap_err();
+                assert_eq!(err.status(), Some(&Status::WallTimeout));
+                assert!(err.outcome().unwrap().killed);
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let err = limited_with_a_bad_value().unwrap_err();
+    assert!(matches!(
+        &err,
+        pynisher::CallError::Pynisher(Error::InvalidLimit { param: "memory", value, .. }) if value == "lots"
+    ));
+}
+
+fn the_threaded_caller_example_gets_every_value_and_timeout_right() {
+    let out = rerun_self("example");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        stdout.lines().last(),
+        Some("threaded: 200 calls ok, 8 wall timeouts, from 8 threads"),
+        "{stdout}"
+    );
+}
+
 fn rerun_self(mode: &str) -> std::process::Output {
     std::process::Command::new(std::env::current_exe().unwrap())
         .env("PYNISHER_THREADED_TEST_MODE", mode)
@@ -546,6 +603,10 @@ fn main() {
     match std::env::var("PYNISHER_THREADED_TEST_MODE").as_deref() {
         Ok("uninitialized") => return mode_uninitialized(),
         Ok("caller-dies") => return mode_caller_dies(),
+        Ok("example") => {
+            pynisher::init().unwrap();
+            std::process::exit(if threaded_caller::run() { 0 } else { 1 });
+        }
         _ => {}
     }
     pynisher::init().expect("init first in main");
@@ -590,6 +651,14 @@ fn main() {
         (
             "a_thousand_calls_from_eight_threads_leak_no_fds_threads_or_processes",
             Some(a_thousand_calls_from_eight_threads_leak_no_fds_threads_or_processes),
+        ),
+        (
+            "the_limit_attribute_returns_values_and_outcomes_to_threads",
+            Some(the_limit_attribute_returns_values_and_outcomes_to_threads),
+        ),
+        (
+            "the_threaded_caller_example_gets_every_value_and_timeout_right",
+            Some(the_threaded_caller_example_gets_every_value_and_timeout_right),
         ),
         (
             "without_init_a_threaded_program_gets_a_clear_error",
