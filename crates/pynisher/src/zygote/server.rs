@@ -39,6 +39,10 @@ pub(crate) fn zygote_main(control: OwnedFd, parent: rustix::process::Pid) -> ! {
         // The kernel reaps our children (the supervisors) for us: no zombies, no waiting.
         libc::signal(libc::SIGCHLD, libc::SIG_IGN);
     }
+    // Detect the cgroup environment once here: every call's supervisor is forked from us in the
+    // same cgroups and inherits the findings instead of detecting (and cleaning stale leaves)
+    // per call.
+    let _ = crate::available_backends();
     loop {
         let mut byte = [0u8; 1];
         let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
