@@ -2,6 +2,7 @@
 //! with `--verbose` on a terminal, redraws a live status line.
 
 use std::io::Write;
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use pynisher::units::format_size;
@@ -12,10 +13,9 @@ use crate::settings::RequestedLimits;
 use crate::signals::CancelSignals;
 use crate::terminal::TerminalJob;
 
-/// How often the engine must let the CLI check for cancel signals: the worst-case delay between a
-/// Ctrl-C and the start of the kill. Each check also makes the engine take a measurement sample (a
-/// `/proc` scan without a cgroup), so shorter means more of pynisher's own CPU.
-pub const CANCEL_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the CLI looks whether a program on the terminal was stopped (Ctrl-Z), only while it
+/// follows such a job. Cancel signals need no interval: the engine polls their `signalfd`.
+pub const STOP_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The live status line is redrawn at most this often (4 times a second).
 pub const REDRAW_INTERVAL: Duration = Duration::from_millis(250);
@@ -155,7 +155,17 @@ impl<'a> CliObserver<'a> {
 
 impl Observer for CliObserver<'_> {
     fn interval(&self) -> Option<Duration> {
-        Some(CANCEL_CHECK_INTERVAL)
+        if self.terminal_job.is_some() {
+            Some(STOP_CHECK_INTERVAL)
+        } else if self.status_line.is_some() {
+            Some(REDRAW_INTERVAL)
+        } else {
+            None
+        }
+    }
+
+    fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.signals.as_fd())
     }
 
     fn should_cancel(&mut self) -> bool {
@@ -168,8 +178,9 @@ impl Observer for CliObserver<'_> {
                 job.stop_with_program();
             }
         }
-        if self.cancel_signal.is_none() {
-            self.cancel_signal = self.signals.take();
+        // Read every pending signal (the descriptor must not stay readable); the first one counts.
+        while let Some(signal) = self.signals.take() {
+            self.cancel_signal.get_or_insert(signal);
         }
         self.cancel_signal.is_some()
     }

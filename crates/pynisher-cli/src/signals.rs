@@ -7,7 +7,7 @@
 //! program still receives them normally when someone signals it directly.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// The signals that make pynisher end the limited program and report `cancelled`.
 pub const CANCEL_SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
@@ -123,6 +123,12 @@ impl CancelSignals {
         // SAFETY: signalfd returned a fresh descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(CancelSignals { fd })
+    }
+
+    /// The `signalfd`: readable when a cancel signal is pending (the engine polls it beside the
+    /// program, so a cancel acts at once).
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 
     /// Returns the number of a cancel signal received since the last call, if any. Never blocks.

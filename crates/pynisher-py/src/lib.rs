@@ -6,13 +6,17 @@
 //! a user (which exception, which attribute) is decided in Python (`pynisher._run` and the API
 //! modules), never here.
 
-use std::os::fd::RawFd;
+mod wake;
+
+use std::os::fd::{BorrowedFd, RawFd};
 use std::time::Duration;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 use pyo3::{create_exception, ffi};
+
+use wake::SignalWake;
 
 use pynisher::{
     Backend, Captured, Command, CpuMeasure, Limits, MemoryLimitKind, MemoryMeasure, Observer,
@@ -27,7 +31,8 @@ create_exception!(
      call's processes were not started or have been cleaned up."
 );
 
-/// How often the wait loop comes back to check for Ctrl-C and for a cancelled caller.
+/// How often the wait loop checks for what cannot wake it (Ctrl-C while another owner holds
+/// Python's wake-up descriptor; a cancel socket beside the signal pipe).
 const OBSERVE_INTERVAL: Duration = Duration::from_millis(20);
 
 /// The keys `limits` may carry; anything else is a programming error in the Python layer.
@@ -154,9 +159,13 @@ fn limits_from_dict(dict: &Bound<'_, PyDict>) -> PyResult<Limits> {
 
 /// Watches the caller while the engine waits: Ctrl-C (Python's pending signals) and, for the
 /// forkserver's supervisors, the caller's socket (readable = the caller hung up or cancelled).
+/// Both wake the engine's wait at once (`Observer::wake_fd`); nothing polls on a timer unless
+/// both must be watched, or another owner holds Python's wake-up descriptor.
 struct CallerWatch {
-    /// Run Python's signal handlers at each interval (main thread only; elsewhere it is a no-op).
+    /// Run Python's signal handlers when woken (main thread only; elsewhere it is a no-op).
     check_signals: bool,
+    /// Python's wake-up descriptor, pointed at our pipe for this wait (main thread).
+    signal_wake: Option<SignalWake>,
     /// A descriptor whose readability means "cancel".
     cancel_fd: Option<RawFd>,
     /// The exception a signal handler raised (KeyboardInterrupt), re-raised after the wait.
@@ -182,10 +191,25 @@ impl CallerWatch {
 
 impl Observer for CallerWatch {
     fn interval(&self) -> Option<Duration> {
-        Some(OBSERVE_INTERVAL)
+        let signals_unwatched = self.check_signals && self.signal_wake.is_none();
+        let cancel_unwatched = self.cancel_fd.is_some() && self.signal_wake.is_some();
+        (signals_unwatched || cancel_unwatched).then_some(OBSERVE_INTERVAL)
+    }
+
+    fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        match (&self.signal_wake, self.cancel_fd) {
+            (Some(wake), _) => Some(wake.fd()),
+            // SAFETY: the cancel descriptor is the caller's socket, open for the whole wait (the
+            // forkserver closes it only after `wait` returned).
+            (None, Some(fd)) => Some(unsafe { BorrowedFd::borrow_raw(fd) }),
+            (None, None) => None,
+        }
     }
 
     fn should_cancel(&mut self) -> bool {
+        if let Some(wake) = &self.signal_wake {
+            wake.consume();
+        }
         if self.raised.is_some() || self.cancel_fd_ready() {
             return true;
         }
@@ -211,13 +235,26 @@ where
     // rustix issues the gettid system call itself: glibc's `gettid` wrapper only exists from 2.30,
     // and the manylinux2014 wheels must load on glibc 2.17.
     let on_main_thread = rustix::thread::gettid() == rustix::process::getpid();
+    let signal_wake = on_main_thread.then(|| SignalWake::install(py)).flatten();
     let mut watch = CallerWatch {
         check_signals: on_main_thread,
+        signal_wake,
         cancel_fd,
         raised: None,
     };
+    if let Some(wake) = &watch.signal_wake {
+        // A signal that arrived before our pipe was installed left no byte in it: run its
+        // handler now, and let the engine's first look cancel the call if it raised.
+        if let Err(err) = py.check_signals() {
+            watch.raised = Some(err);
+            wake.poke();
+        }
+    }
     let watch_ref = &mut watch;
     let result = py.detach(move || wait(watch_ref));
+    if let Some(wake) = watch.signal_wake.take() {
+        wake.restore(py);
+    }
     if let Some(err) = watch.raised.take() {
         return Err(err);
     }

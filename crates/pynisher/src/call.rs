@@ -3,6 +3,7 @@
 //! Starting and waiting are two steps ([`Running`]) so that a face can do work between them — the
 //! Python face forks while holding the interpreter lock, then waits with it released.
 
+use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -43,6 +44,29 @@ pub trait Observer {
     /// How often the supervisor must call [`Observer::should_cancel`] and [`Observer::progress`]
     /// at the least. `None`: only when it wakes up for its own reasons.
     fn interval(&self) -> Option<Duration> {
+        None
+    }
+    /// A descriptor that becomes readable when the observer has news (a signal arrived, a cancel
+    /// was requested). The supervisor polls it beside the child and calls
+    /// [`Observer::should_cancel`] as soon as it is readable, so a cancel takes effect at once
+    /// without an [`Observer::interval`] to poll on. `should_cancel` must consume what made it
+    /// readable (read the pipe, the `signalfd`, ...); it is polled only until a reason to end the
+    /// call is recorded.
+    ///
+    /// ```
+    /// use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+    /// struct CancelOnByte(OwnedFd);
+    /// impl pynisher::Observer for CancelOnByte {
+    ///     fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+    ///         Some(self.0.as_fd())
+    ///     }
+    ///     fn should_cancel(&mut self) -> bool {
+    ///         let mut byte = [0u8; 1];
+    ///         matches!(rustix::io::read(&self.0, &mut byte), Ok(n) if n > 0)
+    ///     }
+    /// }
+    /// ```
+    fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
         None
     }
     /// Return true to end the call now; it ends with [`Status::Cancelled`].

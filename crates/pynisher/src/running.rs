@@ -279,16 +279,28 @@ fn wait_remote(
         if let Some(outcome) = call.try_outcome()? {
             return Ok(outcome);
         }
-        let mut fds = [PollFd::new(call, PollFlags::IN)];
         let ts = interval.map(|t| rustix::time::Timespec {
             tv_sec: t.as_secs() as i64,
             tv_nsec: t.subsec_nanos() as i64,
         });
-        match poll(&mut fds, ts.as_ref()) {
-            Ok(_) | Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(Error::sys("poll", e)),
+        let (call_ready, woken) = {
+            let wake_fd = observer.wake_fd().filter(|_| !cancelled);
+            let mut fds = vec![PollFd::new(&*call, PollFlags::IN)];
+            if let Some(fd) = wake_fd.as_ref() {
+                fds.push(PollFd::new(fd, PollFlags::IN));
+            }
+            match poll(&mut fds, ts.as_ref()) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(Error::sys("poll", e)),
+            }
+            let woken = fds.get(1).is_some_and(|fd| !fd.revents().is_empty());
+            (!fds[0].revents().is_empty(), woken)
+        };
+        if woken && observer.should_cancel() && !cancelled {
+            call.cancel()?;
+            cancelled = true;
         }
-        if interval.is_some() && fds[0].revents().is_empty() {
+        if interval.is_some() && !call_ready {
             observer.progress(&Progress {
                 elapsed: call.elapsed(),
                 cpu: None,

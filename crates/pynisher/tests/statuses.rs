@@ -347,6 +347,77 @@ fn an_observer_can_cancel_a_call() {
     }
 }
 
+/// Wakes through a pipe; counts its looks; cancels when told to.
+struct WokenByPipe {
+    read: std::os::fd::OwnedFd,
+    cancel: bool,
+    looks: u32,
+}
+impl Observer for WokenByPipe {
+    fn wake_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        Some(self.read.as_fd())
+    }
+    fn should_cancel(&mut self) -> bool {
+        self.looks += 1;
+        let mut byte = [0u8; 16];
+        let _ = rustix::io::read(&self.read, &mut byte);
+        self.cancel
+    }
+}
+
+/// Writes one byte into a pipe after `delay`; the write end comes back from `join` (held open
+/// until then: end of file would wake the observer again).
+type Poker = std::thread::JoinHandle<std::os::fd::OwnedFd>;
+fn poke_after(delay: Duration) -> (std::os::fd::OwnedFd, Poker) {
+    let (read, write) = rustix::pipe::pipe().unwrap();
+    let poker = std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        rustix::io::write(&write, &[1]).unwrap();
+        write
+    });
+    (read, poker)
+}
+
+#[test]
+fn an_observer_woken_by_its_descriptor_cancels_at_once_without_an_interval() {
+    for b in backends() {
+        let (read, poker) = poke_after(Duration::from_millis(200));
+        let running = on(b).spawn_command(&sh("sleep 10 & sleep 10")).unwrap();
+        let t = Instant::now();
+        let mut observer = WokenByPipe {
+            read,
+            cancel: true,
+            looks: 0,
+        };
+        let o = running.wait_observed(&mut observer).unwrap();
+        assert_eq!(o.status, Status::Cancelled, "{b:?}");
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        assert_eq!(observer.looks, 1, "{b:?}");
+        assert!(o.killed);
+        poker.join().unwrap();
+    }
+}
+
+#[test]
+fn a_wake_up_that_does_not_cancel_lets_the_call_finish() {
+    for b in backends() {
+        let (read, poker) = poke_after(Duration::from_millis(100));
+        let running = on(b).spawn_command(&sh("sleep 0.5")).unwrap();
+        let mut observer = WokenByPipe {
+            read,
+            cancel: false,
+            looks: 0,
+        };
+        let o = running.wait_observed(&mut observer).unwrap();
+        assert_eq!(o.status, Status::Completed, "{b:?}");
+        assert_eq!(o.exit_code, Some(0));
+        // Looked once, when woken: no timer, no spinning on a drained descriptor.
+        assert_eq!(observer.looks, 1, "{b:?}");
+        poker.join().unwrap();
+    }
+}
+
 #[test]
 fn a_child_ignoring_sigterm_ends_a_grace_period_after_the_wall_limit() {
     for b in backends() {

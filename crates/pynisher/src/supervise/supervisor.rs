@@ -460,6 +460,12 @@ fn supervise_with_buffer(
         if let Some(fd) = started.stdin.as_ref().and_then(|s| s.fd.as_ref()) {
             fds.push(PollFd::new(fd, PollFlags::OUT));
         }
+        // The observer's wake-up (a cancel, a signal) is watched until a reason is recorded.
+        let wake_fd = observer.wake_fd().filter(|_| state.recorded.is_none());
+        let wake_index = fds.len();
+        if let Some(fd) = wake_fd.as_ref() {
+            fds.push(PollFd::new(fd, PollFlags::IN));
+        }
         let ts = timeout.map(|t| rustix::time::Timespec {
             tv_sec: t.as_secs() as i64,
             tv_nsec: t.subsec_nanos() as i64,
@@ -469,6 +475,9 @@ fn supervise_with_buffer(
             Err(e) => return Err(Error::sys("poll", e)),
         }
         let main_exited = !fds[0].revents().is_empty();
+        let woken = fds
+            .get(wake_index)
+            .is_some_and(|fd| !fd.revents().is_empty());
         drop(fds);
         let now = Instant::now();
 
@@ -480,6 +489,9 @@ fn supervise_with_buffer(
             break now;
         }
 
+        if woken && observer.should_cancel() && state.recorded.is_none() {
+            state.record(Status::Cancelled, &mut started, now)?;
+        }
         if state.recorded.is_none() && wall_deadline.is_some_and(|d| now >= d) {
             state.record(Status::WallTimeout, &mut started, now)?;
         }
