@@ -62,4 +62,13 @@ if [ -z "$so_present" ] || [ ! -f "$build_stamp" ] || [ "$(cat "$build_stamp")" 
     VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" "$venv/bin/maturin" develop --release -q
     echo "$inputs_hash" > "$build_stamp"
 fi
+# The `pynisher` command line inside the package (pynisher._cli.binary_path(), the `pynisher`
+# console script, `python -m pynisher`): the release wheels bundle it at pynisher/_bin/pynisher
+# (scripts/wheels.sh); here it is the workspace's own release build, copied into the source tree.
+cargo build --release --locked -q -p pynisher-cli
+mkdir -p python/pynisher/_bin
+if ! cmp -s target/release/pynisher python/pynisher/_bin/pynisher; then
+    cp target/release/pynisher python/pynisher/_bin/pynisher.tmp
+    mv -f python/pynisher/_bin/pynisher.tmp python/pynisher/_bin/pynisher
+fi
 "$py" -c 'import pynisher._core as c; print("pynisher._core", c.__version__, "backends:", c.available_backends())'
