@@ -1,6 +1,6 @@
 """Type stubs of `pynisher._core`, the engine's binding (private; use `pynisher`)."""
 
-from typing import Callable, List, Mapping, Optional, Sequence, Tuple, TypedDict, Union, final
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypedDict, Union, final
 
 __all__ = [
     "BACKENDS",
@@ -9,6 +9,7 @@ __all__ = [
     "FRAME_VERSION",
     "MEMORY_KINDS",
     "MEMORY_MEASURES",
+    "NotEnforceableError",
     "RESULT_FD_ENV",
     "StartedCall",
     "__version__",
@@ -31,6 +32,9 @@ MEMORY_MEASURES: List[str]
 class EngineError(Exception):
     """The engine itself failed (a system call, a cgroup file, an unavailable backend)."""
 
+class NotEnforceableError(EngineError):
+    """Strict mode: the backend cannot fully enforce the call's limits; nothing was started."""
+
 class _Limits(TypedDict, total=False):
     wall_time: Optional[float]
     cpu_time: Optional[float]
@@ -43,6 +47,7 @@ class _Limits(TypedDict, total=False):
     capture_output: bool
     output_limit: Optional[int]
     backend: str
+    strict: bool
 
 class _Guarantees(TypedDict):
     all_descendants_contained: bool
@@ -79,6 +84,7 @@ class _RawOutcome(TypedDict):
     stderr_total_bytes: int
     backend: str
     guarantees: _Guarantees
+    weaknesses: Dict[str, str]
     pid: int
 
 _PathLike = Union[str, bytes]

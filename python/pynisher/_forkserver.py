@@ -263,6 +263,8 @@ def run(func, args, kwargs, limits: Dict[str, Any], soft: Dict[str, Optional[int
         return body
     if kind == "value_error":
         raise ValueError(body)
+    if kind == "not_enforceable":
+        raise _core.NotEnforceableError(*body)
     if kind == "engine_error":
         raise _core.EngineError(body)
     raise _run._library_error(f"the forkserver's supervisor failed: {body}")
@@ -382,6 +384,8 @@ class _ServerState:
             self.end_call(conn, fds, None)
         except ValueError as err:
             self.end_call(conn, fds, ("value_error", str(err)))
+        except _core.NotEnforceableError as err:
+            self.end_call(conn, fds, ("not_enforceable", err.args))
         except _core.EngineError as err:
             self.end_call(conn, fds, ("engine_error", str(err)))
         except Exception as err:

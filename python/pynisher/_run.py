@@ -13,13 +13,13 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Set, Tuple
 
 from pynisher import _core, _worker
+from pynisher._guarantees import resolve_backend
 
 CONTEXTS = ("fork", "spawn", "forkserver")
 _MEMORY_KINDS = tuple(_core.MEMORY_KINDS)
-_BACKENDS = tuple(_core.BACKENDS)
 
 
 @dataclass
@@ -51,6 +51,10 @@ class CallResult:
     stderr_truncated: bool = False
     backend: str = "none"
     guarantees: Dict[str, Any] = field(default_factory=dict)
+    #: What this call asked for that the backend enforced less strongly: name → description
+    #: (``escapees_not_contained``, ``memory_sampled``, ``memory_address_space``,
+    #: ``process_limit_polled``); empty with a cgroup that has every controller needed.
+    weaknesses: Dict[str, str] = field(default_factory=dict)
     pid: int = 0
     spawn_errno: Optional[int] = None
     message: Optional[str] = None
@@ -60,6 +64,10 @@ class CallResult:
     def cpu_time(self) -> float:
         """User + system CPU seconds of the call."""
         return self.cpu_user + self.cpu_system
+
+
+def _backends_here() -> str:
+    return ", ".join(_core.available_backends())
 
 
 def _library_error(message: str, cause: Optional[BaseException] = None) -> BaseException:
@@ -82,12 +90,12 @@ def _limits_dict(
     cpu_signal: Optional[int],
     capture_output: bool,
     output_limit: Optional[int],
-    backend: str,
+    backend: Optional[str],
+    strict: bool = False,
 ) -> Dict[str, Any]:
     if memory_kind not in _MEMORY_KINDS:
         raise ValueError(f"invalid value for memory_kind: {memory_kind!r} (one of {_MEMORY_KINDS})")
-    if backend not in _BACKENDS:
-        raise ValueError(f"invalid value for backend: {backend!r} (one of {_BACKENDS})")
+    backend = resolve_backend(backend)
     if grace_period is None:
         grace_period = 0.0
     return {
@@ -102,6 +110,7 @@ def _limits_dict(
         "capture_output": bool(capture_output),
         "output_limit": output_limit,
         "backend": backend,
+        "strict": bool(strict),
     }
 
 
@@ -305,6 +314,7 @@ def _result_from(raw: Mapping[str, Any], context: str) -> CallResult:
         stderr_truncated=raw["stderr_truncated"],
         backend=raw["backend"],
         guarantees=raw["guarantees"],
+        weaknesses=dict(raw.get("weaknesses") or {}),
         pid=raw["pid"],
         spawn_errno=raw["spawn_errno"],
         message=raw["message"],
@@ -328,14 +338,17 @@ def run_limited(
     capture_output: bool = False,
     output_limit: Optional[int] = None,
     context: str = "fork",
-    backend: str = "auto",
+    backend: Optional[str] = None,
+    strict: bool = False,
 ) -> CallResult:
     """Runs ``func(*args, **kwargs)`` in a child process under the given limits.
 
     Raises `ValueError` (naming the parameter) for invalid values, `KeyboardInterrupt` after the
-    call's processes are killed and reaped when Ctrl-C arrives during the call, and
-    `pynisher.exceptions.PynisherException` for the library's own failures. Never leaves a process
-    of the call alive.
+    call's processes are killed and reaped when Ctrl-C arrives during the call,
+    `pynisher.exceptions.NotEnforceableError` when ``strict`` and the backend cannot fully enforce
+    the limits (nothing runs), and `pynisher.exceptions.PynisherException` for the library's own
+    failures. Never leaves a process of the call alive. ``backend`` None means
+    ``$PYNISHER_BACKEND`` or "auto".
     """
     if context not in CONTEXTS:
         raise ValueError(f"invalid value for context: {context!r} (one of {CONTEXTS})")
@@ -351,6 +364,7 @@ def run_limited(
         capture_output=capture_output,
         output_limit=output_limit,
         backend=backend,
+        strict=strict,
     )
     _core.check_limits(limits)
     soft = _soft_signals(limits)
@@ -364,6 +378,19 @@ def run_limited(
             from pynisher import _forkserver
 
             raw = _forkserver.run(func, args, kwargs, limits, soft)
+    except _core.NotEnforceableError as err:
+        from pynisher.exceptions import NotEnforceableError
+
+        message, names = err.args
+        refused = NotEnforceableError(
+            f"pynisher refused the call (strict=True): {message}; the backends that work here, "
+            f"strongest first: {_backends_here()}; pass strict=False to accept weaker guarantees"
+        )
+        refused.weaknesses = tuple(names)
+        raise refused from err
     except _core.EngineError as err:
-        raise _library_error(f"pynisher could not run the call: {err}", err) from err
+        hint = ""
+        if "is unavailable" in str(err):
+            hint = f"; the backends that work here, strongest first: {_backends_here()}"
+        raise _library_error(f"pynisher could not run the call: {err}{hint}", err) from err
     return _result_from(raw, context)

@@ -36,13 +36,15 @@ import signal
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple, Type, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Type, Union
 
+from pynisher._guarantees import resolve_backend, warn_weaknesses
 from pynisher._v1 import _start_method
 from pynisher.exceptions import (
     AnythingException,
     CpuTimeoutException,
     MemorylimitException,
+    NotEnforceableError,
     PynisherError,
     PynisherException,
     SignalException,
@@ -143,6 +145,13 @@ class enforce_limits:  # noqa: N801 - the 0.x name
     context : multiprocessing context | "fork" | "spawn" | "forkserver" | None
         Start method; None = the interpreter's default (not fixed as a side effect). A start
         method that a library registered ("loky" in joblib / loky workers) runs as "spawn".
+    backend : "auto" | "cgroup2" | "cgroup1" | "none" | None
+        Containment backend (as the command line's ``--backend``); None = the environment
+        variable ``PYNISHER_BACKEND``, else "auto".
+    strict : bool
+        Raise `NotEnforceableError` instead of running a call whose limits the backend cannot
+        fully enforce. Otherwise the call runs and one `PynisherWarning` per process and kind of
+        weakness says what is weaker.
 
     Integer and float values are accepted (0.x required ints); all limits must be > 0.
 
@@ -150,6 +159,10 @@ class enforce_limits:  # noqa: N801 - the 0.x name
     `TimeoutException` (wall clock), `MemorylimitException`, `SubprocessException` (the function
     raised ``OSError``; see ``os_errno``), `PynisherError` (internal), `SignalException` (SIGQUIT),
     `AnythingException` (anything else: another exception, a fatal signal, no result).
+
+    Beyond 0.x, after a call: ``outcome`` (how it ended and what it used, see
+    ``docs/python-api.md``), and from it ``backend``, ``guarantees``, ``weaknesses``,
+    ``cpu_time`` (seconds, the whole tree) and ``peak_memory`` (bytes) with ``memory_measure``.
     """
 
     def __init__(
@@ -162,6 +175,8 @@ class enforce_limits:  # noqa: N801 - the 0.x name
         logger: Optional[logging.Logger] = None,
         capture_output: bool = False,
         context: Any = None,
+        backend: Optional[str] = None,
+        strict: bool = False,
     ) -> None:
         self.mem_in_mb = _positive("mem_in_mb", mem_in_mb)
         self.cpu_time_in_s = _positive("cpu_time_in_s", cpu_time_in_s)
@@ -185,6 +200,9 @@ class enforce_limits:  # noqa: N801 - the 0.x name
         self.capture_output = bool(capture_output)
         self.context = context
         _start_method(context)  # validates; resolved at each call (None = the default then)
+        # None = $PYNISHER_BACKEND or "auto", looked up at each call; a name is checked now.
+        self.backend = None if backend is None else resolve_backend(backend)
+        self.strict = bool(strict)
 
         log = _Debug(self.logger)
         if self.mem_in_mb is not None:
@@ -225,6 +243,13 @@ class _LimitedFunction:
         self.stderr: Optional[str] = None
         self.exitcode: Optional[int] = None
         self.os_errno = None
+        self.outcome: Any = None
+        self.backend: Optional[str] = None
+        self.guarantees: Optional[Dict[str, Any]] = None
+        self.weaknesses: Optional[Dict[str, str]] = None
+        self.cpu_time: Optional[float] = None
+        self.peak_memory: Optional[int] = None
+        self.memory_measure: Optional[str] = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the function under the limits; return its value, or None if it failed."""
@@ -251,7 +276,11 @@ class _LimitedFunction:
                 cpu_signal=signal.SIGXCPU,
                 capture_output=lim.capture_output,
                 context=_start_method(lim.context)[0],
+                backend=lim.backend,
+                strict=lim.strict,
             )
+        except NotEnforceableError:
+            raise  # strict=True: the caller asked to be told, not to get exit_status
         except PynisherException as e:
             # The library's own failure (fork / pipe): 0.x's catch-all branch.
             log("Something else went wrong, sorry.")
@@ -262,6 +291,11 @@ class _LimitedFunction:
                 self.stdout, self.stderr = "", ""
             return self.result
         self._finish(start)
+        self.outcome = res
+        self.backend, self.guarantees, self.weaknesses = res.backend, res.guarantees, res.weaknesses
+        self.cpu_time, self.peak_memory = res.cpu_time, res.peak_memory
+        self.memory_measure = res.memory_measure
+        warn_weaknesses(res, stacklevel=2)
         self._classify(res)
         return self.result
 

@@ -61,6 +61,7 @@ from pynisher.exceptions import (
     TimeoutException,
     WallTimeoutException,
 )
+from pynisher._guarantees import resolve_backend, warn_weaknesses
 from pynisher.support import (
     supports,
     supports_cputime,
@@ -385,6 +386,15 @@ class Pynisher(Generic[P, T]):
     forceful_keyboard_interrupt : bool
         Accepted for compatibility; Ctrl-C always kills the call's process tree and raises
         ``KeyboardInterrupt`` in the caller.
+    backend : "auto" | "cgroup2" | "cgroup1" | "none" | None
+        Containment backend (as the command line's ``--backend``); None = the environment
+        variable ``PYNISHER_BACKEND``, else "auto".
+    strict : bool
+        Refuse to run a call whose limits the backend cannot fully enforce: raise
+        `NotEnforceableError` naming what would be weaker. Otherwise the call runs and, with
+        ``warnings=True``, one `PynisherWarning` per process and kind of weakness says so.
+
+    After a call, ``outcome`` holds how it ended and what it used (see ``docs/python-api.md``).
     """
 
     WallTimeoutException = WallTimeoutException
@@ -409,6 +419,8 @@ class Pynisher(Generic[P, T]):
         wrap_errors: WrapErrors = ...,
         terminate_child_processes: bool = ...,
         forceful_keyboard_interrupt: bool = ...,
+        backend: Optional[str] = ...,
+        strict: bool = ...,
     ) -> None: ...
 
     @overload
@@ -426,6 +438,8 @@ class Pynisher(Generic[P, T]):
         wrap_errors: WrapErrors = ...,
         terminate_child_processes: bool = ...,
         forceful_keyboard_interrupt: bool = ...,
+        backend: Optional[str] = ...,
+        strict: bool = ...,
     ) -> None: ...
 
     def __init__(
@@ -442,6 +456,8 @@ class Pynisher(Generic[P, T]):
         wrap_errors: WrapErrors = False,
         terminate_child_processes: bool = True,
         forceful_keyboard_interrupt: bool = True,
+        backend: Optional[str] = None,
+        strict: bool = False,
     ) -> None:
         if not callable(func):
             raise ValueError(f"`func` ({func}) must be callable")
@@ -460,6 +476,12 @@ class Pynisher(Generic[P, T]):
         self.wrap_errors = wrap_errors
         self.terminate_child_processes = terminate_child_processes
         self.forceful_keyboard_interrupt = forceful_keyboard_interrupt
+        # None = $PYNISHER_BACKEND or "auto", looked up at each call; a name is checked now.
+        self.backend: Optional[str] = None if backend is None else resolve_backend(backend)
+        self.strict = bool(strict)
+        #: How the most recent call ended and what it used (`CallResult`: status, wall_time,
+        #: cpu_time, peak_memory, memory_measure, backend, guarantees, weaknesses, ...).
+        self.outcome: Optional[Any] = None
         #: pid of the child of the most recent call (gone by the time the call returns).
         self._pid: Optional[int] = None
 
@@ -535,8 +557,13 @@ class Pynisher(Generic[P, T]):
             memory=self.memory,
             memory_kind="auto",
             context=self._start_method,
+            backend=self.backend,
+            strict=self.strict,
         )
         self._pid = getattr(result, "pid", None)
+        self.outcome = result
+        if self.warnings:
+            warn_weaknesses(result, stacklevel=2)
         return self._outcome(result, args, kwargs)
 
     # ---------------------------------------------------------------------------------------
@@ -638,6 +665,8 @@ def restricted(
     wrap_errors: WrapErrors = False,
     terminate_child_processes: bool = True,
     forceful_keyboard_interrupt: bool = True,
+    backend: Optional[str] = None,
+    strict: bool = False,
 ) -> Callable[[Callable[P, T]], Callable[P, T]]:
     """Decorator form of `Pynisher`: every call of the decorated function is limited.
 
@@ -669,6 +698,8 @@ def restricted(
             wrap_errors=wrap_errors,
             terminate_child_processes=terminate_child_processes,
             forceful_keyboard_interrupt=forceful_keyboard_interrupt,
+            backend=backend,
+            strict=strict,
         )
 
         @wraps(func)

@@ -12,6 +12,7 @@ with ``is``)::
           ├── MemoryLimitException (also a MemoryError)
           ├── SubprocessException               (0.x only: OSError in the child)
           ├── PynisherError                     (0.x only: internal error)
+          ├── NotEnforceableError               (strict=True refused a call)
           ├── SignalException                   (0.x only: child got SIGQUIT)
           └── AnythingException                 (0.x only: child died without a result)
 
@@ -36,6 +37,7 @@ __all__ = [
     "MemorylimitException",
     "SubprocessException",
     "PynisherError",
+    "NotEnforceableError",
     "SignalException",
     "AnythingException",
     "RemoteTraceback",
@@ -87,6 +89,14 @@ class SubprocessException(PynisherException):
 
 class PynisherError(PynisherException):
     """0.x API: an internal error of pynisher itself (this should not happen)."""
+
+
+class NotEnforceableError(PynisherException):
+    """``strict=True`` refused a call: the backend cannot fully enforce its limits (no cgroup for
+    escaped descendants, memory only by sampling, process count only by polling). Nothing ran.
+    ``weaknesses`` holds the names of what would have been weaker."""
+
+    weaknesses: tuple = ()
 
 
 class SignalException(PynisherException):

@@ -107,7 +107,8 @@ be added within /1, a change of meaning or a removal bumps it:
                        total_bytes, written_bytes, truncated}; drain_timed_out
   containment          backend (cgroup2 | cgroup1 | none) and guarantees:
                        all_descendants_contained, exact_tree_cpu_time, tree_memory_limit,
-                       kernel_process_limit, notes
+                       kernel_process_limit, notes; weaknesses: [{name, description}]
+                       for what this run asked that the backend enforced less strongly
 All times are seconds as numbers; all sizes are bytes. Full description and an example report:
 docs/cli.md.";
 
@@ -202,6 +203,11 @@ pub struct Cli {
     #[arg(long, value_name = "BACKEND", default_value = "auto",
           value_parser = engine_names::<Backend>(Backend::NAMES))]
     pub backend: Backend,
+
+    /// Refuse to run (exit 125) when the backend cannot fully enforce the limits: no cgroup to
+    /// hold escaped descendants, memory only by sampling, the process limit only by polling.
+    #[arg(long)]
+    pub strict: bool,
 
     /// Print nothing of pynisher's own except errors (no summary line).
     #[arg(short, long, conflicts_with = "verbose")]

@@ -180,8 +180,14 @@ impl Run {
             Err(e) => {
                 let message = e.to_string();
                 say!("pynisher: {message}");
-                if let pynisher::Error::BackendUnavailable { .. } = e {
-                    say!("pynisher: the backends that work here, strongest first: {}; `--memory-kind address-space` needs no cgroup", backend_list());
+                match e {
+                    pynisher::Error::BackendUnavailable { .. } => {
+                        say!("pynisher: the backends that work here, strongest first: {}; `--memory-kind address-space` needs no cgroup", backend_list());
+                    }
+                    pynisher::Error::NotEnforceable { .. } => {
+                        say!("pynisher: the backends that work here, strongest first: {}; run without --strict to accept weaker guarantees", backend_list());
+                    }
+                    _ => {}
                 }
                 let report = Report::from_error(&self.settings, &message);
                 self.write_report(&report);

@@ -136,6 +136,18 @@ pub fn summary_line(
         line.push_str("; ");
         line.push_str(note);
     }
+    if !outcome.weaknesses.is_empty() {
+        let weaker: Vec<String> = outcome
+            .weaknesses
+            .iter()
+            .map(|w| w.name().replace('_', " "))
+            .collect();
+        line.push_str(&format!(
+            "; weaker guarantees (backend {}): {}",
+            outcome.containment.backend.name(),
+            weaker.join(", ")
+        ));
+    }
     line
 }
 
@@ -267,6 +279,20 @@ pub struct ContainmentReport {
     pub backend: String,
     /// What it guarantees.
     pub guarantees: GuaranteesReport,
+    /// What this run asked for that the backend enforced less strongly: each a stable name
+    /// (`escapees_not_contained`, `memory_sampled`, `memory_address_space`,
+    /// `process_limit_polled`) and a sentence.
+    #[serde(default)]
+    pub weaknesses: Vec<WeaknessReport>,
+}
+
+/// One weaker guarantee of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WeaknessReport {
+    /// Stable name.
+    pub name: String,
+    /// What is weaker, in words.
+    pub description: String,
 }
 
 /// The JSON report, schema [`SCHEMA`].
@@ -394,6 +420,14 @@ impl Report {
                     kernel_process_limit: guarantees.kernel_process_limit,
                     notes: guarantees.notes.clone(),
                 },
+                weaknesses: outcome
+                    .weaknesses
+                    .iter()
+                    .map(|w| WeaknessReport {
+                        name: w.name().into(),
+                        description: w.describe().into(),
+                    })
+                    .collect(),
             }),
         }
     }
@@ -480,7 +514,47 @@ mod tests {
                     notes: vec!["a note".into()],
                 },
             },
+            weaknesses: Vec::new(),
         }
+    }
+
+    #[test]
+    fn the_summary_says_which_guarantees_were_weaker_in_the_same_line() {
+        let s = settings(&["--memory", "100MiB", "--max-processes", "4"]);
+        let mut o = outcome(Status::Completed);
+        o.exit_code = Some(0);
+        o.containment.backend = Backend::ProcessGroup;
+        o.weaknesses = vec![
+            pynisher::Weakness::EscapeesNotContained,
+            pynisher::Weakness::MemorySampled,
+            pynisher::Weakness::ProcessLimitPolled,
+        ];
+        let line = summary_line(&o, &s.requested, None, &[]);
+        assert!(!line.contains('\n'), "{line}");
+        assert!(
+            line.ends_with(
+                "; weaker guarantees (backend none): escapees not contained, memory sampled, \
+                 process limit polled"
+            ),
+            "{line}"
+        );
+        let report = Report::from_outcome(&s, &o, None, inherited_output());
+        let names: Vec<&str> = report
+            .containment
+            .as_ref()
+            .unwrap()
+            .weaknesses
+            .iter()
+            .map(|w| w.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "escapees_not_contained",
+                "memory_sampled",
+                "process_limit_polled"
+            ]
+        );
     }
 
     fn inherited_output() -> OutputReport {

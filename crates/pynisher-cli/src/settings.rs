@@ -201,7 +201,8 @@ impl Settings {
         let mut limits = Limits::new()
             .memory_kind(memory_kind)
             .grace_period(grace)
-            .backend(backend);
+            .backend(backend)
+            .strict(cli.strict);
         if let Some(d) = wall_time {
             limits = limits.wall_time(d);
         }

@@ -31,12 +31,20 @@ create_exception!(
      call's processes were not started or have been cleaned up."
 );
 
+create_exception!(
+    _core,
+    NotEnforceableError,
+    EngineError,
+    "Strict mode: the backend cannot fully enforce the call's limits; nothing was started. \
+     `args[1]` lists the names of what would be weaker."
+);
+
 /// How often the wait loop checks for what cannot wake it (Ctrl-C while another owner holds
 /// Python's wake-up descriptor; a cancel socket beside the signal pipe).
 const OBSERVE_INTERVAL: Duration = Duration::from_millis(20);
 
 /// The keys `limits` may carry; anything else is a programming error in the Python layer.
-const LIMIT_KEYS: [&str; 11] = [
+const LIMIT_KEYS: [&str; 12] = [
     "wall_time",
     "cpu_time",
     "memory",
@@ -48,11 +56,16 @@ const LIMIT_KEYS: [&str; 11] = [
     "capture_output",
     "output_limit",
     "backend",
+    "strict",
 ];
 
 fn engine_error(err: pynisher::Error) -> PyErr {
     match err {
         pynisher::Error::InvalidLimit { .. } => PyValueError::new_err(err.to_string()),
+        pynisher::Error::NotEnforceable { ref weaknesses, .. } => {
+            let names: Vec<&'static str> = weaknesses.iter().map(|w| w.name()).collect();
+            NotEnforceableError::new_err((err.to_string(), names))
+        }
         other => EngineError::new_err(other.to_string()),
     }
 }
@@ -142,6 +155,7 @@ fn limits_from_dict(dict: &Bound<'_, PyDict>) -> PyResult<Limits> {
             "wall_signal" => limits.wall_signal(signal("wall_signal", &value)?),
             "cpu_signal" => limits.cpu_signal(signal("cpu_signal", &value)?),
             "capture_output" => limits.capture_output(value.is_truthy()?),
+            "strict" => limits.strict(value.is_truthy()?),
             "output_limit" => {
                 let bytes = count("output_limit", &value)?;
                 let bytes = usize::try_from(bytes)
@@ -347,6 +361,11 @@ fn outcome_dict<'py>(
     guarantees.set_item("kernel_process_limit", g.kernel_process_limit)?;
     guarantees.set_item("notes", PyList::new(py, &g.notes)?)?;
     d.set_item("guarantees", guarantees)?;
+    let weaknesses = PyDict::new(py);
+    for w in &outcome.weaknesses {
+        weaknesses.set_item(w.name(), w.describe())?;
+    }
+    d.set_item("weaknesses", weaknesses)?;
     d.set_item("pid", pid)?;
     Ok(d)
 }
@@ -529,6 +548,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_limits, m)?)?;
     m.add_function(wrap_pyfunction!(available_backends, m)?)?;
     m.add("EngineError", m.py().get_type::<EngineError>())?;
+    m.add(
+        "NotEnforceableError",
+        m.py().get_type::<NotEnforceableError>(),
+    )?;
     m.add("RESULT_FD_ENV", pynisher::transport::RESULT_FD_ENV)?;
     m.add("FRAME_VERSION", pynisher::transport::FRAME_VERSION)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -39,6 +39,15 @@ pub enum Error {
         /// What is missing.
         reason: String,
     },
+    /// Strict mode ([`crate::Limits::strict`]): the backend cannot fully enforce the call's
+    /// limits; nothing was started.
+    #[error("strict mode: backend {backend} cannot fully enforce this call: {}", describe(.weaknesses))]
+    NotEnforceable {
+        /// The backend that would have held the call.
+        backend: &'static str,
+        /// What it would have enforced less strongly.
+        weaknesses: Vec<crate::Weakness>,
+    },
     /// A cgroup file could not be written or read.
     #[error("cgroup {path}: {source}")]
     Cgroup {
@@ -95,6 +104,11 @@ pub enum Error {
     /// The outcome of this [`crate::Running`] was already returned by `try_wait`.
     #[error("the outcome of this call was already taken")]
     OutcomeTaken,
+}
+
+fn describe(weaknesses: &[crate::Weakness]) -> String {
+    let all: Vec<&str> = weaknesses.iter().map(|w| w.describe()).collect();
+    all.join("; ")
 }
 
 impl Error {

@@ -97,6 +97,7 @@ mod supervise;
 mod sys;
 pub mod transport;
 pub mod units;
+mod weakness;
 mod zygote;
 
 pub use call::{NoObserver, Observer, Progress};
@@ -106,7 +107,9 @@ pub use launch::{Command, Stdin};
 #[doc(hidden)]
 pub use limited::__macro;
 pub use limited::CallError;
-pub use limits::{Backend, Limits, MemoryLimitKind, DEFAULT_OUTPUT_LIMIT};
+pub use limits::{
+    Backend, Limits, MemoryLimitKind, DEFAULT_MEMORY_SAMPLE_INTERVAL, DEFAULT_OUTPUT_LIMIT,
+};
 pub use names::UnknownName;
 pub use outcome::{
     Captured, Containment, CpuMeasure, CpuTime, Guarantees, MemoryMeasure, Outcome, Status,
@@ -145,4 +148,5 @@ pub use outcome::{
 pub use pynisher_macros::limit;
 pub use running::Running;
 pub use sys::become_subreaper;
+pub use weakness::Weakness;
 pub use zygote::init;

@@ -49,6 +49,11 @@ named_enum! {
         Resident = "resident",
         /// `RLIMIT_AS` on every process: reserved address space, not memory in use.
         AddressSpace = "address_space",
+        /// Resident memory of the call's processes, summed from `/proc` samples by the
+        /// supervisor, which kills the call at the limit: what [`MemoryLimitKind::Auto`] becomes
+        /// on the process-group backend (no memory controller). Reported in
+        /// [`crate::Outcome::memory_limit_kind`]; it cannot be requested (ask for `Auto`).
+        Sampled = "sampled",
     }
 }
 
@@ -87,7 +92,13 @@ pub struct Limits {
     pub(crate) output_limit: usize,
     pub(crate) backend: Backend,
     pub(crate) drain_timeout: Duration,
+    pub(crate) memory_sample_interval: Duration,
+    pub(crate) strict: bool,
 }
+
+/// Default time between two samples of a call's resident memory when the memory limit is
+/// enforced by sampling (see `benchmarks/` for its cost and the overshoot it allows).
+pub const DEFAULT_MEMORY_SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Default cap on captured output per stream.
 pub const DEFAULT_OUTPUT_LIMIT: usize = 16 * 1024 * 1024;
@@ -107,6 +118,8 @@ impl Default for Limits {
             output_limit: DEFAULT_OUTPUT_LIMIT,
             backend: Backend::Auto,
             drain_timeout: Duration::from_millis(100),
+            memory_sample_interval: DEFAULT_MEMORY_SAMPLE_INTERVAL,
+            strict: false,
         }
     }
 }
@@ -194,6 +207,47 @@ impl Limits {
         self
     }
 
+    /// Time between two samples of the call's resident memory where the memory limit is enforced
+    /// by sampling ([`MemoryLimitKind::Sampled`], the process-group backend). Shorter catches
+    /// spikes sooner and costs the supervisor more CPU (default
+    /// [`DEFAULT_MEMORY_SAMPLE_INTERVAL`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let limits = pynisher::Limits::new().memory_sample_interval(Duration::from_millis(5));
+    /// assert_eq!(limits.get_memory_sample_interval(), Duration::from_millis(5));
+    /// ```
+    pub fn memory_sample_interval(mut self, interval: Duration) -> Self {
+        self.memory_sample_interval = interval;
+        self
+    }
+
+    /// Refuse to start a call whose limits the backend cannot fully enforce (any
+    /// [`crate::Weakness`]): the call fails with [`Error::NotEnforceable`] naming what is weaker,
+    /// and nothing is started, as BenchExec's `runexec` does. Off by default: the call runs and
+    /// its outcome lists the weaknesses.
+    ///
+    /// ```
+    /// let limits = pynisher::Limits::new()
+    ///     .backend(pynisher::Backend::ProcessGroup)
+    ///     .strict(true);
+    /// let err = limits.run_command(&pynisher::Command::new("true")).unwrap_err();
+    /// assert!(matches!(err, pynisher::Error::NotEnforceable { .. }));
+    /// ```
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+
+    /// The configured memory sampling interval.
+    pub fn get_memory_sample_interval(&self) -> Duration {
+        self.memory_sample_interval
+    }
+    /// Whether strict mode is on.
+    pub fn get_strict(&self) -> bool {
+        self.strict
+    }
+
     /// The configured wall-time limit.
     pub fn get_wall_time(&self) -> Option<Duration> {
         self.wall_time
@@ -244,6 +298,22 @@ impl Limits {
         positive("cpu_time", self.cpu_time)?;
         if self.memory == Some(0) {
             return Err(Error::invalid("memory", 0, "must be at least one byte"));
+        }
+        if self.memory_kind == MemoryLimitKind::Sampled {
+            return Err(Error::invalid(
+                "memory_kind",
+                "sampled",
+                "sampled is how an outcome reports a limit enforced by sampling; ask for auto",
+            ));
+        }
+        if self.memory_sample_interval < Duration::from_millis(1)
+            || self.memory_sample_interval > Duration::from_secs(10)
+        {
+            return Err(Error::invalid(
+                "memory_sample_interval",
+                format!("{:?}", self.memory_sample_interval),
+                "must be between 1ms and 10s",
+            ));
         }
         if self.max_processes == Some(0) {
             return Err(Error::invalid(
@@ -308,6 +378,14 @@ mod tests {
             (Limits::new().wall_signal(libc::SIGKILL), "wall_signal"),
             (Limits::new().cpu_signal(99), "cpu_signal"),
             (Limits::new().wall_time(Duration::MAX), "wall_time"),
+            (
+                Limits::new().memory_kind(MemoryLimitKind::Sampled),
+                "memory_kind",
+            ),
+            (
+                Limits::new().memory_sample_interval(Duration::ZERO),
+                "memory_sample_interval",
+            ),
         ];
         for (limits, param) in cases {
             let err = limits.validate().unwrap_err().to_string();

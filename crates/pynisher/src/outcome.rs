@@ -133,6 +133,11 @@ named_enum! {
         /// The largest resident set of any single process of the call (`ru_maxrss`), not a sum;
         /// it also counts pages inherited from the caller by a forked closure.
         MaxRssOfOneProcess = "max_rss_of_one_process",
+        /// The highest of the supervisor's samples of the call's resident memory: the sum of the
+        /// resident sets of its live processes (shared pages once per process that maps them),
+        /// less the anonymous memory a forked closure's process started with. A spike between
+        /// two samples is missed.
+        Sampled = "sampled",
     }
 }
 
@@ -229,6 +234,9 @@ pub struct Outcome<T> {
     pub stderr: Option<Captured>,
     /// Which containment held the call and what it guarantees.
     pub containment: Containment,
+    /// What this call asked for that its backend enforced less strongly (empty with a cgroup
+    /// that has every controller the limits need).
+    pub weaknesses: Vec<crate::Weakness>,
 }
 
 impl<T> Outcome<T> {
@@ -254,6 +262,7 @@ impl<T> Outcome<T> {
             stdout: self.stdout,
             stderr: self.stderr,
             containment: self.containment,
+            weaknesses: self.weaknesses,
         }
     }
 }

@@ -26,6 +26,22 @@ pub(crate) trait CallContainer: Send {
     /// When false and a memory limit is set, the child gets `RLIMIT_AS` instead.
     fn enforces_memory(&self) -> bool;
 
+    /// Whether this backend can enforce a memory limit of kind [`crate::MemoryLimitKind::Auto`]
+    /// by sampling the call's resident memory ([`Sample::memory_current`]), for the supervisor to
+    /// kill at the limit. Asked only when [`CallContainer::enforces_memory`] is false.
+    fn samples_memory(&self) -> bool {
+        false
+    }
+
+    /// Memory a forked closure's process holds from the moment of the fork (pages it shares
+    /// with the caller), to leave out of the sampled memory; called before the fork.
+    fn set_inherited_memory(&mut self, _bytes: u64) {}
+
+    /// How [`CallContainer::memory_peak`] measures.
+    fn memory_measure(&self) -> crate::MemoryMeasure {
+        crate::MemoryMeasure::CgroupPeak
+    }
+
     /// Whether the process limit is enforced by the kernel at fork time. When false, the supervisor
     /// counts live processes at every poll and kills on excess.
     fn enforces_processes(&self) -> bool;

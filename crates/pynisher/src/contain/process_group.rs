@@ -3,29 +3,75 @@
 //!
 //! Weaker than a cgroup, and the outcome says so: a descendant that is orphaned (its parent died)
 //! *and* left the process group (`setsid`) is invisible; CPU time of processes that exited without
-//! being waited for by a member of the call is lost; memory can only be limited per process with
-//! `RLIMIT_AS`; the process limit is enforced by counting at each poll, so a fast fork burst can
-//! exceed it between polls.
+//! being waited for by a member of the call is lost; the process limit is enforced by counting at
+//! each poll, so a fast fork burst can exceed it between polls.
+//!
+//! The memory limit (kind `Auto`) counts resident memory as runsolver does: every sample sums the
+//! resident sets (`/proc/PID/stat` field 24, already read for the CPU time) of the call's live
+//! processes, less what a forked closure's process held at the fork (the caller's pages it shares;
+//! a cgroup does not charge those either), and the supervisor kills at the limit. The sampled sum
+//! counts a page shared by several processes of the call once per process (more than a cgroup
+//! would: never too little). `RLIMIT_AS` stays only as a backstop (see `supervisor.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use super::{CallContainer, Sample};
 use crate::sys::{self, ProcStat};
-use crate::{Backend, Containment, CpuTime, Error, Guarantees, Limits};
+use crate::{
+    Backend, Containment, CpuTime, Error, Guarantees, Limits, MemoryLimitKind, MemoryMeasure,
+};
 
 /// The process-group container of one call.
 pub(crate) struct ProcessGroupContainer {
     pgid: i32,
     ticks_per_second: u64,
+    page_size: u64,
+    /// Whether the memory limit is enforced by sampling (a limit of kind `Auto` was set).
+    sampling: bool,
+    /// Resident bytes the main process held when it was forked (0 for a program: exec drops them).
+    inherited: u64,
+    /// Highest sampled memory of the call.
+    peak: u64,
+    notes: Vec<String>,
 }
 
 impl ProcessGroupContainer {
-    pub(crate) fn new(_limits: &Limits) -> Result<Self, Error> {
+    pub(crate) fn new(limits: &Limits) -> Result<Self, Error> {
+        let sampling = limits.memory.is_some() && limits.memory_kind == MemoryLimitKind::Auto;
+        let memory_note = if sampling {
+            format!(
+                "the memory limit counts resident memory sampled every {:?} (a spike between \
+                 samples can pass); RLIMIT_AS stays as a generous backstop",
+                limits.memory_sample_interval
+            )
+        } else {
+            "a memory limit is RLIMIT_AS on each process (address space, not memory in use)".into()
+        };
         Ok(ProcessGroupContainer {
             pgid: 0,
             ticks_per_second: sys::clock_ticks_per_second().max(1),
+            page_size: sys::page_size(),
+            sampling,
+            inherited: 0,
+            peak: 0,
+            notes: vec![
+                "no cgroup: a descendant that leaves the process group (setsid) and is orphaned is not seen, not counted and not killed".into(),
+                "CPU time of descendants that exit unwaited-for is lost".into(),
+                memory_note,
+                "the process limit is checked by polling; a fork burst can exceed it briefly".into(),
+            ],
         })
+    }
+
+    /// Resident memory of the live members, less what the main process inherited.
+    fn resident_of(&self, members: &[ProcStat]) -> u64 {
+        let pages: u64 = members
+            .iter()
+            .filter(|p| p.state != b'Z')
+            .map(|p| p.rss_pages)
+            .sum();
+        (pages * self.page_size).saturating_sub(self.inherited)
     }
 
     /// Whether any process still belongs to the call's process group. The kernel does not reuse
@@ -117,12 +163,7 @@ impl CallContainer for ProcessGroupContainer {
                 exact_tree_cpu_time: false,
                 tree_memory_limit: false,
                 kernel_process_limit: false,
-                notes: vec![
-                    "no cgroup: a descendant that leaves the process group (setsid) and is orphaned is not seen, not counted and not killed".into(),
-                    "CPU time of descendants that exit unwaited-for is lost".into(),
-                    "a memory limit is RLIMIT_AS on each process (address space, not memory in use)".into(),
-                    "the process limit is checked by polling; a fork burst can exceed it briefly".into(),
-                ],
+                notes: self.notes.clone(),
             },
         }
     }
@@ -133,6 +174,18 @@ impl CallContainer for ProcessGroupContainer {
 
     fn enforces_processes(&self) -> bool {
         false
+    }
+
+    fn samples_memory(&self) -> bool {
+        self.sampling
+    }
+
+    fn set_inherited_memory(&mut self, bytes: u64) {
+        self.inherited = bytes;
+    }
+
+    fn memory_measure(&self) -> MemoryMeasure {
+        MemoryMeasure::Sampled
     }
 
     fn child_waits_for_adoption(&self) -> bool {
@@ -153,15 +206,18 @@ impl CallContainer for ProcessGroupContainer {
     fn sample(&mut self, main: i32) -> Sample {
         let members = self.members(main);
         let live = members.iter().filter(|p| p.state != b'Z').count() as u64;
+        let memory = self.resident_of(&members);
+        self.peak = self.peak.max(memory);
         Sample {
             cpu: Some(self.cpu_of(&members)),
             live_processes: Some(live),
-            memory_current: None,
+            memory_current: Some(memory),
         }
     }
 
     fn memory_peak(&mut self) -> Option<u64> {
-        None
+        // Without a sampled limit the samples are too sparse (or absent) to be a peak.
+        self.sampling.then_some(self.peak)
     }
 
     fn oom_kills(&mut self) -> u64 {

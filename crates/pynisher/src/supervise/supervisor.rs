@@ -16,7 +16,7 @@ use crate::sys;
 use crate::transport::{FrameReader, Received};
 use crate::{
     CpuMeasure, CpuTime, Error, Limits, MemoryLimitKind, MemoryMeasure, Observer, Outcome,
-    Progress, Status, Stdin,
+    Progress, Status, Stdin, Weakness,
 };
 
 /// Size of the window kept of a stderr that is only watched for an allocation failure.
@@ -35,6 +35,7 @@ pub(crate) struct Started {
     is_closure: bool,
     wants_result: bool,
     memory_limit_kind: Option<MemoryLimitKind>,
+    weaknesses: Vec<Weakness>,
     stdout: Option<OutputPipe>,
     stderr: Option<OutputPipe>,
     /// Whether stderr is read only to spot an allocation failure (then it is not reported).
@@ -89,16 +90,43 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
     let memory_by_container = limits.memory.is_some()
         && limits.memory_kind != MemoryLimitKind::AddressSpace
         && container.enforces_memory();
+    let memory_sampled = limits.memory.is_some()
+        && !memory_by_container
+        && limits.memory_kind == MemoryLimitKind::Auto
+        && container.samples_memory();
+    if memory_sampled && plan.is_closure() {
+        // The forked child starts with the caller's anonymous pages: not the call's memory.
+        if let Some((_, resident)) = sys::own_memory() {
+            container.set_inherited_memory(resident);
+        }
+    }
     if !memory_by_container {
-        plan.rlimit_as = limits.memory;
+        plan.rlimit_as = match (limits.memory, memory_sampled) {
+            (Some(limit), true) => Some(address_space_backstop(limit, plan.is_closure())),
+            (limit, _) => limit,
+        };
     }
     let memory_limit_kind = limits.memory.map(|_| {
         if memory_by_container {
             MemoryLimitKind::Resident
+        } else if memory_sampled {
+            MemoryLimitKind::Sampled
         } else {
             MemoryLimitKind::AddressSpace
         }
     });
+    let weaknesses = Weakness::of(
+        limits,
+        &container.containment().guarantees,
+        memory_limit_kind,
+    );
+    if limits.strict && !weaknesses.is_empty() {
+        let _ = container.close();
+        return Err(Error::NotEnforceable {
+            backend: container.containment().backend.name(),
+            weaknesses,
+        });
+    }
 
     let pipe = |what| sys::pipe_cloexec().map_err(|e| Error::sys(what, e));
     let (release_read, release_write) = pipe("creating the release pipe")?;
@@ -278,6 +306,7 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
         is_closure,
         wants_result,
         memory_limit_kind,
+        weaknesses,
         stdout,
         stderr,
         stderr_diagnostic_only,
@@ -340,23 +369,43 @@ impl Loop {
     }
 }
 
-/// How long until the next CPU / process-count sample.
+/// `RLIMIT_AS` behind a memory limit enforced by sampling: only a backstop against an allocation
+/// faster than the sampling, so generous — 8 × the limit, at least the limit + 2 GiB — and on top
+/// of the address space a forked closure inherits from its caller (thread stacks, arenas and
+/// reservations it never touches), which must not eat the call's headroom. A program's `exec`
+/// starts from an empty address space.
+fn address_space_backstop(limit: u64, inherits_address_space: bool) -> u64 {
+    let headroom = limit.saturating_mul(8).max(limit.saturating_add(2 << 30));
+    let inherited = if inherits_address_space {
+        sys::own_memory().map_or(0, |(size, _)| size)
+    } else {
+        0
+    };
+    headroom.saturating_add(inherited)
+}
+
+/// How long until the next CPU / process-count / memory sample.
 fn sample_interval(
     limits: &Limits,
     container_counts_processes: bool,
+    samples_memory: bool,
     used: Duration,
 ) -> Option<Duration> {
     let mut interval: Option<Duration> = None;
+    if samples_memory {
+        interval = Some(limits.memory_sample_interval);
+    }
+    if limits.max_processes.is_some() && !container_counts_processes {
+        let every = Duration::from_millis(10);
+        interval = Some(interval.map_or(every, |i| i.min(every)));
+    }
     if let Some(limit) = limits.cpu_time {
         // The call cannot burn its remaining budget faster than on every CPU at once; sampling at
         // that pace keeps the overshoot within one short period and never fires early.
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
         let remaining = limit.saturating_sub(used) / cpus;
-        interval = Some(remaining.clamp(Duration::from_millis(1), Duration::from_millis(50)));
-    }
-    if limits.max_processes.is_some() && !container_counts_processes {
-        let every = Duration::from_millis(10);
-        interval = Some(interval.map_or(every, |i| i.min(every)));
+        let cpu = remaining.clamp(Duration::from_millis(1), Duration::from_millis(50));
+        interval = Some(interval.map_or(cpu, |i| i.min(cpu)));
     }
     interval
 }
@@ -430,8 +479,14 @@ fn supervise_with_buffer(
     let start = started.released_at;
     let wall_deadline = started.limits.wall_time.map(|w| start + w);
     let counts_processes = started.container.enforces_processes();
-    let mut next_sample =
-        sample_interval(&started.limits, counts_processes, Duration::ZERO).map(|i| start + i);
+    let samples_memory = started.memory_limit_kind == Some(MemoryLimitKind::Sampled);
+    let mut next_sample = sample_interval(
+        &started.limits,
+        counts_processes,
+        samples_memory,
+        Duration::ZERO,
+    )
+    .map(|i| start + i);
     let observer_interval = observer.interval();
     let mut next_observe = observer_interval.map(|i| start + i);
 
@@ -512,11 +567,19 @@ fn supervise_with_buffer(
                     state.record(Status::ProcessLimit, &mut started, now)?;
                 }
             }
+            if let (Some(limit), Some(memory), true) =
+                (started.limits.memory, sample.memory_current, samples_memory)
+            {
+                if memory >= limit && state.recorded.is_none() {
+                    state.record(Status::MemoryLimit, &mut started, now)?;
+                }
+            }
             state.last_sample = sample;
             next_sample = if state.killed {
                 None
             } else {
-                sample_interval(&started.limits, counts_processes, used).map(|i| now + i)
+                sample_interval(&started.limits, counts_processes, samples_memory, used)
+                    .map(|i| now + i)
             };
         }
         if next_observe.is_some_and(|t| now >= t) {
@@ -627,7 +690,7 @@ fn finish(
         }
     };
     let (peak_memory, memory_measure) = match started.container.memory_peak() {
-        Some(peak) => (Some(peak), MemoryMeasure::CgroupPeak),
+        Some(peak) => (Some(peak), started.container.memory_measure()),
         None => (Some(reaped.max_rss), MemoryMeasure::MaxRssOfOneProcess),
     };
     let oom_kills = started.container.oom_kills();
@@ -637,8 +700,11 @@ fn finish(
 
     let stdout = started.stdout.take().map(|p| p.capture.finish());
     let stderr_pipe = started.stderr.take();
-    let allocation_failed = started.memory_limit_kind == Some(MemoryLimitKind::AddressSpace)
-        && reaped.signal == Some(libc::SIGABRT)
+    // Under a sampled limit the address-space backstop is the memory limit too.
+    let allocation_failed = matches!(
+        started.memory_limit_kind,
+        Some(MemoryLimitKind::AddressSpace | MemoryLimitKind::Sampled)
+    ) && reaped.signal == Some(libc::SIGABRT)
         && stderr_pipe
             .as_ref()
             .is_some_and(|p| p.capture.ends_with_text(ALLOC_FAILURE_TEXT));
@@ -689,5 +755,6 @@ fn finish(
         stdout,
         stderr,
         containment,
+        weaknesses: started.weaknesses,
     })
 }

@@ -200,6 +200,8 @@ pub(crate) struct ProcStat {
     pub cutime: u64,
     /// System time of the children it reaped (clock ticks).
     pub cstime: u64,
+    /// Resident set size in pages (anonymous, file-backed and shared memory together).
+    pub rss_pages: u64,
 }
 
 /// Reads `/proc/PID/stat`; `None` when the process is gone.
@@ -224,6 +226,8 @@ fn parse_proc_stat(pid: i32, text: &[u8]) -> Option<ProcStat> {
         stime: num(12)?,
         cutime: num(13)?,
         cstime: num(14)?,
+        // Field 24; a kernel thread or an exiting process may show 0.
+        rss_pages: num(21).unwrap_or(0),
     })
 }
 
@@ -253,6 +257,24 @@ pub(crate) fn process_cpu_clock(pid: i32) -> Option<Duration> {
     Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
 }
 
+/// The size of a memory page in bytes.
+pub(crate) fn page_size() -> u64 {
+    rustix::param::page_size() as u64
+}
+
+/// This process's address-space size and its resident anonymous memory, in bytes (`VmSize` and
+/// `RssAnon` of `/proc/self/status`). A fork copies the page tables of anonymous memory only, so
+/// the anonymous part is what a forked child starts with resident.
+pub(crate) fn own_memory() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib = |key: &str| -> Option<u64> {
+        let line = text.lines().find(|l| l.starts_with(key))?;
+        let value = line[key.len()..].trim().trim_end_matches("kB").trim();
+        value.parse::<u64>().ok().map(|k| k * 1024)
+    };
+    Some((kib("VmSize:")?, kib("RssAnon:")?))
+}
+
 /// Clock ticks per second for `/proc` times.
 pub(crate) fn clock_ticks_per_second() -> u64 {
     rustix::param::clock_ticks_per_second()
@@ -268,6 +290,15 @@ mod tests {
         let s = parse_proc_stat(42, line).unwrap();
         assert_eq!((s.state, s.ppid, s.pgrp), (b'S', 1, 42));
         assert_eq!((s.utime, s.stime, s.cutime, s.cstime), (7, 3, 2, 1));
+        assert_eq!(s.rss_pages, 1);
+    }
+
+    #[test]
+    fn own_resident_memory_is_read_from_proc() {
+        let stat = proc_stat(std::process::id() as i32).unwrap();
+        assert!(stat.rss_pages > 0);
+        let (size, resident) = own_memory().unwrap();
+        assert!(size >= resident && resident > 0);
     }
 
     #[test]

@@ -1,0 +1,54 @@
+"""Backend choice and weaker guarantees, shared by both APIs (pure Python: importing it does not
+load the native engine).
+
+* `resolve_backend`: ``backend=`` or the environment variable ``PYNISHER_BACKEND`` (for code you
+  cannot edit), checked against the names of the command line's ``--backend``.
+* `warn_weaknesses`: one `PynisherWarning` per process and kind of weakness (see
+  `CallResult.weaknesses`), so that a weaker guarantee is said aloud once, not on every call.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional, Set, Tuple
+
+#: Chooses the backend of every call that does not pass ``backend=``.
+BACKEND_ENV = "PYNISHER_BACKEND"
+
+
+def resolve_backend(backend: Optional[str]) -> str:
+    """The backend a call uses: ``backend`` when given, else ``$PYNISHER_BACKEND``, else "auto";
+    an unknown name is a ValueError naming where it came from."""
+    from pynisher import _core  # the engine's names, as the command line's --backend takes them
+
+    source = "backend"
+    if backend is None:
+        backend = os.environ.get(BACKEND_ENV) or "auto"
+        source = BACKEND_ENV
+    if backend not in _core.BACKENDS:
+        raise ValueError(f"invalid value for {source}: {backend!r} (one of {', '.join(_core.BACKENDS)})")
+    return backend
+
+
+#: (pid, weakness name) pairs already warned about: one warning per process and kind.
+_WARNED: Set[Tuple[int, str]] = set()
+
+
+def warn_weaknesses(result: Any, stacklevel: int) -> None:
+    """Emits one `PynisherWarning` per process and kind of weakness of ``result`` (a
+    `CallResult`), naming the backend and what is weaker. ``stacklevel`` is the caller's own."""
+    import warnings
+
+    from pynisher.exceptions import PynisherWarning
+
+    pid = os.getpid()
+    for name, description in result.weaknesses.items():
+        if (pid, name) in _WARNED:
+            continue
+        _WARNED.add((pid, name))
+        warnings.warn(
+            f"pynisher backend {result.backend!r}: {description} ({name}; strict=True refuses "
+            "such calls)",
+            PynisherWarning,
+            stacklevel=stacklevel + 1,
+        )
