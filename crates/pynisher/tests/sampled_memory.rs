@@ -33,7 +33,8 @@ fn a_program_that_touches_past_the_limit_is_killed_as_a_memory_limit() {
     assert_eq!(o.memory_measure, MemoryMeasure::Sampled);
     let peak = o.peak_memory.unwrap();
     assert!(peak >= 100 * MIB, "sampled peak {peak}");
-    assert!(o.wall_time < Duration::from_secs(5), "{:?}", o.wall_time);
+    // Killed during the allocation, long before the 10 s sleep would have ended.
+    assert!(o.wall_time < Duration::from_secs(10), "{:?}", o.wall_time);
     assert!(o.weaknesses.contains(&Weakness::MemorySampled));
 }
 
