@@ -101,6 +101,19 @@ pub enum Error {
         /// What went wrong there, with its causes.
         message: String,
     },
+    /// The running kernel lacks a system call that every call needs: `pidfd_open`, Linux 5.3
+    /// (2019). Older kernels are not supported; nothing was left running.
+    #[error(
+        "this kernel (Linux {running}) lacks {syscall}: pynisher needs Linux {needed} or newer"
+    )]
+    KernelTooOld {
+        /// The missing system call.
+        syscall: &'static str,
+        /// The first Linux version that has it.
+        needed: &'static str,
+        /// The running kernel's release (`uname -r`).
+        running: String,
+    },
     /// The outcome of this [`crate::Running`] was already returned by `try_wait`.
     #[error("the outcome of this call was already taken")]
     OutcomeTaken,
@@ -116,6 +129,21 @@ impl Error {
         Error::Sys {
             what,
             source: source.into(),
+        }
+    }
+
+    /// A failed `pidfd_open`: `ENOSYS` means a kernel older than 5.3, the project's floor.
+    pub(crate) fn pidfd_open(source: io::Error) -> Self {
+        if source.raw_os_error() != Some(libc::ENOSYS) {
+            return Error::sys("pidfd_open", source);
+        }
+        let running = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|r| r.trim().to_string())
+            .unwrap_or_else(|_| "unknown".to_string());
+        Error::KernelTooOld {
+            syscall: "pidfd_open",
+            needed: "5.3",
+            running,
         }
     }
 

@@ -86,6 +86,7 @@ fn output_pipe(
 
 /// Forks the child, places it in its container, and releases it.
 pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started, Error> {
+    sys::check_pidfd_open().map_err(Error::pidfd_open)?;
     let mut container = contain::open(limits)?;
     let memory_by_container = limits.memory.is_some()
         && limits.memory_kind != MemoryLimitKind::AddressSpace
@@ -248,7 +249,7 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
     };
     let pidfd = match sys::pidfd_open(pid) {
         Ok(fd) => fd,
-        Err(e) => return Err(give_up(&mut container, Error::sys("pidfd_open", e))),
+        Err(e) => return Err(give_up(&mut container, Error::pidfd_open(e))),
     };
     if !born_inside && !child_joins_itself {
         if let Err(e) = container.adopt(pid) {

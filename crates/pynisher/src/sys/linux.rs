@@ -55,6 +55,27 @@ pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     )?)
 }
 
+/// Fails with `ENOSYS` when the kernel has no `pidfd_open` (Linux < 5.3), before anything is
+/// forked; probed once per process (on our own pid), then remembered.
+pub(crate) fn check_pidfd_open() -> io::Result<()> {
+    static AVAILABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if AVAILABLE.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(());
+    }
+    match rustix::process::pidfd_open(
+        rustix::process::getpid(),
+        rustix::process::PidfdFlags::empty(),
+    ) {
+        Err(rustix::io::Errno::NOSYS) => Err(rustix::io::Errno::NOSYS.into()),
+        // Any other failure (out of descriptors, ...) is not about the kernel: the real call
+        // reports it.
+        _ => {
+            AVAILABLE.store(true, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        }
+    }
+}
+
 /// Sends `signal` to every process of process group `pgid`; a group that is already empty is fine.
 pub(crate) fn kill_group(pgid: i32, signal: i32) {
     // SAFETY: kill(2) with a negative pid addresses a process group; no memory is touched.
