@@ -484,3 +484,54 @@ fn bad_values_are_rejected_before_anything_starts() {
     assert!(err.to_string().contains("args"), "{err}");
     let _ = NoObserver;
 }
+
+#[test]
+fn a_closure_cancelled_the_moment_it_starts_is_killed_on_its_way_into_its_cgroup() {
+    // A closure child joins its cgroup leaf itself after the release; a kill decided before it
+    // got there must still reach it (it used to sleep on, outside the leaf the kill emptied).
+    for b in backends() {
+        for _ in 0..10 {
+            let (read, write) = rustix::pipe::pipe().unwrap();
+            rustix::io::write(&write, &[1]).unwrap();
+            // SAFETY: the closure only sleeps.
+            let running = unsafe {
+                on(b).spawn_closure_unchecked(|| std::thread::sleep(Duration::from_secs(30)))
+            }
+            .unwrap();
+            let t = Instant::now();
+            let mut observer = WokenByPipe {
+                read,
+                cancel: true,
+                looks: 0,
+            };
+            let o = running.wait_observed(&mut observer).unwrap();
+            assert_eq!(o.status, Status::Cancelled, "{b:?}");
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "{b:?}: {:?}",
+                t.elapsed()
+            );
+            drop(write);
+        }
+    }
+}
+
+#[test]
+fn a_closure_dropped_the_moment_it_starts_is_killed_on_its_way_into_its_cgroup() {
+    for b in backends() {
+        for _ in 0..10 {
+            // SAFETY: the closure only sleeps.
+            let running = unsafe {
+                on(b).spawn_closure_unchecked(|| std::thread::sleep(Duration::from_secs(30)))
+            }
+            .unwrap();
+            let t = Instant::now();
+            drop(running);
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "{b:?}: {:?}",
+                t.elapsed()
+            );
+        }
+    }
+}
