@@ -435,6 +435,7 @@ fn one_thread_watches_many_calls_with_poll_and_try_wait() {
 
 fn kill_ends_a_call_as_cancelled_and_drop_leaves_nothing() {
     let limits = Limits::new().wall_time(Duration::from_secs(30));
+    let started = Instant::now();
     let mut running = limits.spawn_fn(sleep_ms, 60_000).unwrap();
     let pid = running.pid();
     assert!(is_alive(pid));
@@ -443,13 +444,24 @@ fn kill_ends_a_call_as_cancelled_and_drop_leaves_nothing() {
     let o = running.wait().unwrap();
     assert_eq!(o.status, Status::Cancelled);
     assert!(o.killed);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(dead_within(pid, Duration::from_secs(1)));
 
     let running = limits.spawn_fn(sleep_ms, 60_000).unwrap();
     let pid = running.pid();
     assert!(is_alive(pid));
+    let dropped = Instant::now();
     drop(running);
     assert!(!is_alive(pid), "the call outlived its dropped Running");
+    assert!(
+        dropped.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        dropped.elapsed()
+    );
 }
 
 fn double(n: u64) -> u64 {

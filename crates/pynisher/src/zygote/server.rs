@@ -5,9 +5,8 @@
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
 
 use rustix::io::IoSliceMut;
 use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
@@ -15,9 +14,6 @@ use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags}
 use super::client::Trampoline;
 use super::wire::{self, Reply, Request};
 use crate::Observer;
-
-/// How often a call's supervisor looks for a cancel byte or the caller's end of the socket.
-const CALLER_CHECK: Duration = Duration::from_millis(10);
 
 /// The zygote: forks one supervisor per request, until the caller is gone. Never returns.
 pub(crate) fn zygote_main(control: OwnedFd, parent: rustix::process::Pid) -> ! {
@@ -156,8 +152,10 @@ struct CallerWatch {
 }
 
 impl Observer for CallerWatch {
-    fn interval(&self) -> Option<Duration> {
-        Some(CALLER_CHECK)
+    /// The socket: readable on a cancel byte or when the caller's end closes, so the supervisor
+    /// acts at once and polls on no timer.
+    fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.stream.as_fd())
     }
 
     fn should_cancel(&mut self) -> bool {
