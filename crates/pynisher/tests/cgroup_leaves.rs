@@ -196,3 +196,130 @@ fn helper_runs_one_v2_call() {
         .unwrap();
     assert_eq!(outcome.status, Status::Completed);
 }
+
+/// Field 22 of /proc/self/stat: this process's start time (clock ticks after boot).
+fn own_start_time() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let (_, rest) = stat.rsplit_once(')').unwrap();
+    rest.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+/// Runs one `#[ignore]`d helper of this file in a fresh process (detection, and so the sweep,
+/// happens once per process) and asserts that it passed.
+fn run_helper(name: &str) {
+    let me = std::env::current_exe().unwrap();
+    let status = std::process::Command::new(me)
+        .args(["--exact", name, "--ignored", "--nocapture"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "{name} failed");
+}
+
+fn v2_leaf_parent_as_root() -> Option<PathBuf> {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root to write leaves of other processes");
+        return None;
+    }
+    if !pynisher::available_backends().contains(&Backend::CgroupV2) {
+        eprintln!("skipped: no writable cgroup v2 hierarchy");
+        return None;
+    }
+    let parent = leaf_parents(Backend::CgroupV2).into_iter().next();
+    if parent.is_none() {
+        eprintln!("skipped: the cgroup v2 leaf parent is not at /sys/fs/cgroup/unified");
+    }
+    parent
+}
+
+#[test]
+fn a_stale_leaf_of_a_dead_process_that_had_our_pid_is_swept_and_never_taken_for_ours() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if v2_leaf_parent_as_root().is_none() {
+        return;
+    }
+    run_helper("helper_meets_a_stale_leaf_of_its_own_pid");
+}
+
+#[test]
+#[ignore = "run by a_stale_leaf_of_a_dead_process_that_had_our_pid_is_swept_and_never_taken_for_ours in a fresh process"]
+fn helper_meets_a_stale_leaf_of_its_own_pid() {
+    // Before this process's first call: the leftovers of an earlier process with our pid (it
+    // started before us), holding a live process, as a crash would leave them.
+    let parent = leaf_parents(Backend::CgroupV2).into_iter().next().unwrap();
+    let me = std::process::id();
+    let stale = parent.join(format!("call-{me}-{}-0", own_start_time() - 1));
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    std::fs::create_dir(&stale).unwrap();
+    std::fs::write(stale.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
+    // An old-style name (no start time) with our pid proves nothing: it must be left alone.
+    let old_style = parent.join(format!("call-{me}-0"));
+    std::fs::create_dir(&old_style).unwrap();
+
+    for backend in [Backend::CgroupV2, Backend::Auto] {
+        let outcome = Limits::new()
+            .backend(backend)
+            .run_command(&Command::new("true"))
+            .unwrap();
+        assert_eq!(outcome.status, Status::Completed);
+        assert_ne!(outcome.containment.backend, Backend::ProcessGroup);
+        let notes = &outcome.containment.guarantees.notes;
+        assert!(
+            !notes.iter().any(|n| n.contains("not used")),
+            "{backend:?}: {notes:?}"
+        );
+    }
+    assert!(!stale.exists(), "stale leaf {stale:?} still there");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(sleeper.wait().unwrap().signal(), Some(libc::SIGKILL));
+    assert!(
+        old_style.exists(),
+        "a leaf whose owner may live was removed"
+    );
+    std::fs::remove_dir(&old_style).unwrap();
+}
+
+#[test]
+fn a_leaf_name_that_is_already_taken_is_said_aloud_never_a_silent_downgrade() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if v2_leaf_parent_as_root().is_none() {
+        return;
+    }
+    run_helper("helper_finds_its_leaf_names_taken");
+}
+
+#[test]
+#[ignore = "run by a_leaf_name_that_is_already_taken_is_said_aloud_never_a_silent_downgrade in a fresh process"]
+fn helper_finds_its_leaf_names_taken() {
+    // Leaves named as this process will name its own (pid, start time, counter): an EEXIST that
+    // cannot happen unless something is badly wrong.
+    let parent = leaf_parents(Backend::CgroupV2).into_iter().next().unwrap();
+    let me = std::process::id();
+    let start = own_start_time();
+    let taken: Vec<PathBuf> = (0..4)
+        .map(|n| parent.join(format!("call-{me}-{start}-{n}")))
+        .collect();
+    for dir in &taken {
+        std::fs::create_dir(dir).unwrap();
+    }
+    let outcome = Limits::new().run_command(&Command::new("true")).unwrap();
+    let forced = Limits::new()
+        .backend(Backend::CgroupV2)
+        .run_command(&Command::new("true"));
+    for dir in &taken {
+        let _ = std::fs::remove_dir(dir);
+    }
+    assert_eq!(outcome.status, Status::Completed);
+    let notes = &outcome.containment.guarantees.notes;
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("cgroup v2 not used") && n.contains("exists")),
+        "Auto passed cgroup v2 over without a word: {:?} {notes:?}",
+        outcome.containment.backend
+    );
+    let err = forced.expect_err("a forced cgroup v2 cannot work here");
+    assert!(err.to_string().contains("cgroup"), "{err}");
+}

@@ -57,7 +57,7 @@ impl CgroupV2Container {
     }
 
     fn configure(env: &V2Env, limits: &Limits, leaf: PathBuf) -> Result<Self, Error> {
-        let mut notes = Vec::new();
+        let mut notes = env.notes.clone();
         let wants_memory = limits.memory.is_some();
         let enforce_memory = match limits.memory {
             Some(bytes)
@@ -415,6 +415,7 @@ mod tests {
         let Some(env) = v2_or_skip() else { return };
         let env = V2Env {
             has_kill: false,
+            notes: Vec::new(),
             ..env
         };
         let mut c = CgroupV2Container::open(&env, &Limits::new()).unwrap();

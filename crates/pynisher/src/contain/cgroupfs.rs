@@ -10,6 +10,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::{Backend, Containment, Error, Guarantees};
@@ -61,14 +62,99 @@ pub(super) fn cgroup_containment(
     }
 }
 
-/// A fresh leaf name, unique within this process: `call-<pid>-<counter>`.
+/// A fresh leaf name, unique across process lifetimes: `call-<pid>-<start>-<counter>`, where
+/// `<start>` is the supervisor's start time (clock ticks since boot, `/proc/self/stat` field 22).
+/// A pid is reused only by a process that started later, so a leaf left by a dead process that
+/// had our pid never has our name, and [`leaf_owner_is_dead`] can tell the two apart.
 pub(super) fn leaf_name() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let (pid, start) = self_identity();
     format!(
-        "call-{}-{}",
-        rustix::process::getpid().as_raw_nonzero(),
+        "call-{pid}-{start}-{}",
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// The name of the leaf a caller moves itself into (`delegation.rs`): `caller-<pid>-<start>`.
+pub(super) fn caller_leaf_name() -> String {
+    let (pid, start) = self_identity();
+    format!("caller-{pid}-{start}")
+}
+
+/// This process's pid and start time, read once per process (a forked child reads its own).
+fn self_identity() -> (i32, u64) {
+    static CACHE: Mutex<Option<(i32, u64)>> = Mutex::new(None);
+    let pid = rustix::process::getpid().as_raw_nonzero().get();
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    match *cache {
+        Some((p, start)) if p == pid => (pid, start),
+        _ => {
+            // /proc/self/stat of a live process always parses; 0 would only weaken the sweep
+            // for this process's leaves (an owner with start 0 never matches, see below).
+            let start = start_time(pid).unwrap_or(0);
+            *cache = Some((pid, start));
+            (pid, start)
+        }
+    }
+}
+
+/// Field 22 of `/proc/PID/stat` (start time, clock ticks after boot); `None` when there is no
+/// such process. The command name (field 2) may hold spaces and parentheses: parse after the
+/// last `)`.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    // rest starts with field 3 (state); field 22 is the 20th after it.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Who made a leaf, from its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct LeafOwner {
+    pub pid: i32,
+    /// The owner's start time; `None` for names from before it was recorded (`call-<pid>-<n>`).
+    pub start: Option<u64>,
+}
+
+/// Parses `call-<pid>-<start>-<n>`, `caller-<pid>-<start>` and the older `call-<pid>-<n>`.
+pub(super) fn leaf_owner(name: &str) -> Option<LeafOwner> {
+    let number = |s: &str| s.parse::<u64>().ok();
+    if let Some(rest) = name.strip_prefix("caller-") {
+        let (pid, start) = rest.split_once('-')?;
+        return Some(LeafOwner {
+            pid: pid.parse().ok()?,
+            start: Some(number(start)?),
+        });
+    }
+    let parts: Vec<&str> = name.strip_prefix("call-")?.split('-').collect();
+    match parts[..] {
+        [pid, start, n] => {
+            number(n)?;
+            Some(LeafOwner {
+                pid: pid.parse().ok()?,
+                start: Some(number(start)?),
+            })
+        }
+        [pid, n] => {
+            number(n)?;
+            Some(LeafOwner {
+                pid: pid.parse().ok()?,
+                start: None,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Whether the process that made a leaf is provably gone: no process has its pid, or the one
+/// that has it started at another time (the pid was reused). An old-style name without a start
+/// time proves nothing while its pid lives.
+pub(super) fn leaf_owner_is_dead(owner: LeafOwner) -> bool {
+    match (start_time(owner.pid), owner.start) {
+        (None, _) => !pid_exists(owner.pid),
+        (Some(now), Some(then)) => now != then,
+        (Some(_), None) => false,
+    }
 }
 
 pub(super) fn cg_err(path: &Path, source: io::Error) -> Error {
@@ -250,18 +336,11 @@ pub(super) fn remove_tree(dir: &Path) -> Result<(), Error> {
     }
 }
 
-fn pid_alive(pid: i32) -> bool {
+/// Whether any process has `pid` (one we may not signal counts: EPERM).
+fn pid_exists(pid: i32) -> bool {
     // SAFETY: signal 0 only checks for existence and permission.
     let r = unsafe { libc::kill(pid, 0) };
     r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
-/// Parses `call-<pid>-<n>` into the supervisor pid.
-pub(super) fn leaf_owner(name: &str) -> Option<i32> {
-    let rest = name.strip_prefix("call-")?;
-    let (pid, n) = rest.split_once('-')?;
-    n.parse::<u64>().ok()?;
-    pid.parse().ok()
 }
 
 /// Kills every process in the cgroup `leaf` and below and removes it, from any process (a guard
@@ -283,21 +362,25 @@ pub(crate) fn empty_and_remove(leaf: &Path) -> Result<(), Error> {
     remove_tree(leaf)
 }
 
-/// Empties and removes the leaves under `parent` whose supervisor process is gone.
+/// Empties and removes the call leaves under `parent` whose supervisor is provably dead, and
+/// removes the empty caller leaves (`delegation.rs`) of dead callers. A caller leaf is never
+/// emptied by force: the caller's other processes may still live there.
 pub(super) fn remove_stale_leaves(parent: &Path) {
-    let me = rustix::process::getpid().as_raw_nonzero().get();
     for leaf in subdirs(parent) {
-        let Some(owner) = leaf
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(leaf_owner)
-        else {
+        let Some(name) = leaf.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
-        if owner == me || pid_alive(owner) {
+        let Some(owner) = leaf_owner(name) else {
+            continue;
+        };
+        if !leaf_owner_is_dead(owner) {
             continue;
         }
-        let _ = empty_and_remove(&leaf);
+        if name.starts_with("caller-") {
+            let _ = std::fs::remove_dir(&leaf);
+        } else {
+            let _ = empty_and_remove(&leaf);
+        }
     }
 }
 
@@ -306,14 +389,55 @@ mod tests {
     use super::*;
 
     #[test]
-    fn leaf_names_carry_the_supervisor_pid_and_are_unique() {
+    fn leaf_names_carry_the_supervisor_pid_and_start_time_and_are_unique() {
         let a = leaf_name();
         let b = leaf_name();
         assert_ne!(a, b);
         let me = rustix::process::getpid().as_raw_nonzero().get();
-        assert_eq!(leaf_owner(&a), Some(me));
+        let owner = leaf_owner(&a).unwrap();
+        assert_eq!(owner.pid, me);
+        assert_eq!(owner.start, start_time(me));
+        assert!(owner.start.is_some_and(|s| s > 0), "{a}");
+        assert!(!leaf_owner_is_dead(owner), "{a}: we are alive");
         assert_eq!(leaf_owner("call-12-x"), None);
+        assert_eq!(leaf_owner("call-12-5-6-7"), None);
         assert_eq!(leaf_owner("pynisher"), None);
+        assert_eq!(
+            leaf_owner("call-12-7"),
+            Some(LeafOwner {
+                pid: 12,
+                start: None
+            })
+        );
+        assert_eq!(
+            leaf_owner(&caller_leaf_name()),
+            Some(LeafOwner {
+                pid: me,
+                start: start_time(me)
+            })
+        );
+    }
+
+    #[test]
+    fn a_leaf_of_an_earlier_process_with_our_pid_is_provably_dead() {
+        let me = rustix::process::getpid().as_raw_nonzero().get();
+        let start = start_time(me).unwrap();
+        // Our pid, another start time: a process that had our pid before us.
+        let earlier = LeafOwner {
+            pid: me,
+            start: Some(start - 1),
+        };
+        assert!(leaf_owner_is_dead(earlier));
+        // An old-style name proves nothing while its pid lives.
+        assert!(!leaf_owner_is_dead(LeafOwner {
+            pid: me,
+            start: None
+        }));
+        // No process has pid 4194304 + 1 (above PID_MAX_LIMIT).
+        assert!(leaf_owner_is_dead(LeafOwner {
+            pid: 4_194_305,
+            start: None
+        }));
     }
 
     #[test]

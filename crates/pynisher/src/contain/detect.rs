@@ -4,14 +4,17 @@
 //!
 //! Our own cgroup is read from `/proc/self/cgroup` (one line per v1 hierarchy, `0::` for v2) and
 //! located under its mount point from `/proc/self/mountinfo`. Leaves are created as
-//! `<own cgroup>/pynisher/call-<supervisor pid>-<counter>`. The first time a process uses a
-//! hierarchy, leaves whose supervisor is dead are emptied (SIGKILL) and removed, so a crashed
+//! `<own cgroup>/pynisher/call-<supervisor pid>-<supervisor start time>-<counter>` (cgroup v2:
+//! `delegation.rs` says how the controllers reach them, and when the caller moves). The first
+//! time a process uses a hierarchy, leaves whose supervisor is provably dead (no process with its
+//! pid, or one that started at another time) are emptied (SIGKILL) and removed, so a crashed
 //! caller's leftovers do not accumulate.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use super::cgroupfs::{leaf_name, remove_stale_leaves};
+use super::delegation::{self, is_writable, read_words, LeafParent};
 
 // cgroup is the call's leaf, not its parent's cgroup).
 
@@ -34,6 +37,9 @@ pub(super) struct V2Env {
     pub has_pids: bool,
     /// Whether `cgroup.kill` exists (kernel 5.14+).
     pub has_kill: bool,
+    /// What detection did or could not do (a caller moved, controllers not handed down), for
+    /// every call's outcome.
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -79,10 +85,15 @@ fn detect(pid: i32, own_text: String) -> Environment {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mounts = parse_mountinfo(&mounts);
     let own = parse_proc_cgroup(&own_text);
+    let v1 = detect_v1(&own, &mounts);
+    let v2 = detect_v2(&own, &mounts);
+    // Detection may have moved this process into a caller leaf (`delegation.rs`): remember where
+    // it is now, so that a forked child that stays there reuses these findings.
+    let own_text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or(own_text);
     Environment {
         pid,
-        v1: detect_v1(&own, &mounts),
-        v2: detect_v2(&own, &mounts),
+        v1,
+        v2,
         own: own_text,
     }
 }
@@ -177,10 +188,6 @@ fn dir_in_mount(m: &Mount, path: &str) -> Option<PathBuf> {
     })
 }
 
-fn is_writable(path: &Path) -> bool {
-    rustix::fs::access(path, rustix::fs::Access::WRITE_OK).is_ok()
-}
-
 fn detect_v1(own: &[(u32, Vec<String>, String)], mounts: &[Mount]) -> Result<V1Env, String> {
     if !rustix::process::geteuid().is_root() {
         return Err("cgroup v1 leaves need root".into());
@@ -222,16 +229,25 @@ fn detect_v1(own: &[(u32, Vec<String>, String)], mounts: &[Mount]) -> Result<V1E
     })
 }
 
+const NOT_IN_V2: &str = "this process is in no cgroup v2 hierarchy";
+const NO_V2_MOUNT: &str = "no cgroup v2 hierarchy is mounted here";
+
+/// Whether a v2 detection failure is about a hierarchy that exists (worth a note when Auto
+/// passes it over), not about the absence of one.
+pub(super) fn v2_present(reason: &str) -> bool {
+    reason != NOT_IN_V2 && reason != NO_V2_MOUNT
+}
+
 fn detect_v2(own: &[(u32, Vec<String>, String)], mounts: &[Mount]) -> Result<V2Env, String> {
     let (_, _, path) = own
         .iter()
         .find(|(id, c, _)| *id == 0 && c.is_empty())
-        .ok_or("this process is in no cgroup v2 hierarchy")?;
+        .ok_or(NOT_IN_V2)?;
     let base = mounts
         .iter()
         .filter(|m| m.fstype == "cgroup2")
         .find_map(|m| dir_in_mount(m, path))
-        .ok_or("no cgroup v2 hierarchy is mounted here")?;
+        .ok_or(NO_V2_MOUNT)?;
     // Moving the child from our cgroup into a leaf below it needs write access to the common
     // ancestor's cgroup.procs (the cgroup v2 delegation rule).
     if !is_writable(&base.join("cgroup.procs")) {
@@ -240,58 +256,33 @@ fn detect_v2(own: &[(u32, Vec<String>, String)], mounts: &[Mount]) -> Result<V2E
             base.join("cgroup.procs").display()
         ));
     }
-    let parent = base.join("pynisher");
-    std::fs::create_dir_all(&parent)
-        .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-    // Hand memory and pids down to the leaves when our own cgroup has them. Enabling them in our
-    // own cgroup fails (EBUSY) when it holds processes and is not the root: the "no internal
-    // processes" rule. We do not move the caller to make room; the leaves then go without.
-    let available = read_words(&base.join("cgroup.controllers"));
-    let wanted: Vec<&str> = ["memory", "pids"]
-        .into_iter()
-        .filter(|c| available.iter().any(|a| a == c))
-        .collect();
-    for dir in [&base, &parent] {
-        let enabled = read_words(&dir.join("cgroup.subtree_control"));
-        for c in &wanted {
-            if !enabled.iter().any(|e| e == c) {
-                let _ = std::fs::write(dir.join("cgroup.subtree_control"), format!("+{c}"));
-            }
-        }
-    }
+    let LeafParent { dir: parent, notes } = delegation::prepare(&base)?;
     let enabled = read_words(&parent.join("cgroup.subtree_control"));
     let has = |c: &str| enabled.iter().any(|e| e == c);
-    let env = V2Env {
-        has_memory: has("memory"),
-        has_pids: has("pids"),
-        has_kill: true,
+    let (has_memory, has_pids) = (has("memory"), has("pids"));
+    remove_stale_leaves(&parent);
+    // Probe a leaf of our own: cgroup.kill only shows in non-root cgroups, and a leaf that is not
+    // a plain `domain` (below a threaded cgroup) would refuse our processes at spawn time.
+    let probe = parent.join(leaf_name());
+    std::fs::create_dir(&probe)
+        .map_err(|e| format!("cannot create a leaf in {}: {e}", parent.display()))?;
+    let kind = std::fs::read_to_string(probe.join("cgroup.type")).unwrap_or_default();
+    let has_kill = probe.join("cgroup.kill").exists();
+    let _ = std::fs::remove_dir(&probe);
+    if kind.trim() != "domain" {
+        return Err(format!(
+            "a leaf in {} would be a `{}` cgroup and could not hold processes",
+            parent.display(),
+            kind.trim()
+        ));
+    }
+    Ok(V2Env {
         parent,
-    };
-    remove_stale_leaves(&env.parent);
-    // cgroup.kill only shows in non-root cgroups, so probe it on a leaf of our own.
-    let probe = env.parent.join(leaf_name());
-    let has_kill = match std::fs::create_dir(&probe) {
-        Ok(()) => {
-            let k = probe.join("cgroup.kill").exists();
-            let _ = std::fs::remove_dir(&probe);
-            k
-        }
-        Err(e) => {
-            return Err(format!(
-                "cannot create a leaf in {}: {e}",
-                env.parent.display()
-            ))
-        }
-    };
-    Ok(V2Env { has_kill, ..env })
-}
-
-fn read_words(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect()
+        has_memory,
+        has_pids,
+        has_kill,
+        notes,
+    })
 }
 
 #[cfg(test)]

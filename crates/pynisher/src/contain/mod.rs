@@ -1,15 +1,18 @@
 //! Containment backends: where the processes of a call live, how they are measured and killed.
 //!
 //! Dependencies run one way: `select` (the Auto rule) → the backends (`cgroup_v1`, `cgroup_v2`,
-//! `process_group`) → `detect` (what this machine offers) and `cgroupfs` (cgroup file I/O and the
-//! leaf lifecycle); `backend` defines the trait they all implement.
+//! `process_group`) → `detect` (what this machine offers; `delegation` decides where v2 leaves
+//! go) and `cgroupfs` (cgroup file I/O and the leaf lifecycle); `backend` defines the trait they
+//! all implement.
 
 mod backend;
 mod cgroup_v1;
 mod cgroup_v2;
 mod cgroupfs;
+mod delegation;
 mod detect;
 mod emergency;
+mod passed_over;
 mod process_group;
 mod select;
 #[cfg(test)]

@@ -29,7 +29,8 @@
 
 use super::cgroup_v1::CgroupV1Container;
 use super::cgroup_v2::CgroupV2Container;
-use super::detect::environment;
+use super::detect::{environment, v2_present};
+use super::passed_over::PassedOver;
 use super::process_group::ProcessGroupContainer;
 use super::CallContainer;
 use crate::{Backend, Error, Limits, MemoryLimitKind};
@@ -128,19 +129,31 @@ pub(crate) fn open(limits: &Limits) -> Result<Box<dyn CallContainer>, Error> {
             open_process_group(limits)
         }
         Backend::Auto => {
-            // Failures of a cgroup step fall through to the next step: the outcome reports which
-            // containment was used, so a weaker one is never passed off as a stronger one.
-            if let Ok(v2) = &env.v2 {
-                let has_needed = (!need_memory || v2.has_memory) && (!need_pids || v2.has_pids);
-                if has_needed && (v2.has_memory || env.v1.is_err()) {
-                    if let Ok(c) = CgroupV2Container::open(v2, limits) {
-                        return Ok(Box::new(c));
+            // A cgroup step that fails falls through to the next one, and the reason goes into
+            // the outcome's notes: a weaker containment is never passed off as a stronger one,
+            // and never chosen without a word.
+            let mut passed_over = Vec::new();
+            match &env.v2 {
+                Ok(v2) => {
+                    let has_needed = (!need_memory || v2.has_memory) && (!need_pids || v2.has_pids);
+                    if has_needed && (v2.has_memory || env.v1.is_err()) {
+                        match CgroupV2Container::open(v2, limits) {
+                            Ok(c) => return Ok(Box::new(c)),
+                            Err(e) => {
+                                passed_over.push(format!("cgroup v2 not used: {}", chain(&e)))
+                            }
+                        }
                     }
                 }
+                Err(reason) if v2_present(reason) => {
+                    passed_over.push(format!("cgroup v2 not used: {reason}"));
+                }
+                Err(_) => {}
             }
             if let Ok(v1) = &env.v1 {
-                if let Ok(c) = CgroupV1Container::open(v1, limits) {
-                    return Ok(Box::new(c));
+                match CgroupV1Container::open(v1, limits) {
+                    Ok(c) => return Ok(noted(Box::new(c), passed_over)),
+                    Err(e) => passed_over.push(format!("cgroup v1 not used: {}", chain(&e))),
                 }
             }
             if must_enforce_memory {
@@ -152,22 +165,54 @@ pub(crate) fn open(limits: &Limits) -> Result<Box<dyn CallContainer>, Error> {
                             v2.parent.display()
                         )
                     }
-                    _ => "no cgroup leaf could be created".to_string(),
+                    _ => format!(
+                        "no cgroup leaf could be created ({})",
+                        passed_over.join("; ")
+                    ),
                 };
                 return Err(no_resident(Backend::Auto, &why));
             }
             if let Ok(v2) = &env.v2 {
-                if let Ok(c) = CgroupV2Container::open(v2, limits) {
-                    return Ok(Box::new(c));
+                if !v2.has_memory {
+                    match CgroupV2Container::open(v2, limits) {
+                        Ok(c) => return Ok(noted(Box::new(c), passed_over)),
+                        Err(e) => passed_over.push(format!("cgroup v2 not used: {}", chain(&e))),
+                    }
                 }
             }
-            open_process_group(limits)
+            Ok(noted(open_process_group(limits)?, passed_over))
         }
     }
 }
 
 fn open_process_group(limits: &Limits) -> Result<Box<dyn CallContainer>, Error> {
     Ok(Box::new(ProcessGroupContainer::new(limits)?))
+}
+
+/// An error with its causes, for a note.
+fn chain(e: &Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let cause = s.to_string();
+        if !text.contains(&cause) {
+            text = format!("{text}: {cause}");
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// Adds to `inner`'s notes why Auto passed over stronger backends.
+fn noted(inner: Box<dyn CallContainer>, passed_over: Vec<String>) -> Box<dyn CallContainer> {
+    if passed_over.is_empty() {
+        inner
+    } else {
+        Box::new(PassedOver {
+            inner,
+            notes: passed_over,
+        })
+    }
 }
 
 #[cfg(test)]

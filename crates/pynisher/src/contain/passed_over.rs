@@ -1,0 +1,64 @@
+//! A container that also says why Auto passed over stronger backends (`select.rs`): every call
+//! goes to the wrapped container; only the notes in [`CallContainer::containment`] grow.
+
+use std::os::fd::BorrowedFd;
+use std::path::PathBuf;
+
+use super::{CallContainer, Sample};
+use crate::{Containment, CpuTime, Error};
+
+pub(super) struct PassedOver {
+    pub inner: Box<dyn CallContainer>,
+    /// One line per backend passed over, with the reason.
+    pub notes: Vec<String>,
+}
+
+impl CallContainer for PassedOver {
+    fn containment(&self) -> Containment {
+        let mut c = self.inner.containment();
+        c.guarantees.notes.extend(self.notes.iter().cloned());
+        c
+    }
+    fn enforces_memory(&self) -> bool {
+        self.inner.enforces_memory()
+    }
+    fn enforces_processes(&self) -> bool {
+        self.inner.enforces_processes()
+    }
+    fn adopt(&mut self, pid: i32) -> Result<(), Error> {
+        self.inner.adopt(pid)
+    }
+    fn birth_cgroup(&self) -> Option<BorrowedFd<'_>> {
+        self.inner.birth_cgroup()
+    }
+    fn self_join_files(&self) -> Vec<PathBuf> {
+        self.inner.self_join_files()
+    }
+    fn child_waits_for_adoption(&self) -> bool {
+        self.inner.child_waits_for_adoption()
+    }
+    fn sample(&mut self, main: i32) -> Sample {
+        self.inner.sample(main)
+    }
+    fn memory_peak(&mut self) -> Option<u64> {
+        self.inner.memory_peak()
+    }
+    fn oom_kills(&mut self) -> u64 {
+        self.inner.oom_kills()
+    }
+    fn processes_refused(&mut self) -> u64 {
+        self.inner.processes_refused()
+    }
+    fn signal_all(&mut self, signal: i32) {
+        self.inner.signal_all(signal)
+    }
+    fn kill_all(&mut self, main: i32) -> Result<u64, Error> {
+        self.inner.kill_all(main)
+    }
+    fn final_cpu(&mut self) -> Option<CpuTime> {
+        self.inner.final_cpu()
+    }
+    fn close(&mut self) -> Result<(), Error> {
+        self.inner.close()
+    }
+}
