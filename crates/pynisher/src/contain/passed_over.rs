@@ -4,7 +4,7 @@
 use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 
-use super::{CallContainer, Sample};
+use super::{CallContainer, Remains, Sample};
 use crate::{Containment, CpuTime, Error};
 
 pub(super) struct PassedOver {
@@ -36,6 +36,9 @@ impl CallContainer for PassedOver {
     }
     fn child_waits_for_adoption(&self) -> bool {
         self.inner.child_waits_for_adoption()
+    }
+    fn remains(&self) -> Remains {
+        self.inner.remains()
     }
     fn sample(&mut self, main: i32) -> Sample {
         self.inner.sample(main)

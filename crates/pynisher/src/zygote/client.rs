@@ -67,6 +67,11 @@ pub fn init() -> Result<(), Error> {
         None,
     )
     .map_err(|e| Error::sys("creating the zygote socket", e))?;
+    // Detect the cgroup environment in the caller, before the zygote exists: a caller alone in a
+    // delegated cgroup v2 may then move into a leaf of its own to get controllers for its calls
+    // (docs/cgroups.md), which it cannot once the zygote shares its cgroup. The zygote inherits
+    // the findings.
+    let _ = crate::available_backends();
     let parent = rustix::process::getpid();
     // SAFETY: the process has a single thread (checked above; no other can appear meanwhile), so
     // the child is a complete copy and may run ordinary code.
