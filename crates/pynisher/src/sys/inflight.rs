@@ -35,18 +35,35 @@ fn stale(value: u64) -> bool {
     inode_of(fd).is_none_or(|ino| pack(fd, ino) != value)
 }
 
-/// Records a freshly created pipe end (reusing a free or stale slot).
+/// Records a freshly created pipe end. A slot holding the same descriptor number is stale by
+/// definition (the number now names this pipe), so it is reused without a look at the file: a
+/// call's pipes reuse the numbers of the previous call's, and recording costs one `fstat` per
+/// pipe end instead of one per recorded slot. Only when no slot is free or of the same number
+/// are the others checked for staleness.
 pub(crate) fn record(fd: &OwnedFd) {
     let raw = fd.as_raw_fd();
     let Some(ino) = inode_of(raw) else { return };
     let value = pack(raw, ino);
+    let claim = |slot: &AtomicU64, current: u64| {
+        slot.compare_exchange(current, value, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    };
+    let mut free = None;
     for slot in &RECORDED {
         let current = slot.load(Ordering::Relaxed);
-        if (current == 0 || stale(current))
-            && slot
-                .compare_exchange(current, value, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
+        if current != 0 && (current >> 32) as i32 == raw && claim(slot, current) {
+            return;
+        }
+        if current == 0 && free.is_none() {
+            free = Some(slot);
+        }
+    }
+    if free.is_some_and(|slot| claim(slot, 0)) {
+        return;
+    }
+    for slot in &RECORDED {
+        let current = slot.load(Ordering::Relaxed);
+        if (current == 0 || stale(current)) && claim(slot, current) {
             return;
         }
     }

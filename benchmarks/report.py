@@ -1,0 +1,461 @@
+#!/usr/bin/env python3
+"""The benchmark report: measures pynisher beside its peers and draws the figures of
+``docs/benchmarks.md`` (PNG, matplotlib).
+
+Figures (each names the machine, the date and this command):
+
+1. ``latency.png``   per-call latency of a trivial function per start method, this pynisher
+   against upstream pynisher 1.0.10, pebble, loky, ``multiprocessing.Pool`` and the bare
+   ``os.fork`` + pipe + ``waitpid`` floor;
+2. ``caller_rss.png`` latency versus the caller's resident memory (50 MiB ... 2 GiB);
+3. ``overshoot.png`` how long after a 0.5 s wall-time limit the CLI returns, against GNU
+   ``timeout``; and the CLI's start-up cost over ``timeout``;
+4. ``throughput.png`` calls per second from 1, 2 and 4 threads of one caller, and from 2 callers.
+
+Every measurement runs in a fresh interpreter (``--inner``), as in ``python_bench.py``, whose
+helpers it uses. Run from the repository root after ``bash scripts/dev-env.sh`` and
+``cargo build --release -p pynisher-cli``::
+
+    .venv/bin/python benchmarks/report.py            # about 10 minutes on 2 cores
+    .venv/bin/python benchmarks/report.py --quick    # fewer repetitions, for a try
+
+It installs what it needs and the project does not (matplotlib, pebble, loky) into the running
+interpreter's environment, and upstream pynisher into ``.venv-upstream`` (``python_bench.py``).
+Numbers go to ``docs/img/benchmarks.json``, figures to ``docs/img/*.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+OUT = ROOT / "docs" / "img"
+sys.path.insert(0, str(HERE))
+
+import python_bench as pb  # noqa: E402
+
+PEER_PACKAGES = {"matplotlib": "matplotlib==3.11.2", "pebble": "pebble==5.2.3", "loky": "loky==3.7.0"}
+RERUN = ".venv/bin/python benchmarks/report.py"
+LIMITS = {"wall_time": 10, "memory": (2, "GB")}
+
+
+# ------------------------------------------------------------------------------------------
+# Inner measurements (fresh interpreter each)
+# ------------------------------------------------------------------------------------------
+
+
+def _limited(context):
+    import pynisher
+    import _bench_target
+
+    return pynisher.limit(_bench_target.trivial, context=context, **LIMITS)
+
+
+def _peer_call(peer):
+    import _bench_target
+
+    trivial = _bench_target.trivial
+    if peer == "pebble_process":
+        from pebble import concurrent
+
+        call_once = concurrent.process(timeout=10)(trivial)
+        return lambda: call_once().result(), None
+    if peer == "pebble_pool":
+        from pebble import ProcessPool
+
+        pool = ProcessPool(max_workers=1)
+        return lambda: pool.schedule(trivial, timeout=10).result(), pool.stop
+    if peer == "loky":
+        from loky import get_reusable_executor
+
+        executor = get_reusable_executor(max_workers=1)
+        return lambda: executor.submit(trivial).result(), None
+    if peer == "mp_pool":
+        import multiprocessing
+
+        pool = multiprocessing.get_context("fork").Pool(1)
+        return lambda: pool.apply(trivial), pool.terminate
+    raise SystemExit(f"unknown peer {peer}")
+
+
+def inner_latency(kind, name, n, hold_mib):
+    held = pb._hold_memory(hold_mib)  # noqa: F841
+    if kind == "pynisher":
+        call, stop = _limited(name), None
+    elif kind == "peer":
+        call, stop = _peer_call(name)
+    elif kind == "bare":
+        return pb.inner_bare_fork(n, hold_mib)
+    else:
+        raise SystemExit(f"unknown kind {kind}")
+    try:
+        return pb._time_calls(call, n)
+    finally:
+        if stop:
+            stop()
+
+
+def inner_paired(context, n, hold_mib):
+    """This pynisher and the bare fork floor, call by call in one caller: the ratio column."""
+    held = pb._hold_memory(hold_mib)  # noqa: F841
+    limited = _limited(context)
+
+    def bare():
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.write(w, b"4")
+            os._exit(0)
+        os.close(w)
+        os.read(r, 1)
+        os.close(r)
+        os.waitpid(pid, 0)
+
+    for _ in range(5):
+        limited()
+        bare()
+    ours, floor = [], []
+    for _ in range(n):
+        t = time.perf_counter()
+        limited()
+        ours.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        bare()
+        floor.append(time.perf_counter() - t)
+    return {"ours": pb._stats(ours), "bare": pb._stats(floor)}
+
+
+def inner_throughput(context, threads, seconds, start_at):
+    limited = _limited(context)
+    limited()  # warm: the forkserver starts, imports are done
+    counts = [0] * threads
+    stop = threading.Event()
+
+    def work(i):
+        while not stop.is_set():
+            assert limited() == 42
+            counts[i] += 1
+
+    while time.time() < start_at:  # callers in other processes start together
+        time.sleep(0.001)
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    t = time.perf_counter()
+    for w in workers:
+        w.start()
+    time.sleep(seconds)
+    stop.set()
+    for w in workers:
+        w.join()
+    return {"calls": sum(counts), "seconds": time.perf_counter() - t}
+
+
+def inner_main(argv):
+    what = argv[0]
+    if what == "latency":
+        result = inner_latency(argv[1], argv[2], int(argv[3]), int(argv[4]))
+    elif what == "paired":
+        result = inner_paired(argv[1], int(argv[2]), int(argv[3]))
+    elif what == "throughput":
+        result = inner_throughput(argv[1], int(argv[2]), float(argv[3]), float(argv[4]))
+    else:
+        raise SystemExit(f"unknown measurement {what}")
+    print(json.dumps(result))
+
+
+def run_inner(python, *args):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    done = subprocess.run(
+        [str(python), str(Path(__file__).resolve()), "--inner", *map(str, args)],
+        capture_output=True, text=True, env=env, cwd=str(HERE), timeout=900,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{python} {args} failed:\n{done.stdout}\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------------------------
+# Outer driver
+# ------------------------------------------------------------------------------------------
+
+
+def ensure_packages():
+    missing = []
+    for module, spec in PEER_PACKAGES.items():
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(spec)
+    if missing:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", *missing], check=True)
+
+
+def machine():
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": model,
+        "memory_gib": round(mem, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def best(python, rounds, *args):
+    results = [run_inner(python, *args) for _ in range(rounds)]
+    key = (lambda r: r["median_ms"]) if "median_ms" in results[0] else (lambda r: r["ours"]["median_ms"])
+    return min(results, key=key)
+
+
+def measure_latency(ours, upstream, n, rounds):
+    rows = {}
+    for ctx in pb.CONTEXTS:
+        k = max(10, n // 5) if ctx == "spawn" else n
+        rows[f"pynisher {ctx}"] = best(ours, rounds, "latency", "pynisher", ctx, k, 0)
+        rows[f"upstream 1.0.10 {ctx}"] = best(upstream, rounds, "latency", "pynisher", ctx, max(10, k // 4), 0)
+    for peer, label in [("pebble_process", "pebble concurrent.process"), ("pebble_pool", "pebble ProcessPool"),
+                        ("loky", "loky reusable executor"), ("mp_pool", "multiprocessing.Pool(1)")]:
+        rows[label] = best(ours, rounds, "latency", "peer", peer, n, 0)
+    rows["bare os.fork + pipe + waitpid"] = best(ours, rounds, "latency", "bare", "-", n, 0)
+    paired = {ctx: best(ours, rounds, "paired", ctx, n, 0) for ctx in ("fork", "forkserver")}
+    return {"rows": rows, "paired": paired}
+
+
+def measure_rss(ours, upstream, n, sizes):
+    out = {}
+    for mib in sizes:
+        out[mib] = {
+            "pynisher forkserver": run_inner(ours, "latency", "pynisher", "forkserver", n, mib),
+            "pynisher fork": run_inner(ours, "latency", "pynisher", "fork", max(10, n // 2), mib),
+            "upstream 1.0.10 fork": run_inner(upstream, "latency", "pynisher", "fork", 10, mib),
+            "bare os.fork": run_inner(ours, "latency", "bare", "-", max(10, n // 2), mib),
+        }
+    return out
+
+
+def cli_binary():
+    for profile in ("release", "debug"):
+        path = ROOT / "target" / profile / "pynisher"
+        if path.exists():
+            return path
+    raise SystemExit("build the CLI first: cargo build --release -p pynisher-cli")
+
+
+def _time_run(argv):
+    t = time.perf_counter()
+    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def measure_cli(reps, startup_reps, backend):
+    cli = str(cli_binary())
+    sleep = shutil.which("sleep")
+    true = shutil.which("true")
+    limit = 0.5
+    overshoot = {"pynisher": [], "GNU timeout": []}
+    for _ in range(reps):  # interleaved: both see the same machine
+        overshoot["pynisher"].append(_time_run([cli, "--backend", backend, "--wall-time", str(limit), "--", sleep, "5"]) - limit)
+        overshoot["GNU timeout"].append(_time_run(["timeout", str(limit), sleep, "5"]) - limit)
+    startup = {"pynisher": [], "GNU timeout": []}
+    for _ in range(startup_reps):
+        startup["pynisher"].append(_time_run([cli, "--backend", backend, "--wall-time", "10", "--", true]))
+        startup["GNU timeout"].append(_time_run(["timeout", "10", true]))
+    return {"backend": backend, "limit_s": limit, "overshoot_s": overshoot, "startup_s": startup}
+
+
+def measure_throughput(ours, seconds):
+    out = {}
+    for ctx in ("forkserver", "fork"):
+        row = {}
+        for threads in (1, 2, 4):
+            r = run_inner(ours, "throughput", ctx, threads, seconds, 0)
+            row[f"{threads} thread{'s' if threads > 1 else ''}"] = r["calls"] / r["seconds"]
+        start_at = time.time() + 3.0  # both callers start, warm up, then go together
+        env = dict(os.environ, PYTHONPATH=str(HERE))
+        procs = [subprocess.Popen([str(ours), str(Path(__file__).resolve()), "--inner", "throughput", ctx, "1",
+                                   str(seconds), str(start_at)], stdout=subprocess.PIPE, text=True, cwd=str(HERE), env=env)
+                 for _ in range(2)]
+        results = [json.loads(p.communicate(timeout=300)[0].strip().splitlines()[-1]) for p in procs]
+        row["2 processes"] = sum(r["calls"] / r["seconds"] for r in results)
+        out[ctx] = row
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# Figures
+# ------------------------------------------------------------------------------------------
+
+
+def footer(fig, info):
+    fig.text(0.01, 0.01, f"{info['cpus']} CPUs ({info['cpu']}), {info['memory_gib']} GiB, Linux {info['kernel']}, "
+             f"Python {info['python']}; measured {info['date']}, load avg {info['load']:.1f}.  Re-run: {RERUN}",
+             fontsize=7, color="#555555")
+
+
+def plot_all(data, info):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    OUT.mkdir(parents=True, exist_ok=True)
+
+    # 1. latency per method
+    rows = data["latency"]["rows"]
+    names = sorted(rows, key=lambda k: rows[k]["median_ms"])
+    med = [rows[k]["median_ms"] for k in names]
+    lo = [rows[k]["median_ms"] - rows[k]["p10_ms"] for k in names]
+    hi = [rows[k]["p90_ms"] - rows[k]["median_ms"] for k in names]
+    colors = ["#1f77b4" if k.startswith("pynisher") else "#7f7f7f" if k.startswith("bare") else
+              "#d62728" if k.startswith("upstream") else "#2ca02c" for k in names]
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    ax.barh(names, med, xerr=[lo, hi], color=colors, capsize=2)
+    ax.set_xscale("log")
+    ax.set_xlabel("ms per call (median, whiskers p10-p90; log scale)")
+    ax.set_title("Per-call latency of a trivial function (pynisher: wall_time and memory set)")
+    for y, m in enumerate(med):
+        ax.text(m * 1.08, y, f"{m:.2f} ms", va="center", fontsize=8)
+    ax.text(0.99, 0.02, "blue: pynisher; red: upstream pynisher 1.0.10;\ngreen: pools/peers (no limits); grey: floor",
+            transform=ax.transAxes, ha="right", va="bottom", fontsize=8)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    footer(fig, info)
+    fig.savefig(OUT / "latency.png", dpi=110)
+    plt.close(fig)
+
+    # 2. latency vs caller RSS
+    rss = data["caller_rss"]
+    sizes = sorted(int(s) for s in rss)
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for series, style in [("pynisher forkserver", "o-"), ("pynisher fork", "s-"),
+                          ("upstream 1.0.10 fork", "^--"), ("bare os.fork", "x:")]:
+        ax.plot(sizes, [rss[str(s) if str(s) in rss else s][series]["median_ms"] for s in sizes], style, label=series)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(sizes, [f"{s} MiB" if s < 1024 else f"{s / 1024:g} GiB" for s in sizes])
+    ax.set_xlabel("caller's resident memory")
+    ax.set_ylabel("ms per call (median, log scale)")
+    ax.set_title("Latency versus the caller's size: forking the caller grows with it")
+    ax.legend()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    footer(fig, info)
+    fig.savefig(OUT / "caller_rss.png", dpi=110)
+    plt.close(fig)
+
+    # 3. wall-limit overshoot
+    cli = data["cli"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.8))
+    for name, values in cli["overshoot_s"].items():
+        ms = sorted(v * 1e3 for v in values)
+        ax1.plot(ms, [(i + 1) / len(ms) for i in range(len(ms))], drawstyle="steps-post", label=name)
+    ax1.set_xlabel(f"ms past the {cli['limit_s']} s wall-time limit")
+    ax1.set_ylabel("fraction of runs (CDF)")
+    ax1.set_title("sleep 5 under a 0.5 s wall limit")
+    ax1.legend()
+    starts = {k: [v * 1e3 for v in vals] for k, vals in cli["startup_s"].items()}
+    ax2.boxplot(list(starts.values()), showfliers=False)
+    ax2.set_xticks(range(1, len(starts) + 1), list(starts))
+    ax2.set_ylabel("ms for `true` (start to exit)")
+    ax2.set_title(f"start-up: pynisher (backend {cli['backend']}) vs timeout")
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    footer(fig, info)
+    fig.savefig(OUT / "overshoot.png", dpi=110)
+    plt.close(fig)
+
+    # 4. throughput
+    tp = data["throughput"]
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    groups = list(next(iter(tp.values())))
+    width = 0.8 / len(tp)
+    for i, (ctx, row) in enumerate(tp.items()):
+        xs = [g + i * width for g in range(len(groups))]
+        ax.bar(xs, [row[g] for g in groups], width, label=f"context={ctx}")
+        for x, g in zip(xs, groups):
+            ax.text(x, row[g], f"{row[g]:.0f}", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks([g + width * (len(tp) - 1) / 2 for g in range(len(groups))], groups)
+    ax.set_ylabel("limited calls per second")
+    ax.set_title("Throughput: trivial limited calls from threads of one caller, and from 2 callers")
+    ax.legend()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    footer(fig, info)
+    fig.savefig(OUT / "throughput.png", dpi=110)
+    plt.close(fig)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--plot-only", action="store_true", help="redraw from docs/img/benchmarks.json")
+    parser.add_argument("--inner", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.inner:
+        inner_main(args.inner)
+        return
+    if args.plot_only:
+        saved = json.loads((OUT / "benchmarks.json").read_text())
+        plot_all(saved["data"], saved["machine"])
+        return
+    ensure_packages()
+    ours, upstream = pb.ours_python(), pb.ensure_upstream()
+    info = machine()
+    info["load"] = os.getloadavg()[0]
+    n = 60 if args.quick else 200
+    rounds = 1 if args.quick else 3
+    print(f"load average at start: {os.getloadavg()}", flush=True)
+    data = {"latency": measure_latency(ours, upstream, n, rounds)}
+    print("latency done", flush=True)
+    data["caller_rss"] = measure_rss(ours, upstream, n // 2, [50, 256, 1024, 2048])
+    print("caller size done", flush=True)
+    data["cli"] = measure_cli(10 if args.quick else 30, 60 if args.quick else 200, "cgroup1")
+    print("cli done", flush=True)
+    data["throughput"] = measure_throughput(ours, 2.0 if args.quick else 5.0)
+    info["load"] = max(info["load"], os.getloadavg()[0])
+    info["load_end"] = os.getloadavg()
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "benchmarks.json").write_text(json.dumps({"machine": info, "data": data}, indent=1))
+    plot_all(data, info)
+    summarize(data)
+
+
+def summarize(data):
+    rows = data["latency"]["rows"]
+    print(f"\n{'method':<36} {'median':>10} {'p10':>9} {'p90':>9}")
+    for k in sorted(rows, key=lambda k: rows[k]["median_ms"]):
+        r = rows[k]
+        print(f"{k:<36} {r['median_ms']:8.3f} ms {r['p10_ms']:7.3f} {r['p90_ms']:7.3f}")
+    for ctx, p in data["latency"]["paired"].items():
+        print(f"paired {ctx}: ours {p['ours']['median_ms']:.3f} ms, bare fork {p['bare']['median_ms']:.3f} ms, "
+              f"ratio {p['ours']['median_ms'] / p['bare']['median_ms']:.2f}x")
+    cli = data["cli"]
+    s = {k: statistics.median(v) * 1e3 for k, v in cli["startup_s"].items()}
+    o = {k: sorted(v) for k, v in cli["overshoot_s"].items()}
+    print(f"CLI start-up over timeout ({cli['backend']}): +{s['pynisher'] - s['GNU timeout']:.2f} ms "
+          f"(pynisher {s['pynisher']:.2f} ms, timeout {s['GNU timeout']:.2f} ms)")
+    for k, v in o.items():
+        print(f"overshoot {k}: median {statistics.median(v) * 1e3:.2f} ms, p99 {v[int(0.99 * (len(v) - 1))] * 1e3:.2f} ms")
+    for ctx, row in data["throughput"].items():
+        print(f"throughput {ctx}: " + ", ".join(f"{k} {v:.0f}/s" for k, v in row.items()))
+
+
+if __name__ == "__main__":
+    main()
