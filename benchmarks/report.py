@@ -309,7 +309,8 @@ def measure_throughput(ours, seconds):
 
 def footer(fig, info):
     fig.text(0.01, 0.01, f"{info['cpus']} CPUs ({info['cpu']}), {info['memory_gib']} GiB, Linux {info['kernel']}, "
-             f"Python {info['python']}; measured {info['date']}, load avg {info['load']:.1f}.  Re-run: {RERUN}",
+             f"Python {info['python']}; measured {info['date']}, load average {info['load']:.1f}.\n"
+             f"Re-run: {RERUN} (pynisher repository root)",
              fontsize=7, color="#555555")
 
 
@@ -318,6 +319,7 @@ def plot_all(data, info):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     OUT.mkdir(parents=True, exist_ok=True)
 
@@ -334,11 +336,12 @@ def plot_all(data, info):
     ax.set_xscale("log")
     ax.set_xlabel("ms per call (median, whiskers p10-p90; log scale)")
     ax.set_title("Per-call latency of a trivial function (pynisher: wall_time and memory set)")
-    for y, m in enumerate(med):
-        ax.text(m * 1.08, y, f"{m:.2f} ms", va="center", fontsize=8)
+    for y, (m, h) in enumerate(zip(med, hi)):
+        ax.text((m + h) * 1.15, y, f"{m:.2f} ms", va="center", fontsize=8)
+    ax.set_xlim(right=max(m + h for m, h in zip(med, hi)) * 8)
     ax.text(0.99, 0.02, "blue: pynisher; red: upstream pynisher 1.0.10;\ngreen: pools/peers (no limits); grey: floor",
             transform=ax.transAxes, ha="right", va="bottom", fontsize=8)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     footer(fig, info)
     fig.savefig(OUT / "latency.png", dpi=110)
     plt.close(fig)
@@ -353,11 +356,13 @@ def plot_all(data, info):
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xticks(sizes, [f"{s} MiB" if s < 1024 else f"{s / 1024:g} GiB" for s in sizes])
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("caller's resident memory")
     ax.set_ylabel("ms per call (median, log scale)")
     ax.set_title("Latency versus the caller's size: forking the caller grows with it")
     ax.legend()
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     footer(fig, info)
     fig.savefig(OUT / "caller_rss.png", dpi=110)
     plt.close(fig)
@@ -377,7 +382,7 @@ def plot_all(data, info):
     ax2.set_xticks(range(1, len(starts) + 1), list(starts))
     ax2.set_ylabel("ms for `true` (start to exit)")
     ax2.set_title(f"start-up: pynisher (backend {cli['backend']}) vs timeout")
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     footer(fig, info)
     fig.savefig(OUT / "overshoot.png", dpi=110)
     plt.close(fig)
@@ -396,7 +401,7 @@ def plot_all(data, info):
     ax.set_ylabel("limited calls per second")
     ax.set_title("Throughput: trivial limited calls from threads of one caller, and from 2 callers")
     ax.legend()
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     footer(fig, info)
     fig.savefig(OUT / "throughput.png", dpi=110)
     plt.close(fig)
@@ -414,6 +419,7 @@ def main():
     if args.plot_only:
         saved = json.loads((OUT / "benchmarks.json").read_text())
         plot_all(saved["data"], saved["machine"])
+        write_numbers(saved["data"], saved["machine"])
         return
     ensure_packages()
     ours, upstream = pb.ours_python(), pb.ensure_upstream()
@@ -434,7 +440,58 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "benchmarks.json").write_text(json.dumps({"machine": info, "data": data}, indent=1))
     plot_all(data, info)
+    write_numbers(data, info)
     summarize(data)
+
+
+DOC = ROOT / "docs" / "benchmarks.md"
+START, END = "<!-- numbers:start (written by benchmarks/report.py) -->", "<!-- numbers:end -->"
+
+
+def numbers_markdown(data, info):
+    rows = data["latency"]["rows"]
+    bare = rows["bare os.fork + pipe + waitpid"]["median_ms"]
+    lines = [START, "",
+             f"Measured {info['date']} on {info['cpus']} CPUs ({info['cpu']}), {info['memory_gib']} GiB, "
+             f"Linux {info['kernel']}, Python {info['python']}; load average {info['load']:.1f} during the run.", "",
+             "| method | median ms/call | p10 | p90 | ratio to bare fork |", "|---|---:|---:|---:|---:|"]
+    for k in sorted(rows, key=lambda k: rows[k]["median_ms"]):
+        r = rows[k]
+        lines.append(f"| {k} | {r['median_ms']:.3f} | {r['p10_ms']:.3f} | {r['p90_ms']:.3f} | {r['median_ms'] / bare:.2f}x |")
+    lines += ["", "Interleaved call by call with the bare fork in the same caller:", "",
+              "| context | pynisher median ms | bare fork median ms | ratio |", "|---|---:|---:|---:|"]
+    for ctx, p in data["latency"]["paired"].items():
+        lines.append(f"| {ctx} | {p['ours']['median_ms']:.3f} | {p['bare']['median_ms']:.3f} | "
+                     f"{p['ours']['median_ms'] / p['bare']['median_ms']:.2f}x |")
+    rss = data["caller_rss"]
+    sizes = sorted(int(s) for s in rss)
+    series = list(rss[next(iter(rss))])
+    lines += ["", "Caller size (median ms per call):", "",
+              "| caller RSS | " + " | ".join(series) + " |", "|---|" + "---:|" * len(series)]
+    for size in sizes:
+        row = rss[str(size)] if str(size) in rss else rss[size]
+        lines.append(f"| {size} MiB | " + " | ".join(f"{row[k]['median_ms']:.2f}" for k in series) + " |")
+    cli = data["cli"]
+    s = {k: statistics.median(v) * 1e3 for k, v in cli["startup_s"].items()}
+    o = {k: sorted(v) for k, v in cli["overshoot_s"].items()}
+    lines += ["", f"CLI (backend {cli['backend']}): start-up of `true` pynisher {s['pynisher']:.2f} ms, "
+              f"GNU timeout {s['GNU timeout']:.2f} ms (+{s['pynisher'] - s['GNU timeout']:.2f} ms); overshoot past a "
+              f"{cli['limit_s']} s wall limit: " + "; ".join(
+                  f"{k} median {statistics.median(v) * 1e3:.2f} ms, p99 {v[int(0.99 * (len(v) - 1))] * 1e3:.2f} ms"
+                  for k, v in o.items()) + ".", "",
+              "| calls/s | " + " | ".join(next(iter(data["throughput"].values()))) + " |",
+              "|---|" + "---:|" * len(next(iter(data["throughput"].values())))]
+    for ctx, row in data["throughput"].items():
+        lines.append(f"| context={ctx} | " + " | ".join(f"{v:.0f}" for v in row.values()) + " |")
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+def write_numbers(data, info):
+    text = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    DOC.write_text(head + numbers_markdown(data, info) + tail)
 
 
 def summarize(data):
