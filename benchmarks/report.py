@@ -57,8 +57,9 @@ LIMITS = {"wall_time": 10, "memory": (2, "GB")}
 
 
 def _limited(context):
-    import pynisher
     import _bench_target
+
+    import pynisher
 
     return pynisher.limit(_bench_target.trivial, context=context, **LIMITS)
 
