@@ -3,6 +3,7 @@
 mod child;
 mod closure;
 mod command;
+mod dispositions;
 
 pub(crate) use child::{child_main, step, ChildFds, ChildPlan, Payload};
 pub use command::{Command, Stdin};
