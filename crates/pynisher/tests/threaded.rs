@@ -546,6 +546,34 @@ fn the_threaded_caller_example_gets_every_value_and_timeout_right() {
     );
 }
 
+fn a_function_in_code_mapped_after_init_is_refused() {
+    // An executable page mapped now (as a JIT or a library loaded after init would be): the zygote
+    // does not have it, so a call must be refused before anything is sent.
+    // SAFETY: a fresh anonymous mapping of one page; it is never executed, only its address used.
+    let page = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_EXEC,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(page, libc::MAP_FAILED);
+    // SAFETY: a non-null address turned into a fn pointer that is never called (the call is
+    // refused before any process could jump to it).
+    let f = unsafe { std::mem::transmute::<*mut libc::c_void, fn(u8) -> u8>(page) };
+    let err = Limits::new().spawn_fn(f, 1).unwrap_err();
+    assert!(
+        matches!(err, Error::FunctionNotInZygote { address } if address == page as usize),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("pynisher::init()"), "{err}");
+    // SAFETY: unmapping the page mapped above.
+    unsafe { libc::munmap(page, 4096) };
+}
+
 fn rerun_self(mode: &str) -> std::process::Output {
     std::process::Command::new(std::env::current_exe().unwrap())
         .env("PYNISHER_THREADED_TEST_MODE", mode)
@@ -671,6 +699,10 @@ fn main() {
         (
             "the_threaded_caller_example_gets_every_value_and_timeout_right",
             Some(the_threaded_caller_example_gets_every_value_and_timeout_right),
+        ),
+        (
+            "a_function_in_code_mapped_after_init_is_refused",
+            Some(a_function_in_code_mapped_after_init_is_refused),
         ),
         (
             "without_init_a_threaded_program_gets_a_clear_error",

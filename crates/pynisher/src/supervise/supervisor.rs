@@ -65,9 +65,9 @@ impl Started {
 
     /// Ends an unwaited call: kill everything, reap, clean up.
     pub(crate) fn abandon(mut self) {
+        let _ = self.container.kill_all(self.pid);
         // As in `Loop::kill`: the main process may not be in its leaf yet.
         let _ = rustix::process::pidfd_send_signal(&self.pidfd, rustix::process::Signal::KILL);
-        let _ = self.container.kill_all(self.pid);
         let _ = sys::wait4_blocking(self.pid);
         let _ = self.container.close();
     }
@@ -368,11 +368,12 @@ impl Loop {
     fn kill(&mut self, started: &mut Started) -> Result<(), Error> {
         self.killed = true;
         self.grace_deadline = None;
+        let killed = started.container.kill_all(started.pid).map(|_| ());
         // The main process may still be on its way into its leaf (a closure child joins it
-        // itself after the release), where the container's kill cannot see it yet: reach it
-        // through its pidfd as well (not reaped yet, so it cannot be another process).
+        // itself after the release), where the container's kill cannot see it: reach it through
+        // its pidfd as well (not reaped yet, so it cannot be another process).
         let _ = rustix::process::pidfd_send_signal(&started.pidfd, rustix::process::Signal::KILL);
-        started.container.kill_all(started.pid).map(|_| ())
+        killed
     }
 }
 

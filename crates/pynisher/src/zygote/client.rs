@@ -43,6 +43,10 @@ static ZYGOTE: OnceLock<Zygote> = OnceLock::new();
 /// Errors: [`Error::InitTooLate`] when the process already has several threads (nothing is
 /// started; `spawn_fn` then refuses with [`Error::NotInitialized`]).
 ///
+/// The zygote dies with the thread that called `init` (and when the process exits): a program
+/// that daemonizes (forks and lets the parent exit) calls `init` after that, in the process that
+/// stays.
+///
 /// ```
 /// fn main() -> Result<(), pynisher::Error> {
 ///     pynisher::init()?;
