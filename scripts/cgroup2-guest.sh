@@ -2,9 +2,10 @@
 # The cgroup v2 suite's guest side: runs inside the VM of scripts/cgroup2-vm.sh (as root or as
 # the unprivileged owner of the delegated cgroup $CGVM_CGROUP), started by scripts/cgroup2-suite.sh.
 #
-# Usage: cgroup2-guest.sh CLI DELEGATED_TESTS
+# Usage: cgroup2-guest.sh CLI DELEGATED_TESTS UNIT_TESTS
 #   CLI              the prebuilt pynisher binary
 #   DELEGATED_TESTS  the prebuilt test binary of crates/pynisher/tests/cgroup_v2_delegated.rs
+#   UNIT_TESTS       the prebuilt unit-test binary of the pynisher crate (src/contain's tests)
 #
 # Layout. $CGVM_CGROUP (C) starts like a systemd Delegate=yes unit: controllers offered, none
 # handed down, our shell inside. To give each check a delegated cgroup of its own in a known
@@ -16,7 +17,7 @@
 #           cgroup must stay untouched, and Auto must still work).
 # Each check prints one line (ok/FAIL, name, seconds); the exit status is 1 if any failed.
 set -u
-CLI=$1 DELEGATED=$2
+CLI=$1 DELEGATED=$2 UNIT=$3
 C=${CGVM_CGROUP:?not started by cgroup2-vm.sh}
 failed=0
 who="$(id -un)"
@@ -82,6 +83,8 @@ check rust-beside beside 0 "$DELEGATED" --ignored --exact --test-threads=1 \
     beside_other_processes_auto_works_without_controllers_and_leaves_the_callers_cgroup_untouched
 check rust-alone alone 0 "$DELEGATED" --ignored --exact --test-threads=1 \
     alone_in_a_delegated_cgroup_the_caller_moves_into_its_own_leaf_and_calls_get_every_controller
+# The v2 backend's own tests that need its controllers (ignored on the host).
+check rust-unit-v2-controllers alone 0 "$UNIT" --ignored --test-threads=1 contain::cgroup_v2::
 
 # --- CLI ----------------------------------------------------------------------------------------
 check cli-memory alone 123 "$CLI" --json=/tmp/cli-memory.json --memory 100MiB -- \

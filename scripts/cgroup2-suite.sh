@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The cgroup v2 suite: builds the test binary and the CLI on the host, then runs scripts/cgroup2-guest.sh
+# The cgroup v2 suite: builds the test binaries and the CLI on the host, then runs scripts/cgroup2-guest.sh
 # in a VM with a pure cgroup v2 hierarchy (scripts/cgroup2-vm.sh), once as root and once as an
 # unprivileged user who owns the delegated cgroup. Exit status: 0 all passed, 1 a check failed,
 # 77 skipped (this machine cannot host the VM; the reason is printed).
@@ -38,7 +38,7 @@ rm -f "$setup_log"
 # The same features as scripts/test.sh's cargo test, so nothing is built twice.
 cargo build --locked -q -p pynisher-cli --features pynisher/tokio || exit 1
 bins=$(cargo test --locked -q -p pynisher --features tokio --no-run --message-format=json \
-    --test cgroup_v2_delegated 2>/dev/null |
+    --lib --test cgroup_v2_delegated 2>/dev/null |
     python3 -c '
 import json, sys
 found = {}
@@ -46,11 +46,11 @@ for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable"):
         found[m["target"]["name"]] = m["executable"]
-print(found["cgroup_v2_delegated"])') || {
+print(found["cgroup_v2_delegated"], found["pynisher"])') || {
     echo "cgroup v2 VM suite: building the test binaries failed" >&2
     exit 1
 }
-delegated=$bins
+read -r delegated unit <<<"$bins"
 cli="$root/target/debug/pynisher"
 built=$EPOCHREALTIME
 
@@ -60,7 +60,7 @@ for as in root "$user"; do
     args=()
     [ "$as" != root ] && args=(--user "$as")
     echo "--- in the VM as $as (delegated cgroup)"
-    bash "$vm" "${args[@]}" -- bash scripts/cgroup2-guest.sh "$cli" "$delegated"
+    bash "$vm" "${args[@]}" -- bash scripts/cgroup2-guest.sh "$cli" "$delegated" "$unit"
     status=$?
     printf -- '--- as %s: exit %d, %.0f s with the boot\n' "$as" $status "$(secs "$start")"
     case $status in

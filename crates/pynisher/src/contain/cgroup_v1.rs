@@ -21,7 +21,7 @@ use std::time::Duration;
 use super::cgroupfs::{
     cg_err, cgroup_containment, count_lines, keyed, kill_until_empty, leaf_name, open_file,
     pids_max_value, pread, pread_all, procs_recursive, read_keyed, read_u64, remove_tree,
-    send_signal, survivors_error, write_file, KILL_BUDGET,
+    signal_every, survivors_error, write_file, KILL_BUDGET,
 };
 use super::detect::V1Env;
 use super::{CallContainer, Sample};
@@ -268,9 +268,7 @@ impl CallContainer for CgroupV1Container {
     }
 
     fn signal_all(&mut self, signal: i32) {
-        for pid in procs_recursive(&self.freezer) {
-            send_signal(pid, signal);
-        }
+        signal_every(&self.freezer, signal);
     }
 
     fn kill_all(&mut self, _main: i32) -> Result<u64, Error> {

@@ -246,6 +246,13 @@ fn subdirs(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+/// Sends `signal` to every process in `dir` and below (the soft signal of a grace period).
+pub(super) fn signal_every(dir: &Path, signal: i32) {
+    for pid in procs_recursive(dir) {
+        send_signal(pid, signal);
+    }
+}
+
 /// Sends `signal` to `pid`; true when it was delivered.
 pub(super) fn send_signal(pid: i32, signal: i32) -> bool {
     if pid <= 0 {
