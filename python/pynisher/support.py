@@ -1,4 +1,16 @@
-"""Which limits and start methods this platform supports (pynisher 1.x `supports` API)."""
+"""Which limits and start methods this platform supports (pynisher 1.x `supports` API).
+
+=========================  =====================================================================
+platform                   limits
+=========================  =====================================================================
+Linux, kernel >= 5.3       all: wall time, CPU time, memory, process count (wheels: x86_64 and
+                           aarch64, glibc >= 2.17)
+Linux, kernel < 5.3        none: the engine needs ``pidfd_open`` (Linux 5.3); every call fails
+macOS, Windows, others     not yet: no wheels, and building the sdist stops with a message
+=========================  =====================================================================
+
+Every ``supports*`` function answers ``False`` where the engine cannot run.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +30,24 @@ __all__ = [
 contexts: list[str] = ["fork", "spawn", "forkserver"]
 
 
+#: The oldest Linux kernel the engine runs on (every call waits on a pidfd: ``pidfd_open``).
+MIN_KERNEL = (5, 3)
+
+
+def _kernel_version(release: str) -> tuple[int, int]:
+    """(major, minor) of a ``uname -r`` string such as "5.15.0-91-generic"; (0, 0) if unreadable."""
+    parts = release.split(".")
+    try:
+        return int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or 0)
+    except (IndexError, ValueError):
+        return (0, 0)
+
+
 def _is_linux() -> bool:
-    return sys.platform.startswith("linux")
+    """Whether the engine runs here: Linux with a kernel of at least :data:`MIN_KERNEL`."""
+    import os
+
+    return sys.platform.startswith("linux") and _kernel_version(os.uname().release) >= MIN_KERNEL
 
 
 def supports_walltime() -> bool:
