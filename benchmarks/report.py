@@ -162,9 +162,21 @@ def inner_throughput(context, threads, seconds, start_at):
     return {"calls": sum(counts), "seconds": time.perf_counter() - t}
 
 
+def inner_fresh_pids(context, n):
+    """A limited ``os.getpid`` returns a new pid on every call: each call runs in a process no
+    other call touched."""
+    import pynisher
+
+    getpid = pynisher.limit(os.getpid, context=context, **LIMITS)
+    pids = [getpid() for _ in range(n)]
+    return {"calls": n, "distinct": len(set(pids)), "caller": os.getpid() in pids}
+
+
 def inner_main(argv):
     what = argv[0]
-    if what == "latency":
+    if what == "fresh_pids":
+        result = inner_fresh_pids(argv[1], int(argv[2]))
+    elif what == "latency":
         result = inner_latency(argv[1], argv[2], int(argv[3]), int(argv[4]))
     elif what == "paired":
         result = inner_paired(argv[1], int(argv[2]), int(argv[3]))
@@ -412,6 +424,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--plot-only", action="store_true", help="redraw from docs/img/benchmarks.json")
+    parser.add_argument("--calls", type=int, help="calls per latency measurement (default 200, quick 60)")
+    parser.add_argument("--rounds", type=int, help="fresh-interpreter rounds per latency row (default 3)")
     parser.add_argument("--inner", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inner:
@@ -426,8 +440,8 @@ def main():
     ours, upstream = pb.ours_python(), pb.ensure_upstream()
     info = machine()
     info["load"] = os.getloadavg()[0]
-    n = 60 if args.quick else 200
-    rounds = 1 if args.quick else 3
+    n = args.calls or (60 if args.quick else 200)
+    rounds = args.rounds or (1 if args.quick else 3)
     print(f"load average at start: {os.getloadavg()}", flush=True)
     data = {"latency": measure_latency(ours, upstream, n, rounds)}
     print("latency done", flush=True)
@@ -436,6 +450,7 @@ def main():
     data["cli"] = measure_cli(10 if args.quick else 30, 60 if args.quick else 200, "cgroup1")
     print("cli done", flush=True)
     data["throughput"] = measure_throughput(ours, 2.0 if args.quick else 5.0)
+    data["fresh_pids"] = {ctx: run_inner(ours, "fresh_pids", ctx, 100) for ctx in pb.CONTEXTS}
     info["load"] = max(info["load"], os.getloadavg()[0])
     info["load_end"] = os.getloadavg()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -484,6 +499,10 @@ def numbers_markdown(data, info):
               "|---|" + "---:|" * len(next(iter(data["throughput"].values())))]
     for ctx, row in data["throughput"].items():
         lines.append(f"| context={ctx} | " + " | ".join(f"{v:.0f}" for v in row.values()) + " |")
+    fresh = data.get("fresh_pids", {})
+    if fresh:
+        lines += ["", "A limited `os.getpid`, 100 calls: " + "; ".join(
+            f"{ctx} {r['distinct']} distinct pids" for ctx, r in fresh.items()) + " (a fresh process every call)."]
     lines += ["", END]
     return "\n".join(lines)
 
@@ -513,6 +532,8 @@ def summarize(data):
         print(f"overshoot {k}: median {statistics.median(v) * 1e3:.2f} ms, p99 {v[int(0.99 * (len(v) - 1))] * 1e3:.2f} ms")
     for ctx, row in data["throughput"].items():
         print(f"throughput {ctx}: " + ", ".join(f"{k} {v:.0f}/s" for k, v in row.items()))
+    for ctx, r in data.get("fresh_pids", {}).items():
+        print(f"fresh pid per call, {ctx}: {r['distinct']} distinct pids in {r['calls']} calls")
 
 
 if __name__ == "__main__":
