@@ -56,6 +56,9 @@ from pynisher import _core, _worker
 
 _LENGTH = struct.Struct("<Q")
 _PID = struct.Struct("<i")
+#: First byte of the message that tells the caller its call's pid, before the outcome (a pickle,
+#: whose first byte is never this).
+_STARTED = b"S"
 #: Environment variable telling the server its control descriptor.
 _CONTROL_FD_ENV = "PYNISHER_FORKSERVER_FD"
 #: How long a caller waits, after Ctrl-C, for the supervisor to confirm the tree is gone.
@@ -245,19 +248,19 @@ def server_pid() -> Optional[int]:
     return server.process.pid if server is not None and server.alive() else None
 
 
-def run(func, args, kwargs, limits: Dict[str, Any], soft: Dict[str, Optional[int]]) -> Any:
+def run(func, args, kwargs, limits: Dict[str, Any], soft: Dict[str, Optional[int]], on_start=None) -> Any:
     """Runs one call through the server; returns the engine's outcome dict (see `_core`)."""
     from pynisher import _run
 
     blob, fds = _run.encode_call_or_raise(func, args, kwargs, "forkserver", with_fds=True)
     request = pickle.dumps((limits, _run.call_settings(soft), blob), protocol=pickle.HIGHEST_PROTOCOL)
     try:
-        reply = _exchange(func, request, fds)
+        reply = _exchange(func, request, fds, on_start)
     except ConnectionResetError:
         # The server died with our request unread (so the call never started): once more, with a
         # fresh server.
         shutdown()
-        reply = _exchange(func, request, fds)
+        reply = _exchange(func, request, fds, on_start)
     kind, body = pickle.loads(reply)
     if kind == "ok":
         return body
@@ -270,7 +273,7 @@ def run(func, args, kwargs, limits: Dict[str, Any], soft: Dict[str, Optional[int
     raise _run._library_error(f"the forkserver's supervisor failed: {body}")
 
 
-def _exchange(func: Any, request: bytes, fds: List[int]) -> bytes:
+def _exchange(func: Any, request: bytes, fds: List[int], on_start=None) -> bytes:
     """Sends one call to the server and waits for its outcome (Ctrl-C cancels the call)."""
     from pynisher import _run
 
@@ -292,7 +295,13 @@ def _exchange(func: Any, request: bytes, fds: List[int]) -> bytes:
                 conn.sendall(request)
             else:
                 conn.sendall(prefix + request)
-            return _recv_message(conn)
+            reply = _recv_message(conn)
+            if reply[:1] == _STARTED:
+                # The call's child exists (its pid follows); the outcome comes next.
+                if on_start is not None:
+                    on_start(_PID.unpack_from(reply, 1)[0])
+                reply = _recv_message(conn)
+            return reply
         except KeyboardInterrupt:
             _cancel(conn)
             raise
@@ -380,6 +389,10 @@ class _ServerState:
             capture = bool(limits.get("capture_output"))
             child = partial(_call_child, self, settings, blob, fds, capture)
             started = _core.start_fork(child, limits)
+            try:
+                _send_message(conn, _STARTED + _PID.pack(started.pid))
+            except OSError:
+                pass  # the caller hung up: the waiter sees it and cancels the call
         except (OSError, EOFError):
             self.end_call(conn, fds, None)
         except ValueError as err:

@@ -92,6 +92,7 @@ def _limits_dict(
     output_limit: Optional[int],
     backend: Optional[str],
     strict: bool = False,
+    keep_descendants: bool = False,
 ) -> Dict[str, Any]:
     if memory_kind not in _MEMORY_KINDS:
         raise ValueError(f"invalid value for memory_kind: {memory_kind!r} (one of {_MEMORY_KINDS})")
@@ -111,6 +112,7 @@ def _limits_dict(
         "output_limit": output_limit,
         "backend": backend,
         "strict": bool(strict),
+        "keep_descendants": bool(keep_descendants),
     }
 
 
@@ -136,13 +138,16 @@ class _Janitor:
     that the call's whole tree is killed if this process is killed (the call's own child dies
     with us through PDEATHSIG; what it started would survive without this)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_start: Optional[Callable[[int], None]] = None) -> None:
         from pynisher import _forkserver
 
         self.server = _forkserver.get_server()
         self.pgid: Optional[int] = None
+        self.user_on_start = on_start
 
     def on_start(self, pid: int) -> None:
+        if self.user_on_start is not None:
+            self.user_on_start(pid)
         self.pgid = pid
         if self.server is not None:
             try:
@@ -161,7 +166,7 @@ class _Janitor:
                 pass
 
 
-def _run_fork(func, args, kwargs, limits, soft) -> Mapping[str, Any]:
+def _run_fork(func, args, kwargs, limits, soft, on_start=None) -> Mapping[str, Any]:
     # A forked child inherits unflushed buffers and would print them a second time.
     _worker.flush_std_streams()
     child = partial(
@@ -174,7 +179,7 @@ def _run_fork(func, args, kwargs, limits, soft) -> Mapping[str, Any]:
         limits["capture_output"],
         True,
     )
-    with _Janitor() as janitor:
+    with _Janitor(on_start) as janitor:
         return _core.run_fork(child, limits, on_start=janitor.on_start)
 
 
@@ -182,8 +187,9 @@ def _spawn_argv() -> list:
     # Import the worker as a top-level module from the package's directory, not as
     # `pynisher._worker`: importing the package would run `pynisher/__init__.py` (the whole API)
     # in every spawned child for nothing. The worker needs only the standard library; the caller's
-    # sys.path replaces the child's before the function is unpickled.
-    bootstrap = "import sys; sys.path.insert(0, {!r}); import _worker; _worker.main()".format(
+    # sys.path replaces the child's before the function is unpickled. The package's directory
+    # leaves sys.path at once: its module `pynisher.py` would shadow the package itself.
+    bootstrap = "import sys; sys.path.insert(0, {!r}); import _worker; del sys.path[0]; _worker.main()".format(
         os.path.dirname(os.path.abspath(_worker.__file__))
     )
     return [sys.executable, "-c", bootstrap]
@@ -256,7 +262,7 @@ class _FdHandOver:
         self.sock.close()
 
 
-def _run_spawn(func, args, kwargs, limits, soft) -> Mapping[str, Any]:
+def _run_spawn(func, args, kwargs, limits, soft, user_on_start=None) -> Mapping[str, Any]:
     import pickle
 
     mp_loaded = "multiprocessing.context" in sys.modules
@@ -270,7 +276,7 @@ def _run_spawn(func, args, kwargs, limits, soft) -> Mapping[str, Any]:
         settings["fd_address"] = hand_over.address
     request = _worker.frame_request(pickle.dumps((settings, blob), protocol=pickle.HIGHEST_PROTOCOL))
     try:
-        with _Janitor() as janitor:
+        with _Janitor(user_on_start) as janitor:
 
             def on_start(pid: int) -> None:
                 janitor.on_start(pid)
@@ -340,6 +346,8 @@ def run_limited(
     context: str = "fork",
     backend: Optional[str] = None,
     strict: bool = False,
+    keep_descendants: bool = False,
+    on_start: Optional[Callable[[int], None]] = None,
 ) -> CallResult:
     """Runs ``func(*args, **kwargs)`` in a child process under the given limits.
 
@@ -347,8 +355,10 @@ def run_limited(
     call's processes are killed and reaped when Ctrl-C arrives during the call,
     `pynisher.exceptions.NotEnforceableError` when ``strict`` and the backend cannot fully enforce
     the limits (nothing runs), and `pynisher.exceptions.PynisherException` for the library's own
-    failures. Never leaves a process of the call alive. ``backend`` None means
-    ``$PYNISHER_BACKEND`` or "auto".
+    failures. Never leaves a process of the call alive (with ``keep_descendants``: none but the
+    function's own descendants, and only when its process ended by itself). ``backend`` None
+    means ``$PYNISHER_BACKEND`` or "auto". ``on_start(pid)`` is called once the call's child
+    exists, before it is waited for.
     """
     if context not in CONTEXTS:
         raise ValueError(f"invalid value for context: {context!r} (one of {CONTEXTS})")
@@ -365,19 +375,20 @@ def run_limited(
         output_limit=output_limit,
         backend=backend,
         strict=strict,
+        keep_descendants=keep_descendants,
     )
     _core.check_limits(limits)
     soft = _soft_signals(limits)
     kwargs = {} if kwargs is None else kwargs
     try:
         if context == "fork":
-            raw = _run_fork(func, args, kwargs, limits, soft)
+            raw = _run_fork(func, args, kwargs, limits, soft, on_start)
         elif context == "spawn":
-            raw = _run_spawn(func, args, kwargs, limits, soft)
+            raw = _run_spawn(func, args, kwargs, limits, soft, on_start)
         else:
             from pynisher import _forkserver
 
-            raw = _forkserver.run(func, args, kwargs, limits, soft)
+            raw = _forkserver.run(func, args, kwargs, limits, soft, on_start)
     except _core.NotEnforceableError as err:
         from pynisher.exceptions import NotEnforceableError
 

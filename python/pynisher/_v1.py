@@ -20,9 +20,10 @@ Behaves like pynisher 1.0.10 except for these deliberate, documented deviations:
   `pynisher.exceptions.RemoteTraceback`). Upstream broke on multi-argument exceptions.
 * ``restricted`` honours every argument, including ``context``, and works with ``"spawn"``
   (functions travel with cloudpickle).
-* ``terminate_child_processes=False`` and ``forceful_keyboard_interrupt=False`` are accepted for
-  compatibility, but the engine always kills the call's whole process tree when the call ends or
-  is interrupted.
+* ``terminate_child_processes=False`` leaves the function's descendants running after a call
+  whose function ended by itself (returned or raised); a limit or Ctrl-C still kills the whole
+  tree. ``forceful_keyboard_interrupt=False`` is accepted for compatibility; Ctrl-C always kills
+  the call's tree.
 * No signal handler is ever installed in the calling process (1.0.10 replaced the caller's
   SIGTERM handler on every call).
 * ``warnings`` are emitted with `warnings.warn` (category `PynisherWarning`) in the caller instead
@@ -34,7 +35,6 @@ from __future__ import annotations
 import math
 import signal
 import sys
-import traceback
 import warnings as _warnings
 from functools import wraps
 from typing import (
@@ -52,6 +52,7 @@ from typing import (
 )
 
 from pynisher import _contexts
+from pynisher._wrap_errors import _normalise_wrap_errors, _WrapErrors
 from pynisher.exceptions import (
     CpuTimeoutException,
     MemoryLimitException,
@@ -173,133 +174,6 @@ def _start_method(context: Any) -> Tuple[str, Any]:
     return _contexts.resolve(context)
 
 
-_WRAP_KEYS = ("memory", "wall_time", "cpu_time", "pynisher")
-
-
-def _check_wrap_entry(entry: Any) -> None:
-    if isinstance(entry, str) or (isinstance(entry, type) and issubclass(entry, BaseException)):
-        return
-    if isinstance(entry, tuple) and len(entry) in (2, 3):
-        _check_wrap_entry(entry[0])
-        if all(isinstance(code, int) for code in entry[1:]):
-            return
-    raise ValueError(
-        f"`wrap_errors` entry {entry!r} must be an exception class, a class name,"
-        " (ExcType, errno) or (ExcType, errno, winerror)"
-    )
-
-
-def _wrap_entries(value: Any) -> List[Any]:
-    """A dict value or list of `wrap_errors` → list of entries (a lone tuple entry allowed)."""
-    if isinstance(value, tuple) and len(value) in (2, 3) and isinstance(value[1], int):
-        value = [value]
-    if isinstance(value, (str, type)):
-        value = [value]
-    if not isinstance(value, (list, tuple, set, frozenset)):
-        raise ValueError(f"`wrap_errors` value {value!r} must be a list of exception classes or names")
-    entries = list(value)
-    for entry in entries:
-        _check_wrap_entry(entry)
-    return entries
-
-
-def _normalise_wrap_errors(wrap_errors: Any) -> Union[bool, Dict[str, List[Any]]]:
-    if isinstance(wrap_errors, bool):
-        return wrap_errors
-    if isinstance(wrap_errors, (list, tuple, set, frozenset)):
-        return {"pynisher": _wrap_entries(list(wrap_errors))}
-    if isinstance(wrap_errors, dict):
-        unknown = [k for k in wrap_errors if k not in _WRAP_KEYS]
-        if unknown:
-            raise ValueError(
-                f"`wrap_errors` has unknown key in {list(wrap_errors)}, each must be in {list(_WRAP_KEYS)}"
-            )
-        return {k: _wrap_entries(v) for k, v in wrap_errors.items()}
-    raise ValueError(f"`wrap_errors` {wrap_errors!r} must be a bool, a list or a dict")
-
-
-# --------------------------------------------------------------------------------------------
-# child side of `wrap_errors`
-
-
-def _matches(err: BaseException, entry: Any) -> bool:
-    if isinstance(entry, str):
-        return any(cls.__name__ == entry for cls in type(err).__mro__)
-    if isinstance(entry, type):
-        return isinstance(err, entry)
-    # (ExcType, errno) or (ExcType, errno, winerror); "winerror" is the real attribute name.
-    if not _matches(err, entry[0]) or getattr(err, "errno", None) != entry[1]:
-        return False
-    return len(entry) == 2 or getattr(err, "winerror", None) == entry[2]
-
-
-def _wrap_error(
-    err: Exception,
-    wrap_errors: Union[bool, Dict[str, List[Any]]],
-    memory: bool,
-    cpu_time: bool,
-    wall_time: bool,
-) -> Optional[PynisherException]:
-    """The pynisher exception ``err`` becomes under ``wrap_errors``, or None to keep ``err``."""
-    message = f"Wrapped Exception {type(err).__name__} - {err}"
-    # A MemoryError under a memory limit is the limit, whatever `wrap_errors` says.
-    if memory and isinstance(err, MemoryError):
-        return MemoryLimitException(message)
-    if wrap_errors is True:
-        return PynisherException(message)
-    if wrap_errors is False:
-        return None
-    rules = (
-        ("cpu_time", cpu_time, CpuTimeoutException),
-        ("wall_time", wall_time, WallTimeoutException),
-        ("memory", memory, MemoryLimitException),
-        ("pynisher", True, PynisherException),
-    )
-    for key, active, exc_type in rules:
-        if active and any(_matches(err, entry) for entry in wrap_errors.get(key, ())):
-            return exc_type(message)
-    return None
-
-
-class _WrapErrors:
-    """Calls the function *in the child* and applies ``wrap_errors`` there.
-
-    Doing it child-side means the parent only ever unpickles a `PynisherException`, never the
-    original exception type, so the caller's process does not import the module that defines it
-    (upstream's "namespace pollution" feature, e.g. not importing sklearn).
-    """
-
-    def __init__(
-        self,
-        func: Callable[..., Any],
-        wrap_errors: Union[bool, Dict[str, List[Any]]],
-        memory: bool,
-        cpu_time: bool,
-        wall_time: bool,
-    ) -> None:
-        self.func = func
-        self.wrap_errors = wrap_errors
-        self.memory = memory
-        self.cpu_time = cpu_time
-        self.wall_time = wall_time
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return self.func(*args, **kwargs)
-        except PynisherException:
-            raise
-        except Exception as err:
-            wrapped = _wrap_error(err, self.wrap_errors, self.memory, self.cpu_time, self.wall_time)
-            if wrapped is None:
-                raise
-            original = "".join(traceback.format_exception(type(err), err, err.__traceback__))
-        # Raised outside the `except` block and with the original only as *text*: some pickle
-        # reducers (tblib, installed by dask.distributed) also pickle __cause__ / __context__,
-        # which would ship the original exception -- and import its module -- in the parent.
-        wrapped.__cause__ = RemoteTraceback(original)
-        raise wrapped
-
-
 # --------------------------------------------------------------------------------------------
 # re-raising in the parent
 
@@ -382,7 +256,9 @@ class Pynisher(Generic[P, T]):
         class (``isinstance``), a class name, ``(ExcType, errno)`` or
         ``(ExcType, errno, winerror)``; a key only applies while its limit is set.
     terminate_child_processes : bool
-        Accepted for compatibility; the engine always kills every process of the call.
+        True (default): every process of the call is killed when it ends. False: the function's
+        own descendants keep running after a call whose function ended by itself (a limit or
+        Ctrl-C still kills them all).
     forceful_keyboard_interrupt : bool
         Accepted for compatibility; Ctrl-C always kills the call's process tree and raises
         ``KeyboardInterrupt`` in the caller.
@@ -484,6 +360,8 @@ class Pynisher(Generic[P, T]):
         self.outcome: Optional[Any] = None
         #: pid of the child of the most recent call (gone by the time the call returns).
         self._pid: Optional[int] = None
+        #: `psutil.Process` of the most recent call's child, set when it starts (as upstream).
+        self._process: Optional[Any] = None
 
     @property
     def context(self) -> Any:
@@ -559,12 +437,24 @@ class Pynisher(Generic[P, T]):
             context=self._start_method,
             backend=self.backend,
             strict=self.strict,
+            keep_descendants=not self.terminate_child_processes,
+            on_start=self._on_start,
         )
         self._pid = getattr(result, "pid", None)
         self.outcome = result
         if self.warnings:
             warn_weaknesses(result, stacklevel=2)
         return self._outcome(result, args, kwargs)
+
+    def _on_start(self, pid: int) -> None:
+        # fork / spawn: called before the child is reaped, so the handle names exactly it. A
+        # forkserver child is the server's: it may be over and reaped already (a quick function).
+        import psutil
+
+        try:
+            self._process = psutil.Process(pid)
+        except psutil.Error:
+            self._process = _ended_process(pid)
 
     # ---------------------------------------------------------------------------------------
 
@@ -647,6 +537,21 @@ class Pynisher(Generic[P, T]):
         if tb:
             raise err from _traceback_cause(err, tb)
         raise err
+
+
+def _ended_process(pid: int) -> Any:
+    """A `psutil.Process` for a child that ended and was reaped before a handle was taken: not
+    running, and `children()` raises `psutil.NoSuchProcess` (what upstream's handle reports after
+    the call). Built the way `psutil.Popen` builds one for a process that may be gone."""
+    import psutil
+
+    process = psutil.Process.__new__(psutil.Process)
+    try:
+        process._init(pid, _ignore_nsp=True)
+        process._gone = True  # the pid no longer names our child, whoever has it now
+    except Exception:  # a psutil without these internals: no handle rather than a wrong one
+        return None
+    return process
 
 
 #: Alias of `Pynisher` (``pynisher.limit(func, ...)``).

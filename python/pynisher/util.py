@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import resource
+import signal
 from functools import partial
-from typing import Any, Callable, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple, Union
 
-__all__ = ["memconvert", "timeconvert", "callstring", "Monitor"]
+if TYPE_CHECKING:
+    import psutil
+
+__all__ = ["memconvert", "timeconvert", "callstring", "Monitor", "terminate_process", "terminate_process_tree"]
 
 # Binary units, as in pynisher 1.x: "KB" means KiB, "MB" MiB, "GB" GiB.
 _MEM_UNITS = {"B": 1, "KB": 2**10, "MB": 2**20, "GB": 2**30}
@@ -67,6 +71,89 @@ def callstring(f: Callable[..., Any], *args: Any, **kwargs: Any) -> str:
     else:  # pragma: no cover - every object has __class__
         name = str(f)
     return f"{name}({param_str})"
+
+
+ProcessLike = Union[int, None, "psutil.Process"]
+
+
+def _as_process(pid: ProcessLike) -> "psutil.Process":
+    import psutil
+
+    return pid if isinstance(pid, psutil.Process) else psutil.Process(pid)
+
+
+def terminate_process(
+    pid: ProcessLike = None,
+    sig: int = signal.SIGTERM,
+    timeout: int = 5,
+    children: bool = True,
+    parent: bool = False,
+    on_terminate: Optional[Callable[["psutil.Process"], Any]] = None,
+) -> Tuple[List["psutil.Process"], List["psutil.Process"]]:
+    """Sends ``sig`` to a process (pynisher 1.0.10's helper, same signature and behaviour).
+
+    With ``children=True`` this is `terminate_process_tree` (``include_parent=parent``).
+    Otherwise only the process itself gets ``sig``; survivors after ``timeout`` seconds are
+    SIGKILLed. Returns psutil's ``(gone, alive)`` lists. A process that is already gone is not an
+    error (upstream raised ``psutil.NoSuchProcess`` there when it vanished in between).
+    pynisher's own calls never need this: the engine kills a call's processes.
+    """
+    if children:
+        return terminate_process_tree(pid=pid, include_parent=parent, sig=sig, timeout=timeout, on_terminate=on_terminate)
+    import psutil
+
+    try:
+        process = _as_process(pid)
+        process.send_signal(sig)
+    except psutil.NoSuchProcess:
+        return ([], [])
+    gone, alive = psutil.wait_procs([process], timeout=timeout, callback=on_terminate)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    return psutil.wait_procs([process], timeout=timeout, callback=on_terminate)
+
+
+def terminate_process_tree(
+    pid: ProcessLike = None,
+    sig: int = signal.SIGTERM,
+    timeout: int = 5,
+    include_parent: bool = True,
+    on_terminate: Optional[Callable[["psutil.Process"], Any]] = None,
+) -> Tuple[List["psutil.Process"], List["psutil.Process"]]:
+    """Sends ``sig`` to the descendants of a process (and the process itself with
+    ``include_parent``), SIGKILLs what is left after ``timeout`` seconds, waits for all of them,
+    and returns psutil's ``(gone, alive)`` lists (pynisher 1.0.10's helper).
+
+    ``pid`` None means this process; then ``include_parent=True`` raises ``RuntimeError``.
+    """
+    import psutil
+
+    this = pid.pid if isinstance(pid, psutil.Process) else (os.getpid() if pid is None else pid)
+    if this == os.getpid() and include_parent:
+        raise RuntimeError(f"Can't kill this process ({pid}) from within itself")
+    process: Optional[psutil.Process] = None
+    try:
+        process = _as_process(this if pid is None else pid)
+        targets = process.children(recursive=True)
+    except psutil.NoSuchProcess:
+        targets = []
+    if include_parent and process is not None:
+        targets.append(process)
+    for p in targets:
+        try:
+            p.send_signal(sig)
+        except psutil.NoSuchProcess:
+            pass
+    gone, alive = psutil.wait_procs(targets, timeout=timeout, callback=on_terminate)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    return psutil.wait_procs(targets, timeout=None, callback=on_terminate)
 
 
 class Monitor:

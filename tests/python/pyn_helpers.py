@@ -136,6 +136,16 @@ def spawn_sleep_and_return() -> int:
     return proc.pid
 
 
+def child_pid_and_sleeper(then: str = "return") -> "tuple[int, int]":
+    """Start `sleep 60`; return (this process's pid, the sleeper's pid), or hang / raise."""
+    proc = subprocess.Popen(["sleep", "60"])
+    if then == "hang":
+        time.sleep(60)
+    if then == "raise":
+        raise ValueError((os.getpid(), proc.pid))
+    return os.getpid(), proc.pid
+
+
 def spawn_sleep_then(pidfile: str, then: str) -> None:
     """Start `sleep 60`, record its pid, then hang / raise / burn CPU."""
     proc = subprocess.Popen(["sleep", "60"])

@@ -371,12 +371,6 @@ def test_child_processes_are_gone_after_return(context: str) -> None:
     assert_gone(pid)
 
 
-def test_child_processes_are_gone_even_when_not_terminating_children() -> None:
-    # terminate_child_processes=False is accepted, but the engine always kills the whole tree.
-    pid = limit(h.spawn_sleep_and_return, terminate_child_processes=False)()
-    assert_gone(pid)
-
-
 @pytest.mark.parametrize(
     "then, limits, exc",
     [("hang", {"wall_time": 0.5}, WallTimeoutException),

@@ -44,7 +44,7 @@ create_exception!(
 const OBSERVE_INTERVAL: Duration = Duration::from_millis(20);
 
 /// The keys `limits` may carry; anything else is a programming error in the Python layer.
-const LIMIT_KEYS: [&str; 12] = [
+const LIMIT_KEYS: [&str; 13] = [
     "wall_time",
     "cpu_time",
     "memory",
@@ -57,6 +57,7 @@ const LIMIT_KEYS: [&str; 12] = [
     "output_limit",
     "backend",
     "strict",
+    "keep_descendants",
 ];
 
 fn engine_error(err: pynisher::Error) -> PyErr {
@@ -164,6 +165,7 @@ fn limits_from_dict(dict: &Bound<'_, PyDict>) -> PyResult<Limits> {
             }
             "memory_kind" => limits.memory_kind(named("memory_kind", &value)?),
             "backend" => limits.backend(named("backend", &value)?),
+            "keep_descendants" => limits.keep_descendants(value.is_truthy()?),
             _ => unreachable!("checked against LIMIT_KEYS"),
         };
     }

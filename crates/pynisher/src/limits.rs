@@ -94,6 +94,8 @@ pub struct Limits {
     pub(crate) drain_timeout: Duration,
     pub(crate) memory_sample_interval: Duration,
     pub(crate) strict: bool,
+    #[serde(default)]
+    pub(crate) keep_descendants: bool,
 }
 
 /// Default time between two samples of a call's resident memory when the memory limit is
@@ -120,6 +122,7 @@ impl Default for Limits {
             drain_timeout: Duration::from_millis(100),
             memory_sample_interval: DEFAULT_MEMORY_SAMPLE_INTERVAL,
             strict: false,
+            keep_descendants: false,
         }
     }
 }
@@ -246,6 +249,27 @@ impl Limits {
     /// Whether strict mode is on.
     pub fn get_strict(&self) -> bool {
         self.strict
+    /// Leaves the call's other processes running when its first process ends on its own (default
+    /// `false`: everything is killed). For pynisher 1.x's `terminate_child_processes=False`.
+    ///
+    /// Only a call that ended by itself keeps them: a limit, a cancellation or an engine error
+    /// still kills the whole call. On a cgroup backend the survivors stay in the call's leaf, whose
+    /// limits keep applying to them; the leaf is not removed while they live (the sweep of stale
+    /// leaves removes it, killing what is left, once this process is gone). On the
+    /// process-group backend they simply live on.
+    ///
+    /// ```
+    /// let limits = pynisher::Limits::new().keep_descendants(true);
+    /// assert!(limits.get_keep_descendants());
+    /// ```
+    pub fn keep_descendants(mut self, keep: bool) -> Self {
+        self.keep_descendants = keep;
+        self
+    }
+
+    /// Whether the call's descendants outlive it (see [`Limits::keep_descendants`]).
+    pub fn get_keep_descendants(&self) -> bool {
+        self.keep_descendants
     }
 
     /// The configured wall-time limit.

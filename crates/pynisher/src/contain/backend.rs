@@ -108,4 +108,8 @@ pub(crate) trait CallContainer: Send {
 
     /// Removes whatever the container created (a cgroup leaf). Called once, after `kill_all`.
     fn close(&mut self) -> Result<(), Error>;
+
+    /// Instead of `kill_all`: the processes still in the container are to outlive the call
+    /// ([`crate::Limits::keep_descendants`]); `close` then leaves a leaf that holds any.
+    fn keep_processes(&mut self) {}
 }

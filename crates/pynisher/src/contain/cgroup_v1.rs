@@ -43,6 +43,8 @@ pub(crate) struct CgroupV1Container {
     enforce_pids: bool,
     notes: Vec<String>,
     closed: bool,
+    /// Leave processes still in the leaf running (`keep_processes`).
+    kept: bool,
 }
 
 struct Settings {
@@ -106,6 +108,7 @@ impl CgroupV1Container {
             enforce_pids: settings.enforce_pids,
             notes: settings.notes,
             closed: false,
+            kept: false,
         })
     }
 
@@ -279,8 +282,17 @@ impl CallContainer for CgroupV1Container {
         self.cpu()
     }
 
+    fn keep_processes(&mut self) {
+        self.kept = true;
+    }
+
     fn close(&mut self) -> Result<(), Error> {
         if self.closed {
+            return Ok(());
+        }
+        if self.kept && !procs_recursive(&self.freezer).is_empty() {
+            // The survivors keep their leaf (and its limits); the stale-leaf sweep removes it.
+            self.closed = true;
             return Ok(());
         }
         // Normally already empty after kill_all; a leaf that still holds processes cannot go.

@@ -40,6 +40,8 @@ pub(crate) struct CgroupV2Container {
     enforce_pids: bool,
     notes: Vec<String>,
     closed: bool,
+    /// Leave processes still in the leaf running (`keep_processes`).
+    kept: bool,
 }
 
 impl CgroupV2Container {
@@ -141,6 +143,7 @@ impl CgroupV2Container {
             enforce_pids,
             notes,
             closed: false,
+            kept: false,
             leaf,
         })
     }
@@ -295,8 +298,17 @@ impl CallContainer for CgroupV2Container {
         self.cpu()
     }
 
+    fn keep_processes(&mut self) {
+        self.kept = true;
+    }
+
     fn close(&mut self) -> Result<(), Error> {
         if self.closed {
+            return Ok(());
+        }
+        if self.kept && !procs_recursive(&self.leaf).is_empty() {
+            // The survivors keep their leaf (and its limits); the stale-leaf sweep removes it.
+            self.closed = true;
             return Ok(());
         }
         if self.populated() != Some(false) && !procs_recursive(&self.leaf).is_empty() {

@@ -627,7 +627,14 @@ fn finish(
     let reaped = sys::wait4_blocking(pid).map_err(|e| Error::sys("wait4", e))?;
     // One last look at what is left (CPU of leftovers), then kill them.
     let last = started.container.sample(0);
-    let leftovers_killed = started.container.kill_all(0)?;
+    // `keep_descendants`: a call that ended on its own (no limit, no cancellation recorded)
+    // leaves its other processes running.
+    let leftovers_killed = if started.limits.keep_descendants && state.recorded.is_none() {
+        started.container.keep_processes();
+        0
+    } else {
+        started.container.kill_all(0)?
+    };
     state.killed |= leftovers_killed > 0;
     if sys::is_subreaper() {
         // The call's orphans were re-parented to us; those still in the call's process group are
