@@ -13,7 +13,7 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable, Dict, Mapping, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional
 
 from pynisher import _core, _worker
 from pynisher._guarantees import resolve_backend

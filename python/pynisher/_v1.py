@@ -52,6 +52,7 @@ from typing import (
 )
 
 from pynisher import _contexts
+from pynisher._guarantees import resolve_backend, warn_weaknesses
 from pynisher._wrap_errors import _normalise_wrap_errors, _WrapErrors
 from pynisher.exceptions import (
     CpuTimeoutException,
@@ -62,7 +63,6 @@ from pynisher.exceptions import (
     TimeoutException,
     WallTimeoutException,
 )
-from pynisher._guarantees import resolve_backend, warn_weaknesses
 from pynisher.support import (
     supports,
     supports_cputime,

@@ -249,6 +249,8 @@ impl Limits {
     /// Whether strict mode is on.
     pub fn get_strict(&self) -> bool {
         self.strict
+    }
+
     /// Leaves the call's other processes running when its first process ends on its own (default
     /// `false`: everything is killed). For pynisher 1.x's `terminate_child_processes=False`.
     ///
