@@ -230,6 +230,27 @@ fn alone_in_a_delegated_cgroup_the_caller_moves_into_its_own_leaf_and_calls_get_
     assert_eq!(after.subtree_control, expected);
     assert!(procs(&base).is_empty());
     assert_eq!(read(&now.join("cgroup.type")), "domain");
+    // A program the caller starts itself (not as a call) is born in the caller's leaf, and its
+    // own calls find the leaves beside it, with the controllers: the CLI, given by the suite.
+    let cli = std::env::var("PYNISHER_CLI").expect("PYNISHER_CLI: the pynisher binary");
+    let report = std::env::temp_dir().join(format!("delegated-cli-{me}.json"));
+    let status = std::process::Command::new(cli)
+        .arg(format!("--json={}", report.display()))
+        .args([
+            "--memory",
+            "100MiB",
+            "--",
+            "dd",
+            "if=/dev/zero",
+            "of=/dev/null",
+        ])
+        .args(["bs=300M", "count=1"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    let json = std::fs::read_to_string(&report).unwrap();
+    assert_eq!(status.code(), Some(123), "{json}");
+    assert!(json.contains("\"tree_memory_limit\": true"), "{json}");
     // Later calls get their leaves beside the caller's leaf.
     let outcome = Limits::new()
         .memory(64 * MIB)
