@@ -325,3 +325,18 @@ def ignore_sigxcpu_and_burn() -> None:
     """Like C code that never returns to Python: the soft signal cannot stop it."""
     signal.signal(signal.SIGXCPU, signal.SIG_IGN)
     busy_forever()
+
+
+def hog_and_hold(mib: int, seconds: float = 10.0) -> int:
+    """Touch `mib` MiB and keep it for `seconds` (a sampled memory limit sees it for sure)."""
+    data = bytearray(b"\x01") * (mib * MIB)
+    time.sleep(seconds)
+    return len(data)
+
+
+def burn_in_children(n: int, seconds: float) -> int:
+    """Run `n` child interpreters one after the other, each burning `seconds` of CPU."""
+    burn = f"import time\nt = time.process_time()\nwhile time.process_time() - t < {seconds}: pass"
+    for _ in range(n):
+        subprocess.run([sys.executable, "-c", burn], check=True)
+    return n
