@@ -25,6 +25,15 @@ impl CallContainer for PassedOver {
     fn enforces_processes(&self) -> bool {
         self.inner.enforces_processes()
     }
+    fn samples_memory(&self) -> bool {
+        self.inner.samples_memory()
+    }
+    fn set_inherited_memory(&mut self, bytes: u64) {
+        self.inner.set_inherited_memory(bytes)
+    }
+    fn memory_measure(&self) -> crate::MemoryMeasure {
+        self.inner.memory_measure()
+    }
     fn adopt(&mut self, pid: i32) -> Result<(), Error> {
         self.inner.adopt(pid)
     }
