@@ -198,3 +198,55 @@ fn a_closure_child_keeps_the_callers_descriptors_where_they_were() {
     assert_eq!(o.status, Status::Completed);
     assert_eq!(o.value.unwrap(), expected.to_string_lossy());
 }
+
+/// An observer that panics on its first look at the call.
+struct PanickingObserver;
+impl pynisher::Observer for PanickingObserver {
+    fn interval(&self) -> Option<Duration> {
+        Some(Duration::from_millis(100))
+    }
+    fn should_cancel(&mut self) -> bool {
+        panic!("observer bug");
+    }
+}
+
+/// Whether `pid` is a zombie child of this process (killed but never reaped).
+fn is_our_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        let mut f = s.rsplit_once(')').map_or("", |(_, r)| r).split_whitespace();
+        f.next() == Some("Z") && f.next() == Some(&std::process::id().to_string())
+    })
+}
+
+#[test]
+fn a_panicking_observer_leaves_no_process_behind() {
+    for b in backends() {
+        let pidfile =
+            std::env::temp_dir().join(format!("pynisher-observer-{}-{b:?}", std::process::id()));
+        let script = format!("sleep 1000 & echo $! > {}; sleep 1000", pidfile.display());
+        let running = on(b).spawn_command(&sh(&script)).unwrap();
+        let main = running.pid();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            running.wait_observed(&mut PanickingObserver)
+        }));
+        assert!(
+            panicked.is_err(),
+            "{b:?}: the observer's panic must reach the caller"
+        );
+        assert!(!is_alive(main), "{b:?}: main process {main} still alive");
+        assert!(
+            !is_our_zombie(main),
+            "{b:?}: main process {main} never reaped"
+        );
+        let grandchild: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let _ = std::fs::remove_file(&pidfile);
+        assert!(
+            dead_within(grandchild, Duration::from_secs(1)),
+            "{b:?}: grandchild {grandchild} still alive"
+        );
+    }
+}

@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::{backends, burn_cpu_py, cpu_heavy, on, py, sh};
@@ -459,6 +460,51 @@ fn the_child_starts_with_default_signal_dispositions() {
         let mask = u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap();
         let term_int = (1 << (libc::SIGTERM - 1)) | (1 << (libc::SIGINT - 1));
         assert_eq!(mask & term_int, 0, "{line}");
+    }
+}
+
+/// Whether this process ignores `signal` (the kernel's view).
+fn ignores(signal: i32) -> bool {
+    // SAFETY: a null new action only reads the current one into a local.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(signal, std::ptr::null(), &mut action);
+        action.sa_sigaction == libc::SIG_IGN
+    }
+}
+
+#[test]
+fn a_program_sees_sigpipe_at_its_default_though_the_caller_ignores_it() {
+    // Rust's runtime ignores SIGPIPE in this test process; a program must not inherit that.
+    assert!(ignores(libc::SIGPIPE));
+    let o = Limits::new()
+        .capture_output(true)
+        .run_command(&sh("grep '^SigIgn' /proc/self/status"))
+        .unwrap();
+    let text = o.stdout.unwrap().text();
+    let mask = u64::from_str_radix(text.split_whitespace().nth(1).unwrap(), 16).unwrap();
+    assert_eq!(mask & (1 << (libc::SIGPIPE - 1)), 0, "{text}");
+}
+
+#[test]
+fn a_closure_keeps_the_callers_ignored_sigpipe_so_a_closed_pipe_is_an_error_not_death() {
+    assert!(ignores(libc::SIGPIPE));
+    for b in backends() {
+        // SAFETY: the closure makes a pipe and writes to it; it takes no inherited lock.
+        let o = unsafe {
+            on(b).spawn_closure_unchecked(|| {
+                let (reader, writer) = std::io::pipe().unwrap();
+                drop(reader);
+                let mut writer = writer;
+                let err = writer.write_all(b"x").unwrap_err();
+                (ignores(libc::SIGPIPE), err.raw_os_error())
+            })
+        }
+        .unwrap()
+        .wait()
+        .unwrap();
+        assert_eq!(o.status, Status::Completed, "{b:?}: {o:?}");
+        assert_eq!(o.value, Some((true, Some(libc::EPIPE))), "{b:?}");
     }
 }
 

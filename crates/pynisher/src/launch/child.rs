@@ -4,8 +4,8 @@
 //! after the fork, until `exec` or the closure, the child makes only async-signal-safe system calls
 //! and touches no allocator, no lock and no Rust standard I/O.
 //!
-//! The child's set-up, in order: its own process group; SIGKILL when the supervisor dies; default
-//! signal dispositions and an empty signal mask; block until the supervisor has placed it in the
+//! The child's set-up, in order: its own process group; SIGKILL when the supervisor dies; for a
+//! program, default signal dispositions and an empty signal mask; block until the supervisor has placed it in the
 //! call's container (so no user code runs outside it); its standard streams and result descriptor;
 //! the rlimits; the working directory; then `execve` or the closure.
 
@@ -209,6 +209,7 @@ fn resolve_program(program: &OsStr, path: Option<&OsStr>) -> std::path::PathBuf 
 }
 
 /// The descriptors the child wires up, all open in the parent at fork time.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct ChildFds {
     /// Read end of the release pipe: the child blocks on it until adopted.
     pub release_read: RawFd,
@@ -292,21 +293,13 @@ pub(crate) unsafe fn child_main(plan: ChildPlan<'_>, fds: &ChildFds) -> ! {
                 libc::_exit(SETUP_FAILED_EXIT);
             }
         }
-        // Default dispositions and an empty mask: the caller's ignored or blocked signals must not
-        // leak into the call (a child ignoring SIGTERM would defeat the grace period).
+        // A program gets default dispositions and an empty mask: the caller's ignored or blocked
+        // signals must not leak into it (a program ignoring SIGTERM would defeat the grace
+        // period). A closure keeps the caller's, as any fork does: a forked interpreter's own
+        // view of its signals (Python's `signal.getsignal`, Rust's ignored SIGPIPE) must stay
+        // true, so a write to a closed pipe is an error there, not death by SIGPIPE.
         if plan.exec.is_some() {
             super::dispositions::reset_for_exec();
-        } else {
-            let mut default_action: libc::sigaction = std::mem::zeroed();
-            default_action.sa_sigaction = libc::SIG_DFL;
-            for sig in 1..libc::SIGRTMAX() {
-                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                    libc::sigaction(sig, &default_action, std::ptr::null_mut());
-                }
-            }
-            let mut empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut empty);
-            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
         }
 
         // Wait until the supervisor has adopted us into the container.

@@ -4,6 +4,8 @@ mod child;
 mod closure;
 mod command;
 mod dispositions;
+mod reaper;
 
 pub(crate) use child::{child_main, step, ChildFds, ChildPlan, Payload};
 pub use command::{Command, Stdin};
+pub(crate) use reaper::{decode_report, reaper_main, ReaperFds, REPORT_LEN};

@@ -2,6 +2,7 @@
 
 mod classify;
 mod drain;
+mod reaping;
 mod supervisor;
 
 pub(crate) use supervisor::{start, supervise, Started};

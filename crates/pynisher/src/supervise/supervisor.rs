@@ -9,9 +9,10 @@ use rustix::event::{poll, PollFd, PollFlags};
 
 use super::classify::{classify, Facts};
 use super::drain::{BoundedCapture, OutputPipe, StdinFeed};
+use super::reaping::Reaping;
 use crate::contain::{self, CallContainer, Sample};
 use crate::guard;
-use crate::launch::{child_main, ChildFds, ChildPlan};
+use crate::launch::{child_main, reaper_main, ChildFds, ChildPlan, ReaperFds};
 use crate::sys;
 use crate::transport::{FrameReader, Received};
 use crate::{
@@ -25,9 +26,18 @@ const DIAGNOSTIC_WINDOW: usize = 8 * 1024;
 const ALLOC_FAILURE_TEXT: &str = "memory allocation of ";
 
 /// A child that has been forked, adopted by its container and released.
+///
+/// Dropping it is the one way out of every call that did not finish normally (an error in the
+/// supervisor, a panicking [`Observer`], an unwaited [`crate::Running`]): it kills the whole call,
+/// reaps the main process and removes the container, on every backend.
 pub(crate) struct Started {
     pid: i32,
     pidfd: OwnedFd,
+    reaping: Reaping,
+    /// The main process has been reaped (its pid is no longer the call's).
+    reaped: bool,
+    /// The container has been closed.
+    closed: bool,
     released_at: Instant,
     container: Box<dyn CallContainer>,
     limits: Limits,
@@ -63,13 +73,26 @@ impl Started {
         self.limits.wall_time.map(|w| self.released_at + w)
     }
 
-    /// Ends an unwaited call: kill everything, reap, clean up.
-    pub(crate) fn abandon(mut self) {
-        let _ = self.container.kill_all(self.pid);
-        // As in `Loop::kill`: the main process may not be in its leaf yet.
-        let _ = rustix::process::pidfd_send_signal(&self.pidfd, rustix::process::Signal::KILL);
-        let _ = sys::wait4_blocking(self.pid);
-        let _ = self.container.close();
+    /// Ends an unwaited call: kill everything, reap, clean up (what dropping it does).
+    pub(crate) fn abandon(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = self.container.kill_all(self.pid);
+            // As in `Loop::kill`: the main process may not be in its leaf yet.
+            let _ = rustix::process::pidfd_send_signal(&self.pidfd, rustix::process::Signal::KILL);
+            let _ = self.reaping.reap(self.pid);
+            self.reaped = true;
+        }
+        if !self.closed {
+            let _ = self.container.kill_all(0);
+            let _ = self.container.close();
+            self.closed = true;
+        }
     }
 }
 
@@ -131,26 +154,39 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
         });
     }
 
+    // Every fallible step on the parent's ends happens before the fork, so that no error can
+    // leave a forked child behind.
     let pipe = |what| sys::pipe_cloexec().map_err(|e| Error::sys(what, e));
     let (release_read, release_write) = pipe("creating the release pipe")?;
     let (error_read, error_write) = pipe("creating the set-up error pipe")?;
-    let (stdout_pipe, stdout_child) = if limits.capture_output {
+    sys::set_nonblocking(error_read.as_fd()).map_err(|e| Error::sys("configuring a pipe", e))?;
+    let (stdout, stdout_child) = if limits.capture_output {
         let (r, w) = pipe("creating the stdout pipe")?;
-        (Some(r), Some(w))
+        (Some(output_pipe(r, limits.output_limit, None)?), Some(w))
     } else {
         (None, None)
     };
     // A Rust closure that hits RLIMIT_AS aborts after printing to stderr; watch stderr for that
     // even when not capturing (forwarding it to the caller's stderr).
     let watch_stderr = plan.is_closure() && plan.rlimit_as.is_some();
-    let (stderr_pipe, stderr_child) = if limits.capture_output || watch_stderr {
+    let stderr_diagnostic_only = !limits.capture_output;
+    let (stderr, stderr_child) = if limits.capture_output || watch_stderr {
         let (r, w) = pipe("creating the stderr pipe")?;
-        (Some(r), Some(w))
+        let reader = if stderr_diagnostic_only {
+            // SAFETY: fd 2 outlives the call (it is the process's stderr).
+            let caller_stderr = unsafe { BorrowedFd::borrow_raw(2) };
+            output_pipe(r, DIAGNOSTIC_WINDOW, Some(caller_stderr))?
+        } else {
+            output_pipe(r, limits.output_limit, None)?
+        };
+        (Some(reader), Some(w))
     } else {
         (None, None)
     };
     let (result_pipe, result_child) = if plan.wants_result {
         let (r, w) = pipe("creating the result pipe")?;
+        sys::set_nonblocking(r.as_fd())
+            .map_err(|e| Error::sys("configuring the result pipe", e))?;
         (Some(r), Some(w))
     } else {
         (None, None)
@@ -185,6 +221,15 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
         .map_or_else(|| "closure".to_string(), |e| e.display.clone());
     let is_closure = plan.is_closure();
     let wants_result = plan.wants_result;
+    // When the kernel reaps the caller's children by itself (SIGCHLD ignored), a reaper of our
+    // own stands between us and the call's process, to keep its exit status (`launch/reaper.rs`).
+    let reaper_pipes = if sys::children_are_auto_reaped() {
+        let (report_read, report_write) = pipe("creating the reaper's report pipe")?;
+        let (go_read, go_write) = pipe("creating the reaper's go pipe")?;
+        Some((report_read, report_write, go_read, go_write))
+    } else {
+        None
+    };
     let raw = |fd: &Option<OwnedFd>| fd.as_ref().map(|f| f.as_raw_fd());
     // Tell the guard what to kill should the caller die (one-way, before the fork: a child born
     // into or joining its cgroup is covered from its first instruction).
@@ -211,27 +256,43 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
         rustix::io::write(&release_write, &[1])
             .map_err(|e| Error::sys("releasing the child", e))?;
     }
-    // A program (not a closure: it needs glibc's fork bookkeeping) is created directly in its
-    // cgroup when the backend allows it; a kernel without clone3 falls back to fork + adopt.
-    let birth_cgroup = plan
-        .exec
-        .as_ref()
-        .filter(|_| !child_joins_itself)
-        .and(container.birth_cgroup())
-        .map(|fd| fd.as_raw_fd());
-    // SAFETY: in the child, clone_into_cgroup is followed only by `child_main`'s async-signal-safe
-    // set-up and execve.
-    let cloned = birth_cgroup.and_then(|dir| unsafe { sys::clone_into_cgroup(dir) }.ok());
-    let born_inside = cloned.is_some();
-    // SAFETY: fork(2) has no memory-safety preconditions by itself; in the child we only call
-    // `child_main`, which is async-signal-safe up to exec or the closure the caller vouched for.
-    let pid = cloned.unwrap_or_else(|| unsafe { libc::fork() });
-    if pid < 0 {
+    let (forked, born_inside) = if plan.exec.is_some() {
+        // A program (or its reaper) is created without glibc's fork bookkeeping, directly in its
+        // cgroup when the backend allows it and there is no reaper.
+        let birth = container
+            .birth_cgroup()
+            .filter(|_| !child_joins_itself && reaper_pipes.is_none());
+        // SAFETY: in the child, clone_quiet is followed only by `child_main`'s async-signal-safe
+        // set-up and execve.
+        match birth.map(|dir| unsafe { sys::clone_quiet(Some(dir)) }) {
+            Some(Ok(pid)) => (pid, true),
+            // SAFETY: as above.
+            _ => (unsafe { sys::clone_quiet(None) }.unwrap_or(-1), false),
+        }
+    } else {
+        // SAFETY: fork(2) has no memory-safety preconditions by itself; in the child we only call
+        // `child_main` (or the reaper, which forks once more and then calls it), async-signal-safe
+        // up to the closure the caller vouched for.
+        (unsafe { libc::fork() }, false)
+    };
+    if forked < 0 {
         return Err(Error::sys("fork", std::io::Error::last_os_error()));
     }
-    if pid == 0 {
-        // SAFETY: we are the child, right after fork.
-        unsafe { child_main(plan, &fds) }
+    if forked == 0 {
+        match &reaper_pipes {
+            // SAFETY: we are the child, right after glibc's fork.
+            Some((report_read, report_write, go_read, go_write)) => unsafe {
+                let pipes = ReaperFds {
+                    report_read: report_read.as_raw_fd(),
+                    report_write: report_write.as_raw_fd(),
+                    go_read: go_read.as_raw_fd(),
+                    go_write: go_write.as_raw_fd(),
+                };
+                reaper_main(plan, &fds, pipes)
+            },
+            // SAFETY: we are the child, right after fork.
+            None => unsafe { child_main(plan, &fds) },
+        }
     }
     drop(plan);
     drop((
@@ -243,19 +304,40 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
         stdin_child,
     ));
 
-    let give_up = |container: &mut Box<dyn CallContainer>, err: Error| {
+    let (pid, mut reaping) = match reaper_pipes {
+        None => (forked, Reaping::Direct),
+        Some((report, report_write, go_read, go)) => {
+            drop((report_write, go_read));
+            match Reaping::announced_pid(&report) {
+                Ok(pid) => (
+                    pid,
+                    Reaping::Reaper {
+                        pid: forked,
+                        go: Some(go),
+                        report,
+                    },
+                ),
+                Err(e) => {
+                    let _ = sys::wait4_blocking(forked);
+                    let _ = container.close();
+                    return Err(Error::sys("fork (in the call's reaper)", e));
+                }
+            }
+        }
+    };
+    let give_up = |container: &mut Box<dyn CallContainer>, reaping: &mut Reaping, err: Error| {
         sys::kill_pid(pid, libc::SIGKILL);
-        let _ = sys::wait4_blocking(pid);
+        let _ = reaping.reap(pid);
         let _ = container.close();
         err
     };
     let pidfd = match sys::pidfd_open(pid) {
         Ok(fd) => fd,
-        Err(e) => return Err(give_up(&mut container, Error::pidfd_open(e))),
+        Err(e) => return Err(give_up(&mut container, &mut reaping, Error::pidfd_open(e))),
     };
     if !born_inside && !child_joins_itself {
         if let Err(e) = container.adopt(pid) {
-            return Err(give_up(&mut container, e));
+            return Err(give_up(&mut container, &mut reaping, e));
         }
     }
     if guard_needs_group {
@@ -268,6 +350,7 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
         if let Err(e) = rustix::io::write(&release_write, &[1]) {
             return Err(give_up(
                 &mut container,
+                &mut reaping,
                 Error::sys("releasing the child", e),
             ));
         }
@@ -278,30 +361,12 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
         ticket.start_guard();
     }
 
-    let stdout = stdout_pipe
-        .map(|fd| output_pipe(fd, limits.output_limit, None))
-        .transpose()?;
-    let stderr_diagnostic_only = !limits.capture_output;
-    let stderr = stderr_pipe
-        .map(|fd| {
-            if stderr_diagnostic_only {
-                // SAFETY: fd 2 outlives the call (it is the process's stderr).
-                let caller_stderr = unsafe { BorrowedFd::borrow_raw(2) };
-                output_pipe(fd, DIAGNOSTIC_WINDOW, Some(caller_stderr))
-            } else {
-                output_pipe(fd, limits.output_limit, None)
-            }
-        })
-        .transpose()?;
-    if let Some(fd) = &result_pipe {
-        sys::set_nonblocking(fd.as_fd())
-            .map_err(|e| Error::sys("configuring the result pipe", e))?;
-    }
-    sys::set_nonblocking(error_read.as_fd()).map_err(|e| Error::sys("configuring a pipe", e))?;
-
     Ok(Started {
         pid,
         pidfd,
+        reaping,
+        reaped: false,
+        closed: false,
         released_at,
         container,
         limits: limits.clone(),
@@ -624,7 +689,12 @@ fn finish(
     let pid = started.pid;
     // Reap the main process first: its rusage covers itself and what it reaped. From here on its
     // pid is not ours, so the container is told 0.
-    let reaped = sys::wait4_blocking(pid).map_err(|e| Error::sys("wait4", e))?;
+    let reaped = started
+        .reaping
+        .reap(pid)
+        .map_err(|e| Error::sys("reaping the call's main process", e));
+    started.reaped = true;
+    let reaped = reaped?;
     // One last look at what is left (CPU of leftovers), then kill them.
     let last = started.container.sample(0);
     // `keep_descendants`: a call that ended on its own (no limit, no cancellation recorded)
@@ -711,6 +781,7 @@ fn finish(
     let oom_kills = started.container.oom_kills();
     let processes_refused = started.container.processes_refused();
     let containment = started.container.containment();
+    started.closed = true;
     started.container.close()?;
 
     let stdout = started.stdout.take().map(|p| p.capture.finish());
@@ -770,6 +841,6 @@ fn finish(
         stdout,
         stderr,
         containment,
-        weaknesses: started.weaknesses,
+        weaknesses: std::mem::take(&mut started.weaknesses),
     })
 }

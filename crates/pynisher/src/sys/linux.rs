@@ -1,7 +1,7 @@
 //! Linux system calls and `/proc` readers not covered by std or rustix, each wrapped once here.
 
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use crate::CpuTime;
@@ -104,19 +104,32 @@ struct CloneArgs {
 /// `CLONE_INTO_CGROUP` (Linux 5.7).
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
-/// Creates a child directly inside the cgroup whose directory is `cgroup_dir`, like `fork` (same
-/// return convention: 0 in the child, the pid in the parent). Unlike glibc's `fork`, it runs no
-/// `atfork` handlers and resets no library locks, so the child may only make async-signal-safe
-/// calls and then `exec` — which is all `child_main` does for a program.
+/// Creates a child like `fork` (same return convention: 0 in the child, the pid in the parent),
+/// inside the cgroup whose directory is `cgroup_dir` when one is given (`CLONE_INTO_CGROUP`).
+///
+/// The child's exit raises no signal in the parent (`exit_signal` 0) until it calls `execve`,
+/// which gives every process the SIGCHLD exit signal again: so a child that never execs (the
+/// reaper of `launch/reaper.rs`) is never reaped by the kernel, even when the caller ignores
+/// SIGCHLD, and a caller's `waitpid(-1)` does not see it (only a wait with `__WALL` does, as in
+/// [`wait4_blocking`]). Without `clone3` (Linux < 5.3, or a seccomp filter that refuses it with
+/// `ENOSYS`) and without a cgroup, the legacy `clone` with flags 0 does the same.
+///
+/// Unlike glibc's `fork`, it runs no `atfork` handlers and resets no library locks, so the child
+/// may only make async-signal-safe calls and then `exec` — which is all `child_main` does for a
+/// program.
 ///
 /// # Safety
-/// The child shares nothing with the parent but starts as a copy of it; the caller must only run
-/// async-signal-safe code in the child until `execve` or `_exit`.
-pub(crate) unsafe fn clone_into_cgroup(cgroup_dir: i32) -> io::Result<i32> {
+/// The child starts as a copy of the caller; the caller must only run async-signal-safe code in
+/// the child until `execve` or `_exit`.
+pub(crate) unsafe fn clone_quiet(cgroup_dir: Option<BorrowedFd<'_>>) -> io::Result<i32> {
     let args = CloneArgs {
-        flags: CLONE_INTO_CGROUP,
-        exit_signal: libc::SIGCHLD as u64,
-        cgroup: cgroup_dir as u64,
+        flags: if cgroup_dir.is_some() {
+            CLONE_INTO_CGROUP
+        } else {
+            0
+        },
+        exit_signal: 0,
+        cgroup: cgroup_dir.map_or(0, |fd| fd.as_raw_fd() as u64),
         ..CloneArgs::default()
     };
     // SAFETY: clone3 reads `args` (size given) during the call; with no stack given the child
@@ -128,10 +141,34 @@ pub(crate) unsafe fn clone_into_cgroup(cgroup_dir: i32) -> io::Result<i32> {
             std::mem::size_of::<CloneArgs>(),
         )
     };
+    if rc >= 0 {
+        return Ok(rc as i32);
+    }
+    let err = io::Error::last_os_error();
+    if cgroup_dir.is_some() || err.raw_os_error() != Some(libc::ENOSYS) {
+        return Err(err);
+    }
+    // SAFETY: clone with every argument 0 (whatever the architecture's argument order) is fork
+    // with no exit signal: no new stack, no shared state, no tid pointers.
+    let rc = unsafe { libc::syscall(libc::SYS_clone, 0, 0, 0, 0, 0) };
     if rc < 0 {
         Err(io::Error::last_os_error())
     } else {
         Ok(rc as i32)
+    }
+}
+
+/// Whether the kernel reaps this process's children by itself when they exit (SIGCHLD ignored, or
+/// its action has `SA_NOCLDWAIT`); a child forked with the SIGCHLD exit signal then leaves no
+/// status to read.
+pub(crate) fn children_are_auto_reaped() -> bool {
+    // SAFETY: sigaction with a null new action only reads the current one into our local.
+    unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut current) != 0 {
+            return false;
+        }
+        current.sa_sigaction == libc::SIG_IGN || current.sa_flags & libc::SA_NOCLDWAIT != 0
     }
 }
 
@@ -160,14 +197,15 @@ pub(crate) struct Reaped {
 }
 
 /// Reaps `pid` (blocking; call it once the pidfd reported the exit) and returns its status and
-/// rusage (the child and the descendants it waited for).
+/// rusage (the child and the descendants it waited for). `__WALL` also finds a child whose exit
+/// raises no signal ([`clone_quiet`]).
 pub(crate) fn wait4_blocking(pid: i32) -> io::Result<Reaped> {
     let mut status = 0;
     // SAFETY: rusage is plain old data; zeroed is a valid value and wait4 fills it.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     loop {
         // SAFETY: valid pointers to our locals for the duration of the call.
-        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        let rc = unsafe { libc::wait4(pid, &mut status, libc::__WALL, &mut usage) };
         if rc == pid {
             break;
         }
@@ -176,18 +214,26 @@ pub(crate) fn wait4_blocking(pid: i32) -> io::Result<Reaped> {
             return Err(err);
         }
     }
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
-    };
-    Ok(Reaped {
-        exit_code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
-        signal: libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)),
-        cpu: CpuTime {
-            user: tv(usage.ru_utime),
-            system: tv(usage.ru_stime),
-        },
-        max_rss: (usage.ru_maxrss.max(0) as u64) * 1024,
-    })
+    Ok(Reaped::from_wait(status, &usage))
+}
+
+impl Reaped {
+    /// Decodes a wait status and the rusage that came with it.
+    pub(crate) fn from_wait(status: i32, usage: &libc::rusage) -> Self {
+        let tv = |t: libc::timeval| {
+            Duration::from_secs(t.tv_sec.max(0) as u64)
+                + Duration::from_micros(t.tv_usec.max(0) as u64)
+        };
+        Reaped {
+            exit_code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
+            signal: libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)),
+            cpu: CpuTime {
+                user: tv(usage.ru_utime),
+                system: tv(usage.ru_stime),
+            },
+            max_rss: (usage.ru_maxrss.max(0) as u64) * 1024,
+        }
+    }
 }
 
 /// Reaps `pid` if it is an exited child of ours; ignores everything else.
@@ -195,7 +241,7 @@ pub(crate) fn reap_if_child(pid: i32) {
     let mut status = 0;
     // SAFETY: valid pointer to a local; WNOHANG never blocks.
     unsafe {
-        libc::waitpid(pid, &mut status, libc::WNOHANG);
+        libc::waitpid(pid, &mut status, libc::WNOHANG | libc::__WALL);
     }
 }
 
