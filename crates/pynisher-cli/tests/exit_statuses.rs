@@ -298,3 +298,52 @@ fn a_closed_stderr_pipe_does_not_change_the_exit_status() {
         .unwrap();
     assert_eq!(status.code(), Some(3), "{status:?}");
 }
+
+/// Runs `pynisher ARGS` the way a daemon that ignores SIGCHLD would start it: the ignored
+/// disposition survives `execve`.
+fn run_ignoring_sigchld(args: &[&str]) -> common::Run {
+    use std::os::unix::process::CommandExt;
+    let start = std::time::Instant::now();
+    let mut command = common::pynisher();
+    command.args(args).stdin(std::process::Stdio::null());
+    // SAFETY: signal(2) is async-signal-safe; it only changes the about-to-exec child.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGCHLD, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    common::finish(command.output().expect("pynisher starts"), start.elapsed())
+}
+
+#[test]
+fn a_program_started_by_a_caller_ignoring_sigchld_keeps_its_exit_code_and_leaves_nothing() {
+    for backend in pynisher::available_backends() {
+        let name = backend.name();
+        let result = run_ignoring_sigchld(&["--backend", name, "--", "sh", "-c", "exit 7"]);
+        assert_eq!(result.code, Some(7), "{name}: {result:?}");
+        assert!(
+            result.stderr.contains("completed, exit code 7"),
+            "{name}: {result:?}"
+        );
+
+        let dir = TempDir::new("sigchld-leftover");
+        let pidfile = dir.path_str("pid");
+        let script = format!("sleep 1000 & echo $! > {pidfile}; exit 0");
+        let result = run_ignoring_sigchld(&["--backend", name, "--", "sh", "-c", &script]);
+        assert_eq!(result.code, Some(0), "{name}: {result:?}");
+        let pids = common::wait_for_pids(&dir.join("pid"), 1, Duration::from_secs(1));
+        common::assert_all_gone(&[(pids[0], "sleep")], Duration::from_secs(2));
+
+        let result = run_ignoring_sigchld(&[
+            "--backend",
+            name,
+            "--wall-time",
+            "300ms",
+            "--",
+            "sleep",
+            "5",
+        ]);
+        assert_eq!(result.code, Some(124), "{name}: {result:?}");
+    }
+}

@@ -375,6 +375,7 @@ impl Limits {
             ("wall_time", self.wall_time),
             ("cpu_time", self.cpu_time),
             ("grace_period", Some(self.grace_period)),
+            ("drain_timeout", Some(self.drain_timeout)),
         ] {
             if let Some(d) = d {
                 if now.checked_add(d).is_none() || d > Duration::from_secs(100 * 365 * 86400) {
@@ -412,6 +413,9 @@ mod tests {
                 Limits::new().memory_sample_interval(Duration::ZERO),
                 "memory_sample_interval",
             ),
+            (Limits::new().cpu_time(Duration::MAX), "cpu_time"),
+            (Limits::new().grace_period(Duration::MAX), "grace_period"),
+            (Limits::new().drain_timeout(Duration::MAX), "drain_timeout"),
         ];
         for (limits, param) in cases {
             let err = limits.validate().unwrap_err().to_string();

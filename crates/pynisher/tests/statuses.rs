@@ -509,6 +509,34 @@ fn a_closure_keeps_the_callers_ignored_sigpipe_so_a_closed_pipe_is_an_error_not_
 }
 
 #[test]
+fn durations_too_large_for_a_deadline_are_refused_by_name_not_a_panic() {
+    for (limits, param) in [
+        (Limits::new().drain_timeout(Duration::MAX), "drain_timeout"),
+        (Limits::new().grace_period(Duration::MAX), "grace_period"),
+        (Limits::new().wall_time(Duration::MAX), "wall_time"),
+        (Limits::new().cpu_time(Duration::MAX), "cpu_time"),
+    ] {
+        let err = limits.run_command(&Command::new("true")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(param) && text.contains("too large"), "{text}");
+    }
+}
+
+#[test]
+fn a_threaded_caller_is_pointed_to_the_function_that_exists() {
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let other = std::thread::spawn(move || stopped.recv());
+    let err = Limits::new().run_closure(|| 1u8).unwrap_err();
+    drop(stop);
+    let _ = other.join();
+    assert!(
+        matches!(err, pynisher::Error::ThreadedCaller { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("spawn_closure_unchecked"), "{err}");
+}
+
+#[test]
 fn bad_values_are_rejected_before_anything_starts() {
     let marker = std::env::temp_dir().join(format!("pynisher-bad-{}", std::process::id()));
     let touch = Command::new("touch").arg(&marker);
