@@ -141,15 +141,36 @@ fn grace_flag(text: Option<&str>) -> Result<Duration, BadFlag> {
 
 fn count_flag(flag: &'static str, text: Option<&str>) -> Result<Option<u64>, BadFlag> {
     let Some(text) = text else { return Ok(None) };
-    match text.trim().parse::<u64>() {
-        Ok(0) => Err(BadFlag(format!(
-            "invalid value for {flag}: \"{text}\" (must be at least 1, the program's own process)"
-        ))),
-        Ok(n) => Ok(Some(n)),
-        Err(_) => Err(BadFlag(format!(
-            "invalid value for {flag}: \"{text}\" (not a whole number)"
-        ))),
+    let bad = |reason: &str| BadFlag(format!("invalid value for {flag}: \"{text}\" ({reason})"));
+    // Whole numbers in any notation (`64`, `1e3`); the engine refuses counts beyond what the
+    // kernel can hold, so a huge one is an error, not silently no limit.
+    let trimmed = text.trim();
+    let number = match trimmed.parse::<u64>() {
+        Ok(n) => n as f64,
+        Err(_) => trimmed
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite())
+            .ok_or_else(|| bad("not a number"))?,
+    };
+    if number < 0.0 {
+        return Err(bad(
+            "a negative count is not allowed; at least 1, the program's own process",
+        ));
     }
+    if number.fract() != 0.0 {
+        return Err(bad("not a whole number"));
+    }
+    if number < 1.0 {
+        return Err(bad("must be at least 1, the program's own process"));
+    }
+    if number > pynisher::MAX_PROCESSES as f64 {
+        return Err(bad(&format!(
+            "at most {} (the kernel's PID_MAX_LIMIT: no system can hold more processes)",
+            pynisher::MAX_PROCESSES
+        )));
+    }
+    Ok(Some(number as u64))
 }
 
 impl Settings {

@@ -61,11 +61,13 @@ pub fn signal_name(signal: i32) -> String {
 /// Parses a signal given as a name (`TERM`, `SIGTERM`, `term`) or a number (`15`, 1–64).
 pub fn parse_signal(text: &str) -> Result<i32, String> {
     let trimmed = text.trim();
-    if let Ok(number) = trimmed.parse::<i32>() {
-        return if (1..=64).contains(&number) {
-            Ok(number)
-        } else {
-            Err(format!("{number} is not a signal number (1-64)"))
+    let digits = trimmed.strip_prefix(['-', '+']).unwrap_or(trimmed);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return match trimmed.parse::<i32>() {
+            Ok(number) if (1..=64).contains(&number) => Ok(number),
+            _ => Err(format!(
+                "{trimmed} is out of range: a signal number is 1-64"
+            )),
         };
     }
     let upper = trimmed.to_ascii_uppercase();

@@ -38,6 +38,69 @@ fn bad_values_exit_125_with_a_message_naming_the_flag() {
     }
 }
 
+/// Runs `pynisher FLAG VALUE -- true` and returns (exit code, stderr).
+fn with(flag: &str, value: &str) -> (Option<i32>, String) {
+    let result = run(&["--quiet", flag, value, "--", "true"]);
+    (result.code, result.stderr)
+}
+
+#[test]
+fn a_fractional_byte_count_is_refused_not_rounded_to_one_byte() {
+    let (code, err) = with("--memory", "0.5");
+    assert_eq!(code, Some(125), "{err}");
+    assert!(
+        err.contains("--memory") && err.contains("whole number of bytes"),
+        "{err}"
+    );
+    assert!(err.contains("0.5GiB"), "the message suggests a unit: {err}");
+    assert_eq!(with("--memory", "0.5GiB").0, Some(0));
+}
+
+#[test]
+fn a_negative_process_count_is_called_negative() {
+    let (code, err) = with("--max-processes", "-1");
+    assert_eq!(code, Some(125), "{err}");
+    assert!(
+        err.contains("--max-processes") && err.contains("negative"),
+        "{err}"
+    );
+}
+
+#[test]
+fn numbers_in_exponent_notation_are_numbers() {
+    for (flag, value) in [
+        ("--memory", "1e9"),
+        ("--wall-time", "1e1"),
+        ("--cpu-time", "5e3ms"),
+        ("--max-processes", "1e3"),
+    ] {
+        let (code, err) = with(flag, value);
+        assert_eq!(code, Some(0), "{flag} {value}: {err}");
+    }
+}
+
+#[test]
+fn a_process_count_beyond_the_kernels_limit_is_refused_not_unlimited() {
+    let (code, err) = with("--max-processes", "99999999999");
+    assert_eq!(code, Some(125), "{err}");
+    assert!(
+        err.contains("--max-processes") && err.contains("4194304"),
+        "{err}"
+    );
+    assert_eq!(with("--max-processes", "4194304").0, Some(0));
+}
+
+#[test]
+fn a_huge_signal_number_is_out_of_range_not_an_unknown_name() {
+    let (code, err) = with("--signal", "9999999999");
+    assert_eq!(code, Some(125), "{err}");
+    assert!(
+        err.contains("--signal") && err.contains("out of range"),
+        "{err}"
+    );
+    assert!(!err.contains("name"), "{err}");
+}
+
 #[test]
 fn output_limit_without_an_output_file_is_refused() {
     let result = run(&["--output-limit", "1MiB", "--", "true"]);

@@ -109,6 +109,7 @@ pub use limited::__macro;
 pub use limited::CallError;
 pub use limits::{
     Backend, Limits, MemoryLimitKind, DEFAULT_MEMORY_SAMPLE_INTERVAL, DEFAULT_OUTPUT_LIMIT,
+    MAX_PROCESSES,
 };
 pub use names::UnknownName;
 pub use outcome::{

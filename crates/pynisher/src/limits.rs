@@ -102,6 +102,10 @@ pub struct Limits {
 /// enforced by sampling (see `benchmarks/` for its cost and the overshoot it allows).
 pub const DEFAULT_MEMORY_SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
 
+/// The largest process-count limit: the kernel's `PID_MAX_LIMIT` on 64-bit Linux, the most
+/// processes a system can have and the most `pids.max` accepts.
+pub const MAX_PROCESSES: u64 = 4 * 1024 * 1024;
+
 /// Default cap on captured output per stream.
 pub const DEFAULT_OUTPUT_LIMIT: usize = 16 * 1024 * 1024;
 
@@ -348,6 +352,16 @@ impl Limits {
                 "must be at least 1 (the call's own process)",
             ));
         }
+        if let Some(n) = self.max_processes.filter(|&n| n > MAX_PROCESSES) {
+            return Err(Error::invalid(
+                "max_processes",
+                n,
+                format!(
+                    "at most {MAX_PROCESSES} (the kernel's PID_MAX_LIMIT: no system can hold more \
+                     processes, and pids.max cannot be set higher)"
+                ),
+            ));
+        }
         for (param, sig) in [
             ("wall_signal", self.wall_signal),
             ("cpu_signal", self.cpu_signal),
@@ -416,6 +430,10 @@ mod tests {
             (Limits::new().cpu_time(Duration::MAX), "cpu_time"),
             (Limits::new().grace_period(Duration::MAX), "grace_period"),
             (Limits::new().drain_timeout(Duration::MAX), "drain_timeout"),
+            (
+                Limits::new().max_processes(MAX_PROCESSES + 1),
+                "max_processes",
+            ),
         ];
         for (limits, param) in cases {
             let err = limits.validate().unwrap_err().to_string();

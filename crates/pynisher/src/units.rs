@@ -5,24 +5,62 @@ use std::time::Duration;
 
 use crate::Error;
 
-/// Parses a size such as `512MiB`, `2GiB`, `1.5G`, `100MB`, `4096` (bytes) or `64k`.
+/// Splits `text` into its leading number (a sign, digits with at most one dot, an exponent such as
+/// `e3`) and the rest. No unit starts with `e`, so `1e3` is a number, not `1` in unit `e3`.
+fn split_number(text: &str) -> (&str, &str) {
+    let b = text.as_bytes();
+    let mut i = 0;
+    if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+        i += 1;
+    }
+    while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'.') {
+        i += 1;
+    }
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+        let mut j = i + 1;
+        if j < b.len() && (b[j] == b'+' || b[j] == b'-') {
+            j += 1;
+        }
+        let digits = j;
+        while j < b.len() && b[j].is_ascii_digit() {
+            j += 1;
+        }
+        if j > digits {
+            i = j;
+        }
+    }
+    text.split_at(i)
+}
+
+/// Parses a size such as `512MiB`, `2GiB`, `1.5G`, `100MB`, `4096` (bytes), `1e9` or `64k`.
 ///
 /// Binary suffixes (`KiB`, `MiB`, `GiB`, `TiB`) are powers of 1024; decimal suffixes (`kB`/`KB`, `MB`,
 /// `GB`, `TB`) are powers of 1000; a bare letter (`k`, `M`, `G`, `T`) is binary, as in `ulimit` and
-/// `prlimit`. Zero, negative, NaN and values beyond `u64` are rejected with an error naming `param`.
+/// `prlimit`. A number without a unit counts bytes and must be whole (`0.5` is refused rather than
+/// read as one byte); with a unit a fraction is rounded to the nearest byte (`1.3k` is 1331 bytes).
+/// Zero, negative, NaN and values beyond `u64` are rejected with an error naming `param`.
 ///
 /// ```
 /// assert_eq!(pynisher::units::parse_size("memory", "512MiB").unwrap(), 512 * 1024 * 1024);
 /// assert_eq!(pynisher::units::parse_size("memory", "1.5k").unwrap(), 1536);
+/// assert_eq!(pynisher::units::parse_size("memory", "1e3").unwrap(), 1000);
+/// assert!(pynisher::units::parse_size("memory", "0.5").is_err());
 /// assert!(pynisher::units::parse_size("memory", "12 parsecs").is_err());
 /// ```
 pub fn parse_size(param: &'static str, text: &str) -> Result<u64, Error> {
     let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(trimmed.len());
-    let (number, unit) = trimmed.split_at(split);
+    let (number, unit) = split_number(trimmed);
     let unit = unit.trim();
+    let value: f64 = number
+        .parse()
+        .map_err(|_| Error::invalid(param, text, "not a number followed by a size unit"))?;
+    if value < 0.0 {
+        return Err(Error::invalid(
+            param,
+            text,
+            "must be greater than zero (a negative size is not allowed)",
+        ));
+    }
     let multiplier: f64 = match unit {
         "" | "B" | "b" => 1.0,
         "k" | "K" | "KiB" | "kiB" => 1024.0,
@@ -41,9 +79,16 @@ pub fn parse_size(param: &'static str, text: &str) -> Result<u64, Error> {
             ))
         }
     };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| Error::invalid(param, text, "not a number followed by a size unit"))?;
+    if multiplier == 1.0 && value.fract() != 0.0 {
+        return Err(Error::invalid(
+            param,
+            text,
+            format!(
+                "not a whole number of bytes; a size without a unit counts bytes \
+                 (for example {number}GiB or {number}MiB)"
+            ),
+        ));
+    }
     let bytes = value * multiplier;
     if !bytes.is_finite() || bytes >= u64::MAX as f64 {
         return Err(Error::invalid(param, text, "too large"));
@@ -55,7 +100,7 @@ pub fn parse_size(param: &'static str, text: &str) -> Result<u64, Error> {
     Ok(bytes)
 }
 
-/// Parses a duration such as `1m30s`, `1.5s`, `250ms`, `2h`, `90` (seconds) or `1d`.
+/// Parses a duration such as `1m30s`, `1.5s`, `250ms`, `2h`, `90` (seconds), `1e3ms` or `1d`.
 ///
 /// Units: `ns`, `us`/`µs`, `ms`, `s`, `m`, `h`, `d`; several may be chained (`1h2m3.5s`). Zero, negative
 /// and unparseable values are rejected with an error naming `param`.
@@ -64,6 +109,7 @@ pub fn parse_size(param: &'static str, text: &str) -> Result<u64, Error> {
 /// use std::time::Duration;
 /// assert_eq!(pynisher::units::parse_duration("wall_time", "1m30s").unwrap(), Duration::from_secs(90));
 /// assert_eq!(pynisher::units::parse_duration("wall_time", "250ms").unwrap(), Duration::from_millis(250));
+/// assert_eq!(pynisher::units::parse_duration("wall_time", "1e3ms").unwrap(), Duration::from_secs(1));
 /// assert!(pynisher::units::parse_duration("wall_time", "0s").is_err());
 /// ```
 pub fn parse_duration(param: &'static str, text: &str) -> Result<Duration, Error> {
@@ -73,25 +119,30 @@ pub fn parse_duration(param: &'static str, text: &str) -> Result<Duration, Error
     }
     let mut total = 0f64;
     while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if num_end == 0 {
+        let (number, after) = split_number(rest);
+        if number.is_empty() {
             return Err(Error::invalid(
                 param,
                 text,
                 "expected a number such as 1.5s, 250ms or 1m30s",
             ));
         }
-        let value: f64 = rest[..num_end]
+        let value: f64 = number
             .parse()
             .map_err(|_| Error::invalid(param, text, "not a number"))?;
-        rest = &rest[num_end..];
+        if value < 0.0 {
+            return Err(Error::invalid(
+                param,
+                text,
+                "must be greater than zero (a negative duration is not allowed)",
+            ));
+        }
+        rest = after;
         let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .find(|c: char| c.is_ascii_digit() || c == '.' || c == '+' || c == '-')
             .unwrap_or(rest.len());
         let unit = rest[..unit_end].trim();
-        rest = &rest[unit_end..];
+        rest = rest[unit_end..].trim_start();
         let seconds = match unit {
             "" | "s" | "sec" | "secs" => 1.0,
             "ns" => 1e-9,
@@ -180,6 +231,32 @@ mod tests {
             let err = parse_size("memory", bad).unwrap_err().to_string();
             assert!(err.contains("memory"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn sizes_refuse_fractional_bytes_and_negatives_and_accept_exponents() {
+        let err = parse_size("memory", "0.5").unwrap_err().to_string();
+        assert!(
+            err.contains("memory") && err.contains("whole number of bytes"),
+            "{err}"
+        );
+        let err = parse_size("memory", "-5M").unwrap_err().to_string();
+        assert!(err.contains("negative"), "{err}");
+        assert_eq!(parse_size("memory", "1e3").unwrap(), 1000);
+        assert_eq!(parse_size("memory", "1.5e3 k").unwrap(), 1536000);
+        assert_eq!(parse_size("memory", "0.5GiB").unwrap(), 512 << 20);
+        assert_eq!(parse_size("memory", "1.3k").unwrap(), 1331);
+    }
+
+    #[test]
+    fn durations_accept_exponents_and_name_negatives() {
+        assert_eq!(
+            parse_duration("t", "1e3ms").unwrap(),
+            Duration::from_secs(1)
+        );
+        assert_eq!(parse_duration("t", "2E1").unwrap(), Duration::from_secs(20));
+        let err = parse_duration("t", "-1s").unwrap_err().to_string();
+        assert!(err.contains("negative"), "{err}");
     }
 
     #[test]
