@@ -72,7 +72,7 @@ def test_calls_keep_their_exact_result_when_the_caller_ignores_sigchld(ctx, tmp_
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["answer"] == ["completed", 42]
-    assert out["exit"] == ["completed", 3]
+    assert out["exit"] == ["no_result", 3]
     status, value, cpu = out["burn"]
     assert (status, value) == ("completed", "burned")
     assert cpu >= 0.28
