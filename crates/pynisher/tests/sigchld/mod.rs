@@ -51,6 +51,7 @@ pub fn every_kind_of_call_reports_exactly(setup: fn()) {
             "{b:?}"
         );
 
+        // SAFETY: the closure only computes and reads its CPU clock.
         let o = unsafe {
             on(b).spawn_closure_unchecked(|| {
                 let mut x = 0u64;
@@ -87,6 +88,7 @@ pub fn every_kind_of_call_reports_exactly(setup: fn()) {
             "{b:?}"
         );
 
+        // SAFETY: the closure only sleeps.
         let o = unsafe {
             on(b)
                 .wall_time(Duration::from_millis(200))
@@ -100,6 +102,8 @@ pub fn every_kind_of_call_reports_exactly(setup: fn()) {
         .unwrap();
         assert_eq!(o.status, Status::WallTimeout, "{b:?}");
 
+        // SAFETY: the closure panics; the hook writes the message into this test's own output
+        // capture, a buffer no other thread holds.
         let o = unsafe { on(b).spawn_closure_unchecked(|| -> u8 { panic!("boom") }) }
             .unwrap()
             .wait()
