@@ -104,8 +104,13 @@ fn start_sleepers(count: u32) -> u32 {
 }
 
 fn segfault(_: ()) -> u8 {
-    // SAFETY: raising a signal in our own (disposable) process.
-    unsafe { libc::raise(libc::SIGSEGV) };
+    // A closure child keeps the caller's dispositions, and Rust's runtime handles SIGSEGV (stack
+    // overflow detection; for a raised signal its handler just returns): die by it explicitly.
+    // SAFETY: changing a disposition and raising a signal in our own (disposable) process.
+    unsafe {
+        libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+        libc::raise(libc::SIGSEGV);
+    }
     0
 }
 
