@@ -108,8 +108,10 @@ pub use launch::{Command, Stdin};
 pub use limited::__macro;
 pub use limited::CallError;
 pub use limits::{
+pub use limits::{
     Backend, Limits, MemoryLimitKind, DEFAULT_MEMORY_SAMPLE_INTERVAL, DEFAULT_OUTPUT_LIMIT,
-    MAX_PROCESSES,
+    DEFAULT_RESULT_LIMIT, MAX_PROCESSES,
+};
 };
 pub use names::UnknownName;
 pub use outcome::{

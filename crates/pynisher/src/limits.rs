@@ -90,6 +90,7 @@ pub struct Limits {
     pub(crate) cpu_signal: Option<i32>,
     pub(crate) capture_output: bool,
     pub(crate) output_limit: usize,
+    pub(crate) result_limit: u64,
     pub(crate) backend: Backend,
     pub(crate) drain_timeout: Duration,
     pub(crate) memory_sample_interval: Duration,
@@ -105,6 +106,11 @@ pub const DEFAULT_MEMORY_SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
 /// The largest process-count limit: the kernel's `PID_MAX_LIMIT` on 64-bit Linux, the most
 /// processes a system can have and the most `pids.max` accepts.
 pub const MAX_PROCESSES: u64 = 4 * 1024 * 1024;
+
+/// Default cap on the payload of the result frame (a closure's encoded value, or what a program run
+/// with [`Limits::spawn_command_for_result`] sends): 1 GiB. The caller holds a value whole before
+/// decoding it, so this bounds what one call can make the caller buffer.
+pub const DEFAULT_RESULT_LIMIT: u64 = 1 << 30;
 
 /// Default cap on captured output per stream.
 pub const DEFAULT_OUTPUT_LIMIT: usize = 16 * 1024 * 1024;
@@ -122,6 +128,7 @@ impl Default for Limits {
             cpu_signal: None,
             capture_output: false,
             output_limit: DEFAULT_OUTPUT_LIMIT,
+            result_limit: DEFAULT_RESULT_LIMIT,
             backend: Backend::Auto,
             drain_timeout: Duration::from_millis(100),
             memory_sample_interval: DEFAULT_MEMORY_SAMPLE_INTERVAL,
@@ -198,6 +205,20 @@ impl Limits {
     /// Cap on captured bytes per stream; the head and the tail are kept, the middle dropped.
     pub fn output_limit(mut self, bytes: usize) -> Self {
         self.output_limit = bytes;
+        self
+    }
+
+    /// Cap on the result frame's payload in bytes (default [`DEFAULT_RESULT_LIMIT`], 1 GiB). The
+    /// caller checks the frame as it arrives: junk is refused at its first byte, a frame that
+    /// announces more than this at its header, and the call is then killed and ends with
+    /// [`crate::Status::ResultUndecodable`] saying why; nothing beyond is buffered.
+    ///
+    /// ```
+    /// let limits = pynisher::Limits::new().result_limit(64 << 20);
+    /// assert_eq!(limits.get_result_limit(), 64 << 20);
+    /// ```
+    pub fn result_limit(mut self, bytes: u64) -> Self {
+        self.result_limit = bytes;
         self
     }
 
@@ -305,6 +326,10 @@ impl Limits {
     /// Whether output is captured.
     pub fn get_capture_output(&self) -> bool {
         self.capture_output
+    }
+    /// The cap on the result frame's payload.
+    pub fn get_result_limit(&self) -> u64 {
+        self.result_limit
     }
     /// The configured backend.
     pub fn get_backend(&self) -> Backend {

@@ -30,6 +30,9 @@ pub const FRAME_MAGIC: [u8; 4] = *b"PYNR";
 /// Length of the frame header.
 pub const HEADER_LEN: usize = 14;
 
+/// The most a reader reserves in advance for an announced payload (it grows beyond as bytes come).
+const RESERVE_AT_MOST: u64 = 16 << 20;
+
 /// What a frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameKind {
@@ -68,35 +71,109 @@ pub enum Received {
 }
 
 /// Accumulates bytes from the result pipe and decodes the frame at the end.
-#[derive(Debug, Default)]
+///
+/// It checks the frame as it arrives and stops buffering at the first sign that the bytes cannot
+/// be a valid frame within its limit: a wrong magic, version or kind (checked byte by byte as the
+/// header arrives), an announced payload over the limit, or bytes past the announced length. So a
+/// child writing junk costs the caller at most one header, and a valid frame at most the limit.
+///
+/// ```
+/// use pynisher::transport::{encode_frame, FrameKind, FrameReader, Received};
+/// let mut reader = FrameReader::with_limit(4);
+/// reader.push(&encode_frame(FrameKind::Value, b"too long"));
+/// assert!(reader.rejected().is_some());
+/// assert!(matches!(reader.finish(), Received::Malformed(_)));
+/// ```
+#[derive(Debug)]
 pub struct FrameReader {
     bytes: Vec<u8>,
+    limit: u64,
+    rejected: Option<String>,
+}
+
+impl Default for FrameReader {
+    /// A reader with the default limit, [`crate::DEFAULT_RESULT_LIMIT`].
+    fn default() -> Self {
+        FrameReader::with_limit(crate::DEFAULT_RESULT_LIMIT)
+    }
 }
 
 impl FrameReader {
-    /// Appends bytes read from the pipe.
+    /// A reader that accepts a payload of at most `limit` bytes.
+    pub fn with_limit(limit: u64) -> Self {
+        FrameReader {
+            bytes: Vec::new(),
+            limit,
+            rejected: None,
+        }
+    }
+
+    /// Appends bytes read from the pipe; once the stream is rejected, drops them.
     pub fn push(&mut self, chunk: &[u8]) {
-        if self.bytes.is_empty() && chunk.len() >= HEADER_LEN && chunk[..4] == FRAME_MAGIC {
-            // Reserve once for the announced payload (bounded, so a bogus length cannot exhaust us).
-            let announced = u64::from_le_bytes(chunk[6..14].try_into().expect("8 bytes"));
-            self.bytes
-                .reserve((announced as usize).min(1 << 30) + HEADER_LEN);
+        if self.rejected.is_some() {
+            return;
+        }
+        let before = self.bytes.len();
+        if before < HEADER_LEN {
+            let take = chunk.len().min(HEADER_LEN - before);
+            self.bytes.extend_from_slice(&chunk[..take]);
+            if let Some(reason) = header_problem(&self.bytes, self.limit) {
+                self.reject(reason);
+                return;
+            }
+            if self.bytes.len() == HEADER_LEN {
+                // Reserve for the announced payload up to a modest size: a child that announces
+                // much and sends little must not cost the caller address space.
+                let announced = announced_len(&self.bytes).min(RESERVE_AT_MOST);
+                self.bytes.reserve(announced as usize);
+            }
+            self.push_body(&chunk[take..]);
+        } else {
+            self.push_body(chunk);
+        }
+    }
+
+    fn push_body(&mut self, chunk: &[u8]) {
+        if chunk.is_empty() {
+            return;
+        }
+        let announced = announced_len(&self.bytes);
+        let body = (self.bytes.len() - HEADER_LEN) as u64;
+        if body + chunk.len() as u64 > announced {
+            self.reject(format!(
+                "more bytes than the {announced} payload bytes the frame announced"
+            ));
+            return;
         }
         self.bytes.extend_from_slice(chunk);
     }
 
-    /// How many bytes have arrived.
+    fn reject(&mut self, reason: String) {
+        self.bytes = Vec::new();
+        self.rejected = Some(reason);
+    }
+
+    /// Why the stream was rejected, as soon as it was: the caller should stop reading and end the
+    /// call.
+    pub fn rejected(&self) -> Option<&str> {
+        self.rejected.as_deref()
+    }
+
+    /// How many bytes are buffered.
     pub fn len(&self) -> usize {
         self.bytes.len()
     }
 
-    /// Whether nothing has arrived.
+    /// Whether nothing is buffered.
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }
 
     /// Decodes what arrived.
     pub fn finish(self) -> Received {
+        if let Some(reason) = self.rejected {
+            return Received::Malformed(reason);
+        }
         let bytes = self.bytes;
         if bytes.is_empty() {
             return Received::Nothing;
@@ -104,16 +181,7 @@ impl FrameReader {
         if bytes.len() < HEADER_LEN {
             return Received::Malformed(format!("truncated header ({} bytes)", bytes.len()));
         }
-        if bytes[..4] != FRAME_MAGIC {
-            return Received::Malformed("bad magic".into());
-        }
-        if bytes[4] != FRAME_VERSION {
-            return Received::Malformed(format!(
-                "frame version {} (this pynisher reads {FRAME_VERSION})",
-                bytes[4]
-            ));
-        }
-        let len = u64::from_le_bytes(bytes[6..14].try_into().expect("8 bytes"));
+        let len = announced_len(&bytes);
         let body = &bytes[HEADER_LEN..];
         if body.len() as u64 != len {
             return Received::Malformed(format!(
@@ -129,10 +197,43 @@ impl FrameReader {
                 Received::Value(bytes)
             }
             1 => Received::Panic(text()),
-            2 => Received::EncodeFailed(text()),
-            k => Received::Malformed(format!("unknown frame kind {k}")),
+            _ => Received::EncodeFailed(text()),
         }
     }
+}
+
+fn announced_len(header: &[u8]) -> u64 {
+    u64::from_le_bytes(header[6..14].try_into().expect("8 bytes"))
+}
+
+/// What is wrong with the (possibly partial) header so far, if anything.
+fn header_problem(header: &[u8], limit: u64) -> Option<String> {
+    let magic = &header[..header.len().min(4)];
+    if magic != &FRAME_MAGIC[..magic.len()] {
+        return Some("bad magic (not a pynisher result frame)".into());
+    }
+    if let Some(&version) = header.get(4) {
+        if version != FRAME_VERSION {
+            return Some(format!(
+                "frame version {version} (this pynisher reads {FRAME_VERSION})"
+            ));
+        }
+    }
+    if let Some(&kind) = header.get(5) {
+        if kind > FrameKind::EncodeFailed as u8 {
+            return Some(format!("unknown frame kind {kind}"));
+        }
+    }
+    if header.len() == HEADER_LEN {
+        let announced = announced_len(header);
+        if announced > limit {
+            return Some(format!(
+                "the frame announces {announced} payload bytes, over the result limit of \
+                 {limit} bytes (Limits::result_limit)"
+            ));
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -164,6 +265,48 @@ mod tests {
         let mut reader = FrameReader::default();
         reader.push(&newer);
         assert!(matches!(reader.finish(), Received::Malformed(m) if m.contains("version 9")));
+    }
+
+    #[test]
+    fn junk_is_rejected_at_its_first_byte_and_not_buffered() {
+        let mut reader = FrameReader::default();
+        reader.push(&[b'x'; 65536]);
+        assert!(reader.rejected().unwrap().contains("magic"));
+        reader.push(&[b'x'; 65536]);
+        assert_eq!(reader.len(), 0);
+        assert!(matches!(reader.finish(), Received::Malformed(m) if m.contains("magic")));
+    }
+
+    #[test]
+    fn a_frame_over_the_limit_is_rejected_at_its_header() {
+        let mut reader = FrameReader::with_limit(100);
+        let frame = encode_frame(FrameKind::Value, &[0u8; 101]);
+        reader.push(&frame[..HEADER_LEN]);
+        assert!(reader.rejected().unwrap().contains("result limit of 100"));
+        let mut reader = FrameReader::with_limit(100);
+        reader.push(&encode_frame(FrameKind::Value, &[1u8; 100]));
+        assert_eq!(reader.finish(), Received::Value(vec![1u8; 100]));
+    }
+
+    #[test]
+    fn bytes_past_the_announced_length_are_rejected() {
+        let mut reader = FrameReader::default();
+        let mut frame = encode_frame(FrameKind::Value, b"abc");
+        frame.extend_from_slice(&[0u8; 1000]);
+        for piece in frame.chunks(5) {
+            reader.push(piece);
+        }
+        assert!(reader.rejected().unwrap().contains("announced"));
+        assert!(reader.len() <= HEADER_LEN + 3);
+    }
+
+    #[test]
+    fn a_bad_kind_is_rejected_at_its_byte() {
+        let mut frame = encode_frame(FrameKind::Value, b"x");
+        frame[5] = 7;
+        let mut reader = FrameReader::default();
+        reader.push(&frame[..6]);
+        assert!(reader.rejected().unwrap().contains("kind 7"));
     }
 
     #[test]

@@ -505,7 +505,14 @@ fn read_pipes(started: &mut Started, result: &mut FrameReader, buf: &mut [u8]) {
                     started.result = None;
                     break;
                 }
-                Ok(n) => result.push(&buf[..n]),
+                Ok(n) => {
+                    result.push(&buf[..n]);
+                    if result.rejected().is_some() {
+                        // Not a frame we will accept: stop reading (the loop ends the call).
+                        started.result = None;
+                        break;
+                    }
+                }
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(rustix::io::Errno::AGAIN) => break,
                 Err(_) => {
@@ -548,7 +555,7 @@ fn supervise_with_buffer(
         killed: false,
         last_sample: Sample::default(),
     };
-    let mut result = FrameReader::default();
+    let mut result = FrameReader::with_limit(started.limits.result_limit);
     let start = started.released_at;
     let wall_deadline = started.limits.wall_time.map(|w| start + w);
     let counts_processes = started.container.enforces_processes();
@@ -615,6 +622,12 @@ fn supervise_with_buffer(
         }
         if main_exited {
             break now;
+        }
+        if let Some(reason) = result.rejected() {
+            if state.recorded.is_none() {
+                let reason = format!("the result channel was refused: {reason}");
+                state.record(Status::ResultUndecodable { reason }, &mut started, now)?;
+            }
         }
 
         if woken && observer.should_cancel() && state.recorded.is_none() {
