@@ -178,7 +178,7 @@ impl Run {
         let outcome = match result {
             Ok(outcome) => outcome,
             Err(e) => {
-                let message = e.to_string();
+                let message = e.chain().to_string();
                 say!("pynisher: {message}");
                 match e {
                     pynisher::Error::BackendUnavailable { .. } => {

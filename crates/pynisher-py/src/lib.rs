@@ -67,7 +67,7 @@ fn engine_error(err: pynisher::Error) -> PyErr {
             let names: Vec<&'static str> = weaknesses.iter().map(|w| w.name()).collect();
             NotEnforceableError::new_err((err.to_string(), names))
         }
-        other => EngineError::new_err(other.to_string()),
+        other => EngineError::new_err(other.chain().to_string()),
     }
 }
 

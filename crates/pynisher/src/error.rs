@@ -22,8 +22,10 @@ pub enum Error {
         /// Why it was rejected.
         reason: String,
     },
-    /// A system call the supervisor needs failed (pipe, fork, pidfd, poll, …).
-    #[error("{what} failed: {source}")]
+    /// A system call the supervisor needs failed (pipe, fork, pidfd, poll, …). The message names
+    /// the step; the operating system's error is the [`std::error::Error::source`] (see
+    /// [`Error::chain`]).
+    #[error("{what} failed")]
     Sys {
         /// What was being attempted, e.g. `creating the result pipe`.
         what: &'static str,
@@ -49,7 +51,7 @@ pub enum Error {
         weaknesses: Vec<crate::Weakness>,
     },
     /// A cgroup file could not be written or read.
-    #[error("cgroup {path}: {source}")]
+    #[error("cgroup {path}")]
     Cgroup {
         /// The file or directory.
         path: String,
@@ -160,8 +162,46 @@ impl Error {
     }
 }
 
-impl From<rustix::io::Errno> for Error {
-    fn from(e: rustix::io::Errno) -> Self {
-        Error::sys("system call", e)
+impl Error {
+    /// The error followed by each of its causes, `: `-separated: how a face shows an [`Error`] to
+    /// its user (the error's own message leaves its cause to [`std::error::Error::source`], so a
+    /// chain printer does not show it twice).
+    ///
+    /// ```
+    /// let err = pynisher::Limits::new().memory(0).validate().unwrap_err();
+    /// assert_eq!(err.chain().to_string(), err.to_string());
+    /// ```
+    pub fn chain(&self) -> ErrorChain<'_> {
+        ErrorChain(self)
+    }
+}
+
+/// Displays an [`Error`] with its causes; see [`Error::chain`].
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorChain<'a>(&'a Error);
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = std::error::Error::source(self.0);
+        while let Some(err) = cause {
+            write!(f, ": {err}")?;
+            cause = err.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_system_error_shows_its_cause_once_in_the_chain() {
+        let err = Error::sys("pidfd_open", io::Error::from_raw_os_error(libc::ESRCH));
+        assert_eq!(err.to_string(), "pidfd_open failed");
+        let chain = err.chain().to_string();
+        assert!(chain.starts_with("pidfd_open failed: "), "{chain}");
+        assert_eq!(chain.matches("No such process").count(), 1, "{chain}");
     }
 }

@@ -102,16 +102,14 @@ mod zygote;
 
 pub use call::{NoObserver, Observer, Progress};
 pub use contain::available_backends;
-pub use error::Error;
+pub use error::{Error, ErrorChain};
 pub use launch::{Command, Stdin};
 #[doc(hidden)]
 pub use limited::__macro;
 pub use limited::CallError;
 pub use limits::{
-pub use limits::{
     Backend, Limits, MemoryLimitKind, DEFAULT_MEMORY_SAMPLE_INTERVAL, DEFAULT_OUTPUT_LIMIT,
     DEFAULT_RESULT_LIMIT, MAX_PROCESSES,
-};
 };
 pub use names::UnknownName;
 pub use outcome::{
