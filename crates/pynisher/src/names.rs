@@ -5,7 +5,7 @@
 
 use thiserror::Error;
 
-/// A name that is not one of an enum's [`named_enum!`] names.
+/// A name that is not one of an enum's names (`Backend`, `MemoryLimitKind`, ...).
 ///
 /// ```
 /// let err = "cgroup3".parse::<pynisher::Backend>().unwrap_err();
