@@ -14,13 +14,11 @@ use std::os::fd::RawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
+use super::closure::ClosureBody;
 use crate::{transport, Command, Error, Limits, Stdin};
 
 /// The file descriptor number on which a child started for its result finds the result pipe.
 pub(crate) const RESULT_FD: RawFd = 3;
-
-/// A closure's body as the child runs it: the encoded value, or why it could not be encoded.
-pub(crate) type ClosureBody<'f> = Box<dyn FnOnce() -> Result<Vec<u8>, String> + 'f>;
 
 /// What the child runs.
 pub(crate) enum Payload<'f> {
@@ -269,18 +267,61 @@ fn fail(fds: &ChildFds, which: u32) -> ! {
 
 /// The child's side of the fork. Never returns.
 ///
+/// Each step below is its own function with its own `unsafe` block, so that each SAFETY comment
+/// covers exactly the calls it names.
+///
 /// # Safety
 /// Must be called only in the child right after `fork`. Until `exec` (or the closure) it calls only
 /// async-signal-safe functions on memory prepared by the parent.
 pub(crate) unsafe fn child_main(plan: ChildPlan<'_>, fds: &ChildFds) -> ! {
-    // SAFETY: every call below is an async-signal-safe system call on our own pid, on descriptors
-    // the parent opened for us, or on stack memory; see the function's contract.
+    // SAFETY: we are the forked child, as our contract requires (so for each step below).
+    unsafe { own_group_and_death_signal(fds) };
+    // A program gets default dispositions and an empty mask: the caller's ignored or blocked
+    // signals must not leak into it (a program ignoring SIGTERM would defeat the grace period). A
+    // closure keeps the caller's, as any fork does: a forked interpreter's own view of its signals
+    // (Python's `signal.getsignal`, Rust's ignored SIGPIPE) must stay true, so a write to a closed
+    // pipe is an error there, not death by SIGPIPE.
+    if plan.exec.is_some() {
+        // SAFETY: we are the forked child (our contract); it changes only our own dispositions
+        // and mask, with async-signal-safe calls.
+        unsafe { super::dispositions::reset_for_exec() };
+    }
+    // SAFETY: as above.
+    unsafe { wait_for_release(fds) };
+    // SAFETY: as above.
+    unsafe { join_cgroups(&plan.join_files, fds) };
+    // SAFETY: as above.
+    unsafe { wire_descriptors(plan.exec.is_some(), fds) };
+    // SAFETY: as above.
+    unsafe { set_rlimits(plan.rlimit_cpu, plan.rlimit_as, fds) };
+    match (plan.exec, plan.closure) {
+        // SAFETY: as above.
+        (Some(image), _) => unsafe { exec(&image, fds) },
+        (None, Some(closure)) => {
+            let result_fd = fds.result.unwrap_or(-1);
+            // A copy of the caller: other threads' calls must not wait on its copies of their
+            // pipe ends.
+            crate::sys::inflight::close_others(&[result_fd, fds.error_write]);
+            super::closure::run_and_exit(closure, fds.error_write, result_fd)
+        }
+        // SAFETY: _exit(2) ends this child; it touches no memory.
+        (None, None) => unsafe { libc::_exit(SETUP_FAILED_EXIT) },
+    }
+}
+
+/// Own process group (signals for the call reach the whole group); without a guard, SIGKILL when
+/// the supervisor's thread dies (the kernel ties PDEATHSIG to the forking thread, not the
+/// process), re-checking the parent in case it died before the prctl. With a guard, the guard
+/// kills the call when the caller *process* dies.
+///
+/// # Safety
+/// Only in the forked child, under `child_main`'s contract (the descriptors in `fds` are the
+/// child's own copies).
+unsafe fn own_group_and_death_signal(fds: &ChildFds) {
+    // SAFETY: setpgid, prctl and getppid act on our own process only and touch no memory;
+    // _exit ends it. All are async-signal-safe.
     unsafe {
-        // Own process group: signals for the call reach the whole group.
         libc::setpgid(0, 0);
-        // Without a guard: die with the supervisor's thread (the kernel ties PDEATHSIG to the
-        // forking thread, not the process); re-check the parent in case it died before the prctl.
-        // With a guard, the guard kills the call when the caller *process* dies.
         if fds.die_with_parent {
             libc::prctl(
                 libc::PR_SET_PDEATHSIG,
@@ -293,78 +334,107 @@ pub(crate) unsafe fn child_main(plan: ChildPlan<'_>, fds: &ChildFds) -> ! {
                 libc::_exit(SETUP_FAILED_EXIT);
             }
         }
-        // A program gets default dispositions and an empty mask: the caller's ignored or blocked
-        // signals must not leak into it (a program ignoring SIGTERM would defeat the grace
-        // period). A closure keeps the caller's, as any fork does: a forked interpreter's own
-        // view of its signals (Python's `signal.getsignal`, Rust's ignored SIGPIPE) must stay
-        // true, so a write to a closed pipe is an error there, not death by SIGPIPE.
-        if plan.exec.is_some() {
-            super::dispositions::reset_for_exec();
-        }
+    }
+}
 
-        // Wait until the supervisor has adopted us into the container.
-        let mut byte = 0u8;
-        loop {
-            let n = libc::read(fds.release_read, (&mut byte as *mut u8).cast(), 1);
-            if n == 1 {
-                break;
-            }
-            if n < 0 && errno() == libc::EINTR {
-                continue;
-            }
-            // EOF: the supervisor gave up on this child (adoption failed or it died).
-            libc::_exit(SETUP_FAILED_EXIT);
+/// Blocks until the supervisor has placed us in the container; exits if it gave up (end of file:
+/// adoption failed, or it died).
+///
+/// # Safety
+/// Only in the forked child, under `child_main`'s contract (the descriptors in `fds` are the
+/// child's own copies).
+unsafe fn wait_for_release(fds: &ChildFds) {
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: read(2) of one byte into a local, from the release pipe the parent opened for us.
+        let n = unsafe { libc::read(fds.release_read, (&mut byte as *mut u8).cast(), 1) };
+        if n == 1 {
+            break;
         }
-        libc::close(fds.release_read);
+        if n < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        // SAFETY: _exit(2) ends this child; it touches no memory.
+        unsafe { libc::_exit(SETUP_FAILED_EXIT) };
+    }
+    // SAFETY: closing our copy of the release pipe, which nothing else in this child uses.
+    unsafe { libc::close(fds.release_read) };
+}
 
-        // Join the call's cgroups before anything else can run.
-        for file in &plan.join_files {
+/// Joins the call's cgroups (writes `0` to each file) before anything else can run.
+///
+/// # Safety
+/// Only in the forked child, under `child_main`'s contract (the descriptors in `fds` are the
+/// child's own copies).
+unsafe fn join_cgroups(files: &[CString], fds: &ChildFds) {
+    for file in files {
+        // SAFETY: open/write/close with a C string prepared before the fork and a static byte;
+        // the descriptor is ours and closed at once.
+        unsafe {
             let fd = libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
             if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
                 fail(fds, step::JOIN);
             }
             libc::close(fd);
         }
+    }
+}
 
-        // Move the sources out of the way first, so that no dup2 clobbers a later source. Only a
-        // program gets the result pipe at a fixed number: a closure child is a copy of the caller,
-        // whose own descriptor 3 (a file, a socket, a multiprocessing pipe) must stay untouched,
-        // so the closure writes to the pipe where it already is.
-        let exec_result = if plan.exec.is_some() {
-            fds.result
-        } else {
-            None
-        };
-        let targets = [
-            (fds.stdin, 0),
-            (fds.stdout, 1),
-            (fds.stderr, 2),
-            (exec_result, RESULT_FD),
-        ];
-        let mut moved = [-1; 4];
-        for (i, (src, _)) in targets.iter().enumerate() {
-            if let Some(src) = *src {
-                moved[i] = libc::fcntl(src, libc::F_DUPFD_CLOEXEC, 10);
-                if moved[i] < 0 {
-                    fail(fds, step::FDS);
-                }
+/// Puts stdin/stdout/stderr (and, for a program, the result pipe at [`RESULT_FD`]) in place.
+///
+/// The sources are moved above 10 first, so that no `dup2` clobbers a later source. Only a
+/// program gets the result pipe at a fixed number: a closure child is a copy of the caller, whose
+/// own descriptor 3 (a file, a socket, a multiprocessing pipe) must stay untouched, so the
+/// closure writes to the pipe where it already is.
+///
+/// # Safety
+/// Only in the forked child, under `child_main`'s contract (the descriptors in `fds` are the
+/// child's own copies).
+unsafe fn wire_descriptors(is_program: bool, fds: &ChildFds) {
+    let exec_result = if is_program { fds.result } else { None };
+    let targets = [
+        (fds.stdin, 0),
+        (fds.stdout, 1),
+        (fds.stderr, 2),
+        (exec_result, RESULT_FD),
+    ];
+    let mut moved = [-1; 4];
+    for (i, (src, _)) in targets.iter().enumerate() {
+        if let Some(src) = *src {
+            // SAFETY: fcntl(F_DUPFD_CLOEXEC) duplicates a descriptor the parent opened for us.
+            moved[i] = unsafe { libc::fcntl(src, libc::F_DUPFD_CLOEXEC, 10) };
+            if moved[i] < 0 {
+                fail(fds, step::FDS);
             }
         }
-        for (i, (_, target)) in targets.iter().enumerate() {
-            if moved[i] >= 0 {
-                // dup2 clears close-on-exec on the target, so the program inherits it.
+    }
+    for (i, (_, target)) in targets.iter().enumerate() {
+        if moved[i] >= 0 {
+            // SAFETY: dup2/close on descriptors of this child: the duplicate made just above and
+            // a standard target number. dup2 clears close-on-exec, so the program inherits it.
+            unsafe {
                 if libc::dup2(moved[i], *target) < 0 {
                     fail(fds, step::FDS);
                 }
                 libc::close(moved[i]);
             }
         }
+    }
+}
 
-        if let Some((soft, hard)) = plan.rlimit_cpu {
-            let lim = libc::rlimit {
-                rlim_cur: soft,
-                rlim_max: hard,
-            };
+/// The `RLIMIT_CPU` backstop and the `RLIMIT_AS` memory limit.
+///
+/// # Safety
+/// Only in the forked child, under `child_main`'s contract (the descriptors in `fds` are the
+/// child's own copies).
+unsafe fn set_rlimits(cpu: Option<(u64, u64)>, address_space: Option<u64>, fds: &ChildFds) {
+    if let Some((soft, hard)) = cpu {
+        let lim = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: hard,
+        };
+        // SAFETY: setrlimit/getrlimit on our own process with pointers to locals.
+        unsafe {
             // Lowering is always allowed; if an existing hard limit is lower, keep it.
             if libc::setrlimit(libc::RLIMIT_CPU, &lim) != 0 {
                 let mut old: libc::rlimit = std::mem::zeroed();
@@ -374,51 +444,56 @@ pub(crate) unsafe fn child_main(plan: ChildPlan<'_>, fds: &ChildFds) -> ! {
                 }
             }
         }
-        if let Some(bytes) = plan.rlimit_as {
-            let lim = libc::rlimit {
-                rlim_cur: bytes,
-                rlim_max: bytes,
-            };
-            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
-                fail(fds, step::RLIMIT);
-            }
-        }
-
-        match (plan.exec, plan.closure) {
-            (Some(image), _) => {
-                if let Some(cwd) = &image.cwd {
-                    if libc::chdir(cwd.as_ptr()) != 0 {
-                        fail(fds, step::CHDIR);
-                    }
-                }
-                // Descriptors the caller forgot to mark close-on-exec must not leak into the
-                // program (a leaked pipe end could keep a caller's reader waiting forever).
-                let first_private = if fds.result.is_some() {
-                    RESULT_FD + 1
-                } else {
-                    RESULT_FD
-                };
-                libc::syscall(
-                    libc::SYS_close_range,
-                    first_private as libc::c_uint,
-                    libc::c_uint::MAX,
-                    libc::CLOSE_RANGE_CLOEXEC,
-                );
-                libc::execve(
-                    image.path.as_ptr(),
-                    image.argv_ptrs.as_ptr(),
-                    image.envp_ptrs.as_ptr(),
-                );
-                fail(fds, step::EXEC)
-            }
-            (None, Some(closure)) => {
-                let result_fd = fds.result.unwrap_or(-1);
-                // A copy of the caller: other threads' calls must not wait on its copies of
-                // their pipe ends.
-                crate::sys::inflight::close_others(&[result_fd, fds.error_write]);
-                super::closure::run_and_exit(closure, fds.error_write, result_fd)
-            }
-            (None, None) => libc::_exit(SETUP_FAILED_EXIT),
+    }
+    if let Some(bytes) = address_space {
+        let lim = libc::rlimit {
+            rlim_cur: bytes,
+            rlim_max: bytes,
+        };
+        // SAFETY: setrlimit on our own process with a pointer to a local.
+        if unsafe { libc::setrlimit(libc::RLIMIT_AS, &lim) } != 0 {
+            fail(fds, step::RLIMIT);
         }
     }
+}
+
+/// Changes directory, marks every private descriptor close-on-exec, and execs the program;
+/// reports the failed step otherwise.
+///
+/// # Safety
+/// Only in the forked child, under `child_main`'s contract (the descriptors in `fds` are the
+/// child's own copies).
+unsafe fn exec(image: &ExecImage, fds: &ChildFds) -> ! {
+    if let Some(cwd) = &image.cwd {
+        // SAFETY: chdir with a C string prepared before the fork.
+        if unsafe { libc::chdir(cwd.as_ptr()) } != 0 {
+            fail(fds, step::CHDIR);
+        }
+    }
+    // Descriptors the caller forgot to mark close-on-exec must not leak into the program (a leaked
+    // pipe end could keep a caller's reader waiting forever).
+    let first_private = if fds.result.is_some() {
+        RESULT_FD + 1
+    } else {
+        RESULT_FD
+    };
+    // SAFETY: close_range only sets flags on this child's descriptors; touches no memory.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first_private as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+    }
+    // SAFETY: execve with a path and NULL-terminated pointer arrays prepared before the fork;
+    // they stay valid (we own `image`) until the exec replaces this image.
+    unsafe {
+        libc::execve(
+            image.path.as_ptr(),
+            image.argv_ptrs.as_ptr(),
+            image.envp_ptrs.as_ptr(),
+        );
+    }
+    fail(fds, step::EXEC)
 }

@@ -7,8 +7,10 @@
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use super::child::ClosureBody;
 use crate::transport::{encode_frame, FrameKind};
+
+/// A closure's body as the child runs it: the encoded value, or why it could not be encoded.
+pub(crate) type ClosureBody<'f> = Box<dyn FnOnce() -> Result<Vec<u8>, String> + 'f>;
 
 /// Runs `closure`, writes its result frame on `result_fd`, and exits without running the
 /// caller's destructors or `atexit` handlers (they belong to the parent's state).
