@@ -32,5 +32,8 @@ step "ruff and mypy over python/pynisher"
 .venv/bin/ruff check python/pynisher
 .venv/bin/python -m mypy
 
+step "release artifacts: sdist + manylinux2014 x86_64 wheel (tested in fresh venvs by pytest)"
+WHEEL_TARGETS="$(uname -m)" bash scripts/wheels.sh
+
 step "pytest"
 .venv/bin/python -m pytest tests/python -q
