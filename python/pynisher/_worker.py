@@ -76,10 +76,14 @@ def flush_std_streams() -> None:
             pass
 
 
-def _soft_signal_handler(exception_name: str, signame: str) -> "Callable[[int, Any], None]":
+def _soft_signal_handler(exception_name: str) -> "Callable[[int, Any], None]":
     def handler(signum: int, frame: Any) -> None:
+        import signal
+
         from pynisher import exceptions
 
+        # Named here, not when installed: the install is on every call's path, the signal is not.
+        signame = signal.Signals(signum).name
         cls = getattr(exceptions, exception_name)
         raise cls(
             f"{exception_name}: pynisher sent {signame} at the limit; the call is killed after "
@@ -99,8 +103,7 @@ def install_soft_signal_handlers(wall_signal: Optional[int], cpu_signal: Optiona
         (wall_signal, "WallTimeoutException"),
     ):
         if signum:
-            signame = signal.Signals(signum).name
-            signal.signal(signum, _soft_signal_handler(exception_name, signame))
+            signal.signal(signum, _soft_signal_handler(exception_name))
 
 
 def _ignore_soft_signals(wall_signal: Optional[int], cpu_signal: Optional[int]) -> None:
