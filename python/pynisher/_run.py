@@ -362,6 +362,12 @@ def run_limited(
     """
     if context not in CONTEXTS:
         raise ValueError(f"invalid value for context: {context!r} (one of {CONTEXTS})")
+    if os.environ.get(_worker.PREPARING_MAIN_ENV):
+        # As multiprocessing refuses to start a process while a child imports the main script.
+        raise RuntimeError(
+            "a pynisher call was made while a spawn/forkserver child ran the caller's main script "
+            "as __mp_main__; guard the script's top-level code with `if __name__ == \"__main__\":`"
+        )
     limits = _limits_dict(
         wall_time=wall_time,
         cpu_time=cpu_time,

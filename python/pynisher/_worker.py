@@ -284,9 +284,15 @@ def encode_call_with_fds(
     previous = mp_context.get_spawning_popen()  # type: ignore[attr-defined]
     mp_context.set_spawning_popen(collector)  # type: ignore[attr-defined]
     try:
-        buffer = io.BytesIO()
-        _multiprocessing_pickler()(buffer, protocol=_PROTOCOL).dump((func, args, kwargs))
-        return buffer.getvalue(), collector.fds
+
+        def dump(main_by_reference: bool) -> Tuple[bytes, bool]:
+            buffer = io.BytesIO()
+            pickler = _main_aware(_multiprocessing_pickler())(buffer, protocol=_PROTOCOL)
+            pickler.main_by_reference = main_by_reference
+            pickler.dump((func, args, kwargs))
+            return buffer.getvalue(), pickler.main_refs
+
+        return _encode_for_main(dump), collector.fds
     finally:
         mp_context.set_spawning_popen(previous)  # type: ignore[attr-defined]
 
@@ -316,10 +322,190 @@ def _multiprocessing_pickler() -> Any:
 
 def encode_call(func: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> bytes:
     """The caller's side for spawn and forkserver: the call as cloudpickle bytes (lambdas and
-    closures included). Raises whatever cloudpickle raises for an unpicklable call."""
+    closures included; see `_encode_for_main` for objects of the main script). Raises whatever
+    cloudpickle raises for an unpicklable call."""
+    import io
+
     import cloudpickle  # type: ignore[import-untyped]
 
-    return cloudpickle.dumps((func, args, kwargs), protocol=_PROTOCOL)
+    def dump(main_by_reference: bool) -> Tuple[bytes, bool]:
+        buffer = io.BytesIO()
+        pickler = _main_aware(cloudpickle.Pickler)(buffer, protocol=_PROTOCOL)
+        pickler.main_by_reference = main_by_reference
+        pickler.dump((func, args, kwargs))
+        return buffer.getvalue(), pickler.main_refs
+
+    return _encode_for_main(dump)
+
+
+# ---- the caller's main module, as multiprocessing's spawn and forkserver prepare it -----------
+#
+# multiprocessing pickles functions and classes of the main script by reference, and its spawn
+# and forkserver children run the script as `__mp_main__` first (`multiprocessing.spawn.prepare`:
+# the `if __name__ == "__main__":` block does not run), so those references resolve to the real
+# objects. Only then can the child pickle them by reference in turn: an Enum of the script put on
+# a multiprocessing Queue by the function, a result holding an instance of a script class.
+#
+# Here: when the call refers to objects of a main script that a child can run (a file, or a
+# module run with -m), it is pickled twice -- the script's objects by reference, and all by value
+# (cloudpickle) -- behind the marker `_MAIN`. The child runs the script as `__mp_main__` and
+# takes the first; if running the script fails (an unguarded script that makes pynisher calls or
+# starts processes at its top level, as multiprocessing would refuse too), it takes the second, as
+# before. Calls that do not refer to the main script are pickled once, as before.
+
+#: First byte of an encoded call that carries the main script's references (pickles start 0x80).
+_MAIN = b"M"
+#: Set in a child while it runs the caller's main script: pynisher calls then refuse to start.
+PREPARING_MAIN_ENV = "PYNISHER_PREPARING_MAIN"
+
+
+def main_script() -> Dict[str, str]:
+    """How a child finds the caller's main script, as `multiprocessing.spawn.get_preparation_data`
+    tells it: ``{"name": module}`` (run with -m), ``{"path": file}``, or ``{}`` (none: -c, REPL)."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        return {}
+    spec = getattr(main, "__spec__", None)
+    name = getattr(spec, "name", None)
+    if name is not None:
+        # multiprocessing does not re-run a package's __main__ (python -m pytest, -m pkg).
+        if name == "__main__" or name.endswith(".__main__"):
+            return {}
+        return {"name": name}
+    path = getattr(main, "__file__", None)
+    if not isinstance(path, str):
+        return {}
+    if not os.path.isabs(path):
+        mp_process = sys.modules.get("multiprocessing.process")
+        base = getattr(mp_process, "ORIGINAL_DIR", None) or os.getcwd()
+        path = os.path.join(base, path)
+    path = os.path.normpath(path)
+    return {"path": path} if _only_definitions_at_top_level(path) else {}
+
+
+_GUARDED: Dict[Tuple[str, float], bool] = {}
+
+
+def _only_definitions_at_top_level(path: str) -> bool:
+    """Whether running the script as ``__mp_main__`` only defines things: its top level holds
+    imports, definitions, assignments and ``if __name__ == "__main__":`` blocks, nothing else
+    (a loop or a bare call there would run again in the child -- the seed README's examples do
+    that, and multiprocessing cannot run them under spawn). Cached per file version."""
+    try:
+        key = (path, os.stat(path).st_mtime)
+    except OSError:
+        return False
+    if key not in _GUARDED:
+        import ast
+
+        try:
+            with open(path, "rb") as fh:
+                tree = ast.parse(fh.read(), path)
+        except (OSError, SyntaxError, ValueError):
+            _GUARDED[key] = False
+            return False
+        allowed = (
+            ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
+            ast.Assign, ast.AnnAssign, ast.Pass,
+        )
+
+        def definition(node: Any) -> bool:
+            if isinstance(node, allowed):
+                return True
+            if isinstance(node, ast.Expr):  # a docstring
+                return isinstance(node.value, ast.Constant)
+            if isinstance(node, ast.Try):  # try: import x / except ImportError: ...
+                return all(definition(n) for n in node.body + node.orelse + node.finalbody)
+            if isinstance(node, ast.If):
+                return "__name__" in ast.dump(node.test) or all(
+                    definition(n) for n in node.body + node.orelse
+                )
+            return False
+
+        _GUARDED[key] = all(definition(node) for node in tree.body)
+    return _GUARDED[key]
+
+
+def _main_global(obj: Any) -> bool:
+    """Whether ``obj`` is a function or class of the main script, reachable there by name."""
+    import types
+
+    if not isinstance(obj, (type, types.FunctionType)) or getattr(obj, "__module__", None) != "__main__":
+        return False
+    qualname = getattr(obj, "__qualname__", "")
+    if not qualname or "<locals>" in qualname or "<lambda>" in qualname:
+        return False
+    found: Any = sys.modules.get("__main__")
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return found is obj
+
+
+def _main_aware(base: Any) -> Any:
+    """``base`` (a cloudpickle Pickler class) pickling the main script's objects by reference
+    while ``main_by_reference``; ``main_refs`` tells whether it did."""
+
+    class MainAwarePickler(base):  # type: ignore[misc, valid-type]
+        main_by_reference = False
+        main_refs = False
+
+        def reducer_override(self, obj: Any) -> Any:
+            if self.main_by_reference and _main_global(obj):
+                self.main_refs = True
+                return NotImplemented  # the standard pickler: a reference `__main__.<name>`
+            return super().reducer_override(obj)
+
+    return MainAwarePickler
+
+
+def _encode_for_main(dump: "Callable[[bool], Tuple[bytes, bool]]") -> bytes:
+    script = main_script()
+    if not script:
+        return dump(False)[0]
+    by_reference, refers = dump(True)
+    if not refers:
+        return by_reference
+    by_value = dump(False)[0]
+    return _MAIN + pickle.dumps((script, by_reference, by_value), protocol=_PROTOCOL)
+
+
+def _prepare_main(script: Dict[str, str]) -> None:
+    """Runs the caller's main script as `__mp_main__` and makes it this process's `__main__`,
+    exactly as a multiprocessing spawn / forkserver child does (guarded code does not run)."""
+    current = sys.modules.get("__main__")
+    if "path" in script and getattr(current, "__file__", None) == script["path"]:
+        return  # prepared already (a forkserver child of a server that did it)
+    import multiprocessing.process
+    import multiprocessing.spawn
+
+    me = multiprocessing.process.current_process()
+    os.environ[PREPARING_MAIN_ENV] = "1"
+    # multiprocessing's own guard: a Process started while importing the main script raises.
+    me._inheriting = True  # type: ignore[attr-defined]
+    try:
+        if "name" in script:
+            multiprocessing.spawn._fixup_main_from_name(script["name"])  # type: ignore[attr-defined]
+        else:
+            multiprocessing.spawn._fixup_main_from_path(script["path"])  # type: ignore[attr-defined]
+    finally:
+        me._inheriting = False  # type: ignore[attr-defined]
+        os.environ.pop(PREPARING_MAIN_ENV, None)
+
+
+def _decode_call(blob: bytes) -> Any:
+    """The (func, args, kwargs) of an encoded call, preparing the main script when it refers to it."""
+    if blob[:1] != _MAIN:
+        return pickle.loads(blob)
+    script, by_reference, by_value = pickle.loads(blob[1:])
+    saved = sys.modules.get("__main__")
+    try:
+        _prepare_main(script)
+        return pickle.loads(by_reference)
+    except BaseException:
+        # The script cannot be run here: the objects travel by value, as without this.
+        if saved is not None:
+            sys.modules["__main__"] = saved
+        return pickle.loads(by_value)
 
 
 def execute_blob(settings: Dict[str, Any], blob: bytes, fds: Optional[List[int]] = None) -> bytes:
@@ -344,7 +530,7 @@ def execute_blob(settings: Dict[str, Any], blob: bytes, fds: Optional[List[int]]
     try:
         if cwd is not None and cwd != os.getcwd():
             os.chdir(cwd)
-        func, args, kwargs = pickle.loads(blob)
+        func, args, kwargs = _decode_call(blob)
     except BaseException as exc:
         _ignore_soft_signals(wall_signal, cpu_signal)
         import traceback
