@@ -252,6 +252,7 @@ def run(func, args, kwargs, limits: Dict[str, Any], soft: Dict[str, Optional[int
     """Runs one call through the server; returns the engine's outcome dict (see `_core`)."""
     from pynisher import _run
 
+    _run.interpreter("forkserver")
     blob, fds = _run.encode_call_or_raise(func, args, kwargs, "forkserver", with_fds=True)
     request = pickle.dumps((limits, _run.call_settings(soft), blob), protocol=pickle.HIGHEST_PROTOCOL)
     try:

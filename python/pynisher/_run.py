@@ -183,6 +183,17 @@ def _run_fork(func, args, kwargs, limits, soft, on_start=None) -> Mapping[str, A
         return _core.run_fork(child, limits, on_start=janitor.on_start)
 
 
+def interpreter(context: str) -> str:
+    """``sys.executable``, which the spawn and forkserver start methods run; a clear
+    PynisherException when this interpreter does not know its own path (embedded interpreters)."""
+    if not sys.executable:
+        raise _library_error(
+            f"the {context!r} start method starts a Python interpreter, but sys.executable is empty "
+            "here (an embedded interpreter?); set sys.executable or use context='fork'"
+        )
+    return sys.executable
+
+
 def _spawn_argv() -> list:
     # Import the worker as a top-level module from the package's directory, not as
     # `pynisher._worker`: importing the package would run `pynisher/__init__.py` (the whole API)
@@ -192,7 +203,7 @@ def _spawn_argv() -> list:
     bootstrap = "import sys; sys.path.insert(0, {!r}); import _worker; del sys.path[0]; _worker.main()".format(
         os.path.dirname(os.path.abspath(_worker.__file__))
     )
-    return [sys.executable, "-c", bootstrap]
+    return [interpreter("spawn"), "-c", bootstrap]
 
 
 def call_settings(soft: Dict[str, Optional[int]]) -> Dict[str, Any]:
@@ -405,6 +416,12 @@ def run_limited(
         )
         refused.weaknesses = tuple(names)
         raise refused from err
+    except OSError as err:
+        # The library's own failure (descriptors exhausted, the interpreter or its forkserver
+        # could not be started), never the function's: say so, with the cause attached.
+        raise _library_error(
+            f"pynisher could not run the call ({context!r} start method): {type(err).__name__}: {err}", err
+        ) from err
     except _core.EngineError as err:
         hint = ""
         if "is unavailable" in str(err):

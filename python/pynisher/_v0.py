@@ -38,6 +38,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Type, Union
 
+from pynisher._bounds import check_bytes, check_processes, check_seconds, shown
 from pynisher._guarantees import resolve_backend, warn_weaknesses
 from pynisher._v1 import _start_method
 from pynisher.exceptions import (
@@ -86,9 +87,13 @@ def _positive(name: str, value: Any) -> Optional[float]:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"`{name}` {value!r} must be a number or None")
+        raise ValueError(f"`{name}` {shown(value)} must be a finite number or None")
     if not value > 0:
-        raise ValueError(f"`{name}` {value!r} must be > 0")
+        raise ValueError(f"`{name}` {shown(value)} must be > 0")
+    if name == "mem_in_mb":
+        check_bytes(name, value, value * 2**20, "MiB", 2**20)
+    else:
+        check_seconds(name, value, value)
     return value
 
 
@@ -184,11 +189,13 @@ class enforce_limits:  # noqa: N801 - the 0.x name
         if num_processes is not None and (
             isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1
         ):
-            raise ValueError(f"`num_processes` {num_processes!r} must be an int >= 1 or None")
+            raise ValueError(f"`num_processes` {shown(num_processes)} must be an int >= 1 or None")
+        check_processes("num_processes", num_processes)
         self.num_processes = num_processes
         grace = 0 if grace_period_in_s is None else grace_period_in_s
-        if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not grace >= 0:
-            raise ValueError(f"`grace_period_in_s` {grace_period_in_s!r} must be a number >= 0 or None")
+        if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not 0 <= grace < math.inf:
+            raise ValueError(f"`grace_period_in_s` {shown(grace_period_in_s)} must be a finite number >= 0 or None")
+        check_seconds("grace_period_in_s", grace_period_in_s, grace)
         self.grace_period_in_s = grace
         if logger is None:
             # Imported here: logging costs milliseconds to import, and spawned children that

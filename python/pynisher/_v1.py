@@ -52,6 +52,7 @@ from typing import (
 )
 
 from pynisher import _contexts
+from pynisher._bounds import check_bytes, check_seconds, shown
 from pynisher._guarantees import resolve_backend, warn_weaknesses
 from pynisher._wrap_errors import _normalise_wrap_errors, _WrapErrors
 from pynisher.exceptions import (
@@ -143,9 +144,10 @@ def _seconds(name: str, value: TimeArg) -> Optional[float]:
         if float(value).is_integer():
             value = int(value)
     if not _is_number(value) or not math.isfinite(value):
-        raise ValueError(f"`{name}` {raw!r} must be a finite number of seconds")
+        raise ValueError(f"`{name}` {shown(raw)} must be a finite number of seconds")
     if not value >= MIN_SECONDS:
-        raise ValueError(f"`{name}` {raw!r} must be >= {MIN_SECONDS} seconds")
+        raise ValueError(f"`{name}` {shown(raw)} must be >= {MIN_SECONDS} seconds")
+    check_seconds(name, raw, value)
     return value
 
 
@@ -157,15 +159,21 @@ def _memory_bytes(value: MemoryArg) -> Optional[int]:
     if isinstance(value, (tuple, list)):
         if len(value) != 2 or not _is_number(value[0]) or not isinstance(value[1], str):
             raise ValueError(f"`memory` {raw!r} must be bytes or a (value, unit) tuple")
+        if not math.isfinite(value[0]):
+            raise ValueError(f"`memory` {shown(raw)} must be a finite amount of memory")
         try:
             value = memconvert(value[0], frm=value[1])
         except ValueError as e:
-            raise ValueError(f"`memory` {raw!r}: {e}") from None
-    if not _is_number(value) or not math.isfinite(value):
-        raise ValueError(f"`memory` {raw!r} must be a number of bytes")
+            raise ValueError(f"`memory` {shown(raw)}: {e}") from None
+        except OverflowError:  # finite, but too many bytes for a float
+            check_bytes("memory", raw, math.inf)
+    if not _is_number(value) or not math.isfinite(value):  # type: ignore[arg-type]
+        raise ValueError(f"`memory` {shown(raw)} must be a finite number of bytes")
+    assert isinstance(value, (int, float))
+    check_bytes("memory", raw, value)
     value = round(value)
     if not value >= 1:
-        raise ValueError(f"`memory` {raw!r} must be >= 1 Byte")
+        raise ValueError(f"`memory` {shown(raw)} must be >= 1 Byte")
     return value
 
 
