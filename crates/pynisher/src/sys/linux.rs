@@ -76,11 +76,31 @@ pub(crate) fn check_pidfd_open() -> io::Result<()> {
     }
 }
 
+/// `pid` as a [`rustix::process::Pid`] when it names one process (or group): positive.
+fn positive_pid(pid: i32) -> Option<rustix::process::Pid> {
+    if pid > 0 {
+        rustix::process::Pid::from_raw(pid)
+    } else {
+        None
+    }
+}
+
 /// Sends `signal` to every process of process group `pgid`; a group that is already empty is fine.
+/// A `pgid` that is not positive is ignored: `kill(0)` or `kill(-1)` would hit the caller's own
+/// group or every process it may signal.
 pub(crate) fn kill_group(pgid: i32, signal: i32) {
-    // SAFETY: kill(2) with a negative pid addresses a process group; no memory is touched.
-    unsafe {
-        libc::kill(-pgid, signal);
+    let Some(pgid) = positive_pid(pgid) else {
+        return;
+    };
+    match rustix::process::Signal::from_named_raw(signal) {
+        Some(signal) => {
+            let _ = rustix::process::kill_process_group(pgid, signal);
+        }
+        // A real-time signal (rustix names only the standard ones).
+        // SAFETY: kill(2) with a negative pid addresses one process group; no memory is touched.
+        None => unsafe {
+            libc::kill(-pgid.as_raw_nonzero().get(), signal);
+        },
     }
 }
 
@@ -174,15 +194,24 @@ pub(crate) fn children_are_auto_reaped() -> bool {
 
 /// Whether any process has process group id `pgid` (signal 0 probes without sending).
 pub(crate) fn group_exists(pgid: i32) -> bool {
-    // SAFETY: kill(2) with signal 0 only checks existence and permission.
-    unsafe { libc::kill(-pgid, 0) == 0 }
+    positive_pid(pgid).is_some_and(|pgid| rustix::process::test_kill_process_group(pgid).is_ok())
 }
 
-/// Sends `signal` to one process by pid; a process that is gone is fine.
+/// Sends `signal` to one process by pid; a process that is gone is fine. A `pid` that is not
+/// positive is ignored (see [`kill_group`]).
 pub(crate) fn kill_pid(pid: i32, signal: i32) {
-    // SAFETY: kill(2) with a positive pid; no memory is touched.
-    unsafe {
-        libc::kill(pid, signal);
+    let Some(pid) = positive_pid(pid) else {
+        return;
+    };
+    match rustix::process::Signal::from_named_raw(signal) {
+        Some(signal) => {
+            let _ = rustix::process::kill_process(pid, signal);
+        }
+        // A real-time signal (rustix names only the standard ones).
+        // SAFETY: kill(2) with a positive pid addresses one process; no memory is touched.
+        None => unsafe {
+            libc::kill(pid.as_raw_nonzero().get(), signal);
+        },
     }
 }
 
@@ -366,6 +395,16 @@ mod tests {
         assert!(stat.rss_pages > 0);
         let (size, resident) = own_memory().unwrap();
         assert!(size >= resident && resident > 0);
+    }
+
+    #[test]
+    fn a_group_id_that_is_not_positive_addresses_no_one() {
+        // kill(0) would probe (or signal) our own group, kill(-1) every process we may signal.
+        assert!(!group_exists(0));
+        assert!(!group_exists(-1));
+        assert!(group_exists(
+            rustix::process::getpgrp().as_raw_nonzero().get()
+        ));
     }
 
     #[test]
