@@ -13,8 +13,12 @@ __all__ = [
     "RESULT_FD_ENV",
     "StartedCall",
     "__version__",
+    "_guard_main",
     "available_backends",
+    "cancel_all",
     "check_limits",
+    "guard_pid",
+    "install_guard",
     "run_command",
     "run_fork",
     "start_fork",
@@ -108,6 +112,10 @@ def run_command(
 ) -> _RawOutcome: ...
 def check_limits(limits: Mapping[str, object]) -> None: ...
 def available_backends() -> List[str]: ...
+def cancel_all() -> None: ...
+def install_guard(program: str, args: List[str]) -> None: ...
+def guard_pid() -> Optional[int]: ...
+def _guard_main() -> None: ...
 
 @final
 class StartedCall:

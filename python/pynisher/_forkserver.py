@@ -14,8 +14,10 @@ Shape::
 
 * The server is started once per caller process (lazily) with `subprocess`, in its own session,
   never by `multiprocessing`, so it works inside daemonic processes (Dask nanny workers,
-  ``multiprocessing.Pool`` workers). It exits when the caller exits (it watches the caller's pidfd)
-  or when the control socket closes.
+  ``multiprocessing.Pool`` workers). The process `subprocess` starts opens a pidfd on the caller,
+  forks the server and exits at once: the server is **not the caller's child** (a caller's
+  ``os.wait()`` loop never waits for it). It exits when the caller exits (it watches the caller's
+  pidfd) or when the control socket closes.
 * Per call the caller makes a socketpair and passes one end, with its current stdout and stderr,
   to the server. A thread of the server reads the request (limits, settings, the cloudpickled
   call), starts the call with the engine's fork mode (`pynisher._core.start_fork`, interpreter
@@ -27,10 +29,8 @@ Shape::
   `os.fork`). The server imports the caller's function modules once (``preload``), as
   `multiprocessing`'s forkserver preloads ``__main__``, so calls find them imported.
 * The server ignores SIGINT: a terminal's Ctrl-C is the caller's to handle.
-* The server is also the **janitor** of the fork and spawn contexts: those calls' children are
-  children of the caller and die with it (the engine sets PDEATHSIG), but what *they* started
-  would not. The caller registers each such call's process group (`_Server.watch`) while it runs;
-  when the caller dies, the server kills the registered groups before it exits.
+* The server has an engine guard of its own (as every caller process does, `_run._install_guard`):
+  if the server is killed, the guard kills its calls' whole trees and removes their leaves.
 """
 
 from __future__ import annotations
@@ -96,19 +96,24 @@ class _Server:
 
     def __init__(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        # Registrations of fork/spawn calls go on a separate byte stream that the server reads
-        # only now and then (and when the caller dies): no wake-up of the server per call.
-        watch_ours, watch_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = dict(os.environ)
-        env[_CONTROL_FD_ENV] = f"{theirs.fileno()},{watch_theirs.fileno()}"
+        env[_CONTROL_FD_ENV] = str(theirs.fileno())
         package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        # The started interpreter opens a pidfd on us (its parent, checked after opening), forks
+        # the server and exits: the server is re-parented, never our child.
         bootstrap = (
-            "import sys; sys.path.insert(0, {!r}); from pynisher._forkserver import serve; serve()"
+            "import os, sys\n"
+            "p = os.getppid()\n"
+            "try:\n    fd = os.pidfd_open(p)\nexcept (AttributeError, OSError):\n    fd = -1\n"
+            "if os.getppid() != p or os.fork() != 0:\n    os._exit(0)\n"
+            "sys.path.insert(0, {!r})\n"
+            "from pynisher._forkserver import serve\n"
+            "serve(fd)\n"
         ).format(package_parent)
         try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-c", bootstrap, str(os.getpid())],
-                pass_fds=(theirs.fileno(), watch_theirs.fileno()),
+            intermediate = subprocess.Popen(
+                [sys.executable, "-c", bootstrap],
+                pass_fds=(theirs.fileno(),),
                 env=env,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
@@ -116,15 +121,35 @@ class _Server:
             )
         finally:
             theirs.close()
-            watch_theirs.close()
+        # It exits right after the fork (a caller reaping all its children may take it first).
+        intermediate.wait()
         self.control = ours
-        self.watch_channel = watch_ours
         self.owner = os.getpid()
         self.lock = threading.Lock()
         self.preloaded: set = set()
+        self.server_pid: Optional[int] = None
 
     def alive(self) -> bool:
-        return self.owner == os.getpid() and self.process.poll() is None
+        if self.owner != os.getpid() or self.control.fileno() < 0:
+            return False
+        poller = select.poll()
+        poller.register(self.control, select.POLLIN)
+        # The server's end closes only when it exits: a hang-up means it is gone.
+        return not any(ev & (select.POLLHUP | select.POLLERR) for _, ev in poller.poll(0))
+
+    def pid(self) -> Optional[int]:
+        """The server's pid (its first message on the control socket)."""
+        if self.server_pid is None:
+            poller = select.poll()
+            poller.register(self.control, select.POLLIN)
+            if poller.poll(10_000):
+                try:
+                    message = self.control.recv(16, socket.MSG_DONTWAIT)
+                except OSError:
+                    return None
+                if message[:1] == b"I":
+                    self.server_pid = _PID.unpack(message[1:5])[0]
+        return self.server_pid
 
     def submit(self, conn: socket.socket) -> None:
         """Hands one end of a call's socketpair (and our stdout/stderr) to the server."""
@@ -154,26 +179,23 @@ class _Server:
         with self.lock:
             self.control.send(message)
 
-    def watch(self, pgid: int) -> None:
-        """Asks the server to kill process group ``pgid`` if this process dies before `unwatch`."""
-        with self.lock:
-            self.watch_channel.sendall(b"W" + _PID.pack(pgid))
-
-    def unwatch(self, pgid: int) -> None:
-        with self.lock:
-            self.watch_channel.sendall(b"U" + _PID.pack(pgid))
-
     def close(self) -> None:
         """Lets the server go (end of file on its control socket) and waits for it briefly."""
+        pid = self.pid() if self.alive() else None
+        self.control.close()
+        if pid is None or pid == os.getpid():
+            return
         try:
-            self.control.close()
-            self.watch_channel.close()
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            return
+        try:
+            poller = select.poll()
+            poller.register(pidfd, select.POLLIN)
+            if not poller.poll(1000):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
         finally:
-            try:
-                self.process.wait(timeout=1.0)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            os.close(pidfd)
 
 
 _server: Optional[_Server] = None
@@ -209,9 +231,11 @@ def _get_server() -> _Server:
 def _forget_server_in_child() -> None:
     """A forked child has no server of its own yet, and the locks may have been held by another
     thread of the parent at the fork."""
-    global _server, _server_lock
+    global _server, _server_lock, _in_flight, _in_flight_lock
     _server = None
     _server_lock = threading.Lock()
+    _in_flight = {}
+    _in_flight_lock = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget_server_in_child)
@@ -245,7 +269,7 @@ def shutdown() -> None:
 def server_pid() -> Optional[int]:
     """The pid of this process's running server, if it has one (for tests and benchmarks)."""
     server = _server
-    return server.process.pid if server is not None and server.alive() else None
+    return server.pid() if server is not None and server.alive() else None
 
 
 def run(func, args, kwargs, limits: Dict[str, Any], soft: Dict[str, Optional[int]], on_start=None) -> Any:
@@ -274,11 +298,36 @@ def run(func, args, kwargs, limits: Dict[str, Any], soft: Dict[str, Optional[int
     raise _run._library_error(f"the forkserver's supervisor failed: {body}")
 
 
+#: Sockets of the calls in flight in this process (any thread), with whether Ctrl-C cancelled
+#: them (`cancel_in_flight`).
+_in_flight: Dict[socket.socket, bool] = {}
+_in_flight_lock = threading.Lock()
+
+
+def cancel_in_flight() -> None:
+    """Cancels every forkserver call of this process in flight (Ctrl-C in the main thread): each
+    supervisor sees its socket's end of file, kills the call's tree and reports; the waiting
+    thread then raises KeyboardInterrupt."""
+    with _in_flight_lock:
+        conns = list(_in_flight)
+        for conn in conns:
+            _in_flight[conn] = True
+    for conn in conns:
+        try:
+            conn.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
 def _exchange(func: Any, request: bytes, fds: List[int], on_start=None) -> bytes:
-    """Sends one call to the server and waits for its outcome (Ctrl-C cancels the call)."""
+    """Sends one call to the server and waits for its outcome. Anything that interrupts the wait
+    (Ctrl-C, an exception raised by a signal handler) cancels the call, and is re-raised only once
+    the call's processes are gone."""
     from pynisher import _run
 
     conn, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with _in_flight_lock:
+        _in_flight[conn] = False
     try:
         try:
             server = _get_server()
@@ -302,15 +351,21 @@ def _exchange(func: Any, request: bytes, fds: List[int], on_start=None) -> bytes
                 if on_start is not None:
                     on_start(_PID.unpack_from(reply, 1)[0])
                 reply = _recv_message(conn)
-            return reply
-        except KeyboardInterrupt:
-            _cancel(conn)
-            raise
         except ConnectionResetError:
             raise
         except (OSError, EOFError) as err:
+            if _in_flight.get(conn):
+                raise KeyboardInterrupt("the call was cancelled by Ctrl-C") from None
             raise _run._library_error(f"the forkserver went away during the call: {err}", err) from err
+        except BaseException:
+            _cancel(conn)
+            raise
+        if _in_flight.get(conn):
+            raise KeyboardInterrupt("the call was cancelled by Ctrl-C in the main thread")
+        return reply
     finally:
+        with _in_flight_lock:
+            _in_flight.pop(conn, None)
         theirs.close()
         conn.close()
 
@@ -334,16 +389,9 @@ def _cancel(conn: socket.socket) -> None:
 class _ServerState:
     """The server: a main loop reading the control socket, and one thread per call in flight."""
 
-    def __init__(
-        self, control: socket.socket, watch_channel: socket.socket, caller_fd: Optional[int]
-    ) -> None:
+    def __init__(self, control: socket.socket, caller_fd: Optional[int]) -> None:
         self.control = control
-        self.watch_channel = watch_channel
-        self.watch_channel.setblocking(False)
-        self.watch_pending = b""
         self.caller_fd = caller_fd
-        #: Process groups of the caller's fork/spawn calls, killed if the caller dies.
-        self.watched: set = set()
         #: Descriptors held for calls in flight (closed in every call's child but its own).
         self.call_fds: set = set()
         #: Process groups (pids) of the calls in flight.
@@ -449,37 +497,6 @@ class _ServerState:
             for fd in fds[1:]:
                 os.close(fd)
 
-    def read_watch_channel(self) -> None:
-        """Applies the registrations queued on the watch channel (5-byte records)."""
-        while True:
-            try:
-                chunk = self.watch_channel.recv(1 << 16)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                chunk = b""
-            if not chunk:
-                break
-            data = self.watch_pending + chunk
-            whole = len(data) - len(data) % 5
-            for i in range(0, whole, 5):
-                pgid = _PID.unpack_from(data, i + 1)[0]
-                if data[i : i + 1] == b"W":
-                    self.watched.add(pgid)
-                else:
-                    self.watched.discard(pgid)
-            self.watch_pending = data[whole:]
-
-    def kill_watched(self) -> None:
-        """The caller is gone (or let us go): what it was still running dies with it. Reads the
-        registrations still queued first (the caller may have died before we read them)."""
-        self.read_watch_channel()
-        for pgid in self.watched:
-            try:
-                os.killpg(pgid, signal.SIGKILL)
-            except OSError:
-                pass
-
 
 class _Waiters:
     """Threads that wait for started calls; one more is started only when none is idle."""
@@ -533,7 +550,7 @@ def _call_child(
     if not capture_output:
         os.dup2(out_fd, 1)
         os.dup2(err_fd, 2)
-    inherited = set(state.call_fds) | {state.control.fileno(), state.watch_channel.fileno()}
+    inherited = set(state.call_fds) | {state.control.fileno()}
     if state.caller_fd is not None:
         inherited.add(state.caller_fd)
     for fd in inherited - {0, 1, 2} - set(passed):
@@ -556,21 +573,20 @@ def _recv_request(conn: socket.socket) -> Tuple[bytes, List[int]]:
     return _recv_exactly(conn, size), list(passed)
 
 
-def serve() -> None:
-    """The server's main loop (``argv[1]`` is the caller's pid)."""
+def serve(caller_fd: int) -> None:
+    """The server's main loop; ``caller_fd`` is a pidfd on the caller (-1 on an old kernel)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    caller = int(sys.argv[1])
-    control_fd, watch_fd = (int(fd) for fd in os.environ.pop(_CONTROL_FD_ENV).split(","))
-    control = socket.socket(fileno=control_fd)
-    watch_channel = socket.socket(fileno=watch_fd)
+    control = socket.socket(fileno=int(os.environ.pop(_CONTROL_FD_ENV)))
+    caller: Optional[int] = caller_fd if caller_fd >= 0 else None
+    state = _ServerState(control, caller)
     try:
-        caller_fd: Optional[int] = os.pidfd_open(caller)
-    except (AttributeError, OSError):
-        caller_fd = None  # old kernel, or the caller is gone: the control socket's EOF tells
-    state = _ServerState(control, watch_channel, caller_fd)
-    try:
-        if os.getppid() != caller:
+        try:
+            control.send(b"I" + _PID.pack(os.getpid()))
+        except OSError:
             return
+        # The server's own calls are guarded too (if the server is killed, their trees die).
+        from pynisher import _run  # noqa: F401  (installs the engine guard)
+
         # Import now what every call needs, so that call children inherit it.
         try:
             import cloudpickle  # type: ignore[import-untyped]  # noqa: F401  (lambdas and closures arrive pickled by value)
@@ -581,14 +597,11 @@ def serve() -> None:
         gc.freeze()
         poller = select.poll()
         poller.register(control, select.POLLIN)
-        if caller_fd is not None:
-            poller.register(caller_fd, select.POLLIN)
+        if caller is not None:
+            poller.register(caller, select.POLLIN)
         while True:
-            # The watch channel is read on every wake-up, and at least every 200 ms.
-            for fd, _ in poller.poll(200):
-                if fd == caller_fd or not state.handle_one():
+            for fd, _ in poller.poll():
+                if fd == caller or not state.handle_one():
                     return
-            state.read_watch_channel()
     finally:
-        state.kill_watched()
         state.end_calls_in_flight()

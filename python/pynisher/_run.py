@@ -133,37 +133,59 @@ def _soft_signals(limits: Dict[str, Any]) -> Dict[str, Optional[int]]:
     }
 
 
-class _Janitor:
-    """Registers a fork/spawn call's process group with the forkserver process while it runs, so
-    that the call's whole tree is killed if this process is killed (the call's own child dies
-    with us through PDEATHSIG; what it started would survive without this)."""
+def _guard_program() -> tuple:
+    """The program that guards this process's calls (see "The guard" in docs/architecture.md):
+    the ``pynisher`` binary shipped in the package when it is there, else this interpreter in
+    isolated mode (``-I -S``) loading nothing but ``pynisher._core``."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    binary = os.path.join(package, "_bin", "pynisher")
+    if os.access(binary, os.X_OK):
+        return binary, []
+    core = os.path.abspath(_core.__file__ or "")
+    bootstrap = (
+        "import importlib.util as u; s = u.spec_from_file_location('pynisher._core', {!r}); "
+        "m = u.module_from_spec(s); s.loader.exec_module(m); m._guard_main()"
+    ).format(core)
+    return sys.executable, ["-I", "-S", "-c", bootstrap]
 
-    def __init__(self, on_start: Optional[Callable[[int], None]] = None) -> None:
-        from pynisher import _forkserver
 
-        self.server = _forkserver.get_server()
-        self.pgid: Optional[int] = None
-        self.user_on_start = on_start
+def _install_guard() -> None:
+    if sys.executable:
+        program, args = _guard_program()
+        _core.install_guard(program, args)
 
-    def on_start(self, pid: int) -> None:
-        if self.user_on_start is not None:
-            self.user_on_start(pid)
-        self.pgid = pid
-        if self.server is not None:
-            try:
-                self.server.watch(pid)
-            except OSError:
-                self.server = None
 
-    def __enter__(self) -> "_Janitor":
-        return self
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGINT: cancel every call in flight, in every thread (each ends with its processes gone
+    and raises KeyboardInterrupt), then raise KeyboardInterrupt here as Python's default does."""
+    cancel_all_calls()
+    signal.default_int_handler(signum, frame)
 
-    def __exit__(self, *exc: Any) -> None:
-        if self.server is not None and self.pgid is not None:
-            try:
-                self.server.unwatch(self.pgid)
-            except OSError:
-                pass
+
+def cancel_all_calls() -> None:
+    """Cancels every call of this process in flight now, in any thread and context."""
+    _core.cancel_all()
+    from pynisher import _forkserver
+
+    _forkserver.cancel_in_flight()
+
+
+def _install_interrupt_handler() -> None:
+    # Only over Python's own default (never over a handler the program chose), and only from the
+    # main thread (the only one that may set handlers).
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _interrupt)
+    except (ValueError, OSError):
+        pass
+
+
+_install_guard()
+_install_interrupt_handler()
 
 
 def _run_fork(func, args, kwargs, limits, soft, on_start=None) -> Mapping[str, Any]:
@@ -179,8 +201,7 @@ def _run_fork(func, args, kwargs, limits, soft, on_start=None) -> Mapping[str, A
         limits["capture_output"],
         True,
     )
-    with _Janitor(on_start) as janitor:
-        return _core.run_fork(child, limits, on_start=janitor.on_start)
+    return _core.run_fork(child, limits, on_start=on_start)
 
 
 def interpreter(context: str) -> str:
@@ -287,14 +308,14 @@ def _run_spawn(func, args, kwargs, limits, soft, user_on_start=None) -> Mapping[
         settings["fd_address"] = hand_over.address
     request = _worker.frame_request(pickle.dumps((settings, blob), protocol=pickle.HIGHEST_PROTOCOL))
     try:
-        with _Janitor(user_on_start) as janitor:
 
-            def on_start(pid: int) -> None:
-                janitor.on_start(pid)
-                if hand_over is not None:
-                    hand_over.expect(pid)
+        def on_start(pid: int) -> None:
+            if user_on_start is not None:
+                user_on_start(pid)
+            if hand_over is not None:
+                hand_over.expect(pid)
 
-            return _core.run_command(_spawn_argv(), limits, stdin=request, on_start=on_start)
+        return _core.run_command(_spawn_argv(), limits, stdin=request, on_start=on_start)
     finally:
         if hand_over is not None:
             hand_over.close()

@@ -8,7 +8,10 @@
 
 mod wake;
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::fd::{BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -42,6 +45,24 @@ create_exception!(
 /// How often the wait loop checks for what cannot wake it (Ctrl-C while another owner holds
 /// Python's wake-up descriptor; a cancel socket beside the signal pipe).
 const OBSERVE_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Bumped by [`cancel_all`]: every call waiting when it changes is cancelled.
+static CANCEL_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The eventfd that [`cancel_all`] makes readable, for the calls waiting now (a fresh one for
+/// later calls). Only touched with the interpreter lock held, so no fork copies it locked.
+static CANCEL_WAKE: std::sync::Mutex<Option<Arc<OwnedFd>>> = std::sync::Mutex::new(None);
+
+/// The eventfd waiting calls watch for [`cancel_all`] (None if one cannot be made: the call
+/// then polls).
+fn cancel_wake() -> Option<Arc<OwnedFd>> {
+    let mut slot = CANCEL_WAKE.lock().unwrap_or_else(|e| e.into_inner());
+    if slot.is_none() {
+        let fd = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).ok()?;
+        *slot = Some(Arc::new(fd));
+    }
+    slot.clone()
+}
 
 /// The keys `limits` may carry; anything else is a programming error in the Python layer.
 const LIMIT_KEYS: [&str; 13] = [
@@ -182,10 +203,16 @@ struct CallerWatch {
     check_signals: bool,
     /// Python's wake-up descriptor, pointed at our pipe for this wait (main thread).
     signal_wake: Option<SignalWake>,
+    /// The eventfd [`cancel_all`] makes readable (worker threads' calls watch it).
+    cancel_all_wake: Option<Arc<OwnedFd>>,
     /// A descriptor whose readability means "cancel".
     cancel_fd: Option<RawFd>,
     /// The exception a signal handler raised (KeyboardInterrupt), re-raised after the wait.
     raised: Option<PyErr>,
+    /// [`CANCEL_GENERATION`] when the wait began.
+    generation: u64,
+    /// Whether [`cancel_all`] ended the call (then the wait raises KeyboardInterrupt).
+    cancelled_by_all: bool,
 }
 
 impl CallerWatch {
@@ -209,7 +236,12 @@ impl Observer for CallerWatch {
     fn interval(&self) -> Option<Duration> {
         let signals_unwatched = self.check_signals && self.signal_wake.is_none();
         let cancel_unwatched = self.cancel_fd.is_some() && self.signal_wake.is_some();
-        (signals_unwatched || cancel_unwatched).then_some(OBSERVE_INTERVAL)
+        // A worker thread's call watches the cancel-all eventfd; only if none could be made does it
+        // poll. (A main-thread call is cancelled by the Ctrl-C handler's exception itself.)
+        let cancel_all_unwatched = self.cancel_all_wake.is_none()
+            && self.signal_wake.is_none()
+            && self.cancel_fd.is_none();
+        (signals_unwatched || cancel_unwatched || cancel_all_unwatched).then_some(OBSERVE_INTERVAL)
     }
 
     fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
@@ -218,7 +250,7 @@ impl Observer for CallerWatch {
             // SAFETY: the cancel descriptor is the caller's socket, open for the whole wait (the
             // forkserver closes it only after `wait` returned).
             (None, Some(fd)) => Some(unsafe { BorrowedFd::borrow_raw(fd) }),
-            (None, None) => None,
+            (None, None) => self.cancel_all_wake.as_ref().map(|fd| fd.as_fd()),
         }
     }
 
@@ -227,6 +259,10 @@ impl Observer for CallerWatch {
             wake.consume();
         }
         if self.raised.is_some() || self.cancel_fd_ready() {
+            return true;
+        }
+        if CANCEL_GENERATION.load(Ordering::Relaxed) != self.generation {
+            self.cancelled_by_all = true;
             return true;
         }
         if self.check_signals {
@@ -255,8 +291,11 @@ where
     let mut watch = CallerWatch {
         check_signals: on_main_thread,
         signal_wake,
+        cancel_all_wake: cancel_wake(),
         cancel_fd,
         raised: None,
+        generation: CANCEL_GENERATION.load(Ordering::Relaxed),
+        cancelled_by_all: false,
     };
     if let Some(wake) = &watch.signal_wake {
         // A signal that arrived before our pipe was installed left no byte in it: run its
@@ -273,6 +312,11 @@ where
     }
     if let Some(err) = watch.raised.take() {
         return Err(err);
+    }
+    if watch.cancelled_by_all && result.is_ok() {
+        return Err(pyo3::exceptions::PyKeyboardInterrupt::new_err(
+            "the call was cancelled by Ctrl-C in the main thread",
+        ));
     }
     result.map_err(engine_error)
 }
@@ -541,6 +585,45 @@ fn available_backends() -> Vec<&'static str> {
 }
 
 /// The native half of pynisher's Python package. Private: use `pynisher`.
+/// Cancels every call of this process that is waiting now, in any thread: each ends with its
+/// processes killed and reaped and raises KeyboardInterrupt (Python's SIGINT handler calls this).
+#[pyfunction]
+fn cancel_all() {
+    CANCEL_GENERATION.fetch_add(1, Ordering::Relaxed);
+    let waiting = CANCEL_WAKE.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(fd) = waiting {
+        // Readable from now on: wakes every call that watches it; later calls get a fresh one.
+        let _ = rustix::io::write(&*fd, &1u64.to_ne_bytes());
+    }
+}
+
+/// Guards this process's calls from now on with `program args…` (started after the first call's
+/// child runs): if this process dies mid-call, the guard kills the calls' whole trees and removes
+/// their cgroup leaves (see the engine's `guard` module).
+#[pyfunction]
+fn install_guard(program: std::path::PathBuf, args: Vec<String>) {
+    let program = args
+        .into_iter()
+        .fold(pynisher::guard::GuardProgram::new(program), |p, a| p.arg(a));
+    pynisher::guard::install_deferred(program);
+}
+
+/// The pid of this process's guard (started if needed), or None without one.
+#[pyfunction]
+fn guard_pid(py: Python<'_>) -> Option<i32> {
+    py.detach(pynisher::guard::guard_pid)
+}
+
+/// The guard program's body when the guard is a Python interpreter: becomes the guard (never
+/// returns) when started as one.
+#[pyfunction]
+fn _guard_main() -> PyResult<()> {
+    pynisher::guard::serve_if_requested();
+    Err(pyo3::exceptions::PyRuntimeError::new_err(
+        "not started as a pynisher guard",
+    ))
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run_fork, m)?)?;
@@ -549,6 +632,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run_command, m)?)?;
     m.add_function(wrap_pyfunction!(check_limits, m)?)?;
     m.add_function(wrap_pyfunction!(available_backends, m)?)?;
+    m.add_function(wrap_pyfunction!(cancel_all, m)?)?;
+    m.add_function(wrap_pyfunction!(install_guard, m)?)?;
+    m.add_function(wrap_pyfunction!(guard_pid, m)?)?;
+    m.add_function(wrap_pyfunction!(_guard_main, m)?)?;
     m.add("EngineError", m.py().get_type::<EngineError>())?;
     m.add(
         "NotEnforceableError",

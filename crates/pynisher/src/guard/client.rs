@@ -2,17 +2,17 @@
 //! messages of each call ([`Ticket`]).
 
 use std::ffi::OsString;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use rustix::net::{AddressFamily, SendFlags, SocketFlags, SocketType};
 
-use super::protocol::{Message, HELLO_LEN};
+use super::protocol::{group_template, Message, HELLO_LEN};
 use super::serve::GUARD_ENV;
 use crate::contain::Remains;
 
@@ -67,6 +67,8 @@ static PROGRAM: Mutex<Option<GuardProgram>> = Mutex::new(None);
 /// The running guard of this process (leaked: one per process, and a forked child's stays
 /// behind as garbage it never uses).
 static CLIENT: AtomicPtr<Client> = AtomicPtr::new(std::ptr::null_mut());
+/// Whether calls are registered (checked without a lock on every call).
+static ENABLED: AtomicBool = AtomicBool::new(false);
 /// Serializes starting a guard.
 static STARTING: Mutex<()> = Mutex::new(());
 
@@ -95,17 +97,25 @@ pub fn install(program: GuardProgram) -> std::io::Result<()> {
 /// call's first process also dies with the thread that forked it.
 pub fn install_deferred(program: GuardProgram) {
     *PROGRAM.lock().unwrap_or_else(|e| e.into_inner()) = Some(program);
+    ENABLED.store(true, Ordering::Relaxed);
 }
 
-/// Turns the guard off in this process (the engine's zygote: a copy of the caller whose calls'
-/// supervisors must not each start a guard of their own).
-pub(crate) fn disable() {
+/// Calls of this process from now on are not registered with the guard (a running guard stays,
+/// idle); [`install`] or [`install_deferred`] turns it on again. The engine's zygote does this: a
+/// copy of the caller whose calls' supervisors must not each start a guard of their own.
+///
+/// ```
+/// pynisher::guard::uninstall();
+/// assert!(!pynisher::guard::installed());
+/// ```
+pub fn uninstall() {
+    ENABLED.store(false, Ordering::Relaxed);
     *PROGRAM.lock().unwrap_or_else(|e| e.into_inner()) = None;
 }
 
 /// Whether a guard program is installed in this process.
 pub fn installed() -> bool {
-    PROGRAM.lock().map(|p| p.is_some()).unwrap_or(true)
+    ENABLED.load(Ordering::Relaxed)
 }
 
 /// The pid of this process's guard, starting it if needed; `None` when no guard program is
@@ -145,7 +155,7 @@ struct Client {
     socket: OwnedFd,
     next_id: AtomicU64,
     guard_pid: AtomicI32,
-    broken: std::sync::atomic::AtomicBool,
+    broken: AtomicBool,
     /// The program and its socket end, until the guard is started.
     pending: Mutex<Option<(GuardProgram, OwnedFd)>>,
     /// The process that forks the guard and exits, until reaped.
@@ -242,7 +252,7 @@ impl Client {
             Err(_) => {
                 // A program that cannot run will not run next time either: calls go unguarded.
                 self.broken.store(true, Ordering::Relaxed);
-                *PROGRAM.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                uninstall();
             }
         }
     }
@@ -287,6 +297,9 @@ pub(crate) struct Ticket {
 /// guard (none installed, or it cannot be reached); the call then relies on
 /// `PR_SET_PDEATHSIG` alone.
 pub(crate) fn register(remains: Remains) -> Option<Ticket> {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return None;
+    }
     let client = client()?;
     let id = client.next_id.fetch_add(1, Ordering::Relaxed);
     client
@@ -306,10 +319,10 @@ impl Ticket {
         self.client.launch();
     }
 
-    /// Tells the guard the call's process group (process-group backend, after the fork and
-    /// before the child is released). False if the guard could not be told.
-    pub(crate) fn process_group(&self, pgid: i32) -> bool {
-        self.client.send(&Message::Group { id: self.id, pgid })
+    /// The guard's socket and the group message the call's child sends it (process-group
+    /// backend): the child knows its group first, and sends it before it runs anything.
+    pub(crate) fn group_message(&self) -> (RawFd, [u8; super::GROUP_MESSAGE_LEN]) {
+        (self.client.socket.as_raw_fd(), group_template(self.id))
     }
 }
 

@@ -14,6 +14,9 @@ use crate::contain::{destroy, Remains};
 /// it only in the guard program's environment.
 pub const GUARD_ENV: &str = "PYNISHER_INTERNAL_GUARD";
 
+/// How long a dead caller's process-group call may take to report its group.
+const GROUP_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Becomes this caller's guard if this process was started as one (the engine sets
 /// [`GUARD_ENV`]), and never returns then; returns at once otherwise. A program that names
 /// itself as the [`super::GuardProgram`] calls this first thing in `main`.
@@ -88,6 +91,28 @@ fn serve(socket: BorrowedFd<'_>, caller: Option<BorrowedFd<'_>>) {
     }
     // The caller is gone (or never was ours): what it queued before it died is still readable.
     read_messages(socket, &mut calls, &mut buf);
+    // A process-group call's child sends its group itself, right after the fork: one forked just
+    // before the caller died may not have run yet. Wait for it (bounded: if the caller died
+    // before forking, no message comes).
+    let deadline = std::time::Instant::now() + GROUP_WAIT;
+    while calls
+        .values()
+        .any(|r| r.needs_process_group() && r.pgid == 0)
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let timeout = rustix::time::Timespec {
+            tv_sec: 0,
+            tv_nsec: left.as_nanos().min(10_000_000) as i64,
+        };
+        let mut fds = [PollFd::new(&socket, PollFlags::IN)];
+        let _ = poll(&mut fds, Some(&timeout));
+        if !read_messages(socket, &mut calls, &mut buf) {
+            break;
+        }
+    }
     for remains in calls.values() {
         destroy(remains);
     }

@@ -221,6 +221,9 @@ pub(crate) struct ChildFds {
     pub parent_pid: i32,
     /// Whether the child arms `PR_SET_PDEATHSIG` (no guard watches the caller).
     pub die_with_parent: bool,
+    /// The guard's socket and the message that tells it the call's process group (the child's
+    /// pid goes into its last four bytes), on the process-group backend with a guard.
+    pub guard_group: Option<(RawFd, [u8; crate::guard::GROUP_MESSAGE_LEN])>,
 }
 
 /// Set-up steps reported on the error pipe.
@@ -309,7 +312,9 @@ pub(crate) unsafe fn child_main(plan: ChildPlan<'_>, fds: &ChildFds) -> ! {
     }
 }
 
-/// Own process group (signals for the call reach the whole group); without a guard, SIGKILL when
+/// Own process group (signals for the call reach the whole group), told to the guard (process-group
+/// backend, a guard running: one `send` of a message prepared before the fork, our pid filled
+/// in; a SOCK_SEQPACKET send is atomic and async-signal-safe); without a guard, SIGKILL when
 /// the supervisor's thread dies (the kernel ties PDEATHSIG to the forking thread, not the
 /// process), re-checking the parent in case it died before the prctl. With a guard, the guard
 /// kills the call when the caller *process* dies.
@@ -318,10 +323,19 @@ pub(crate) unsafe fn child_main(plan: ChildPlan<'_>, fds: &ChildFds) -> ! {
 /// Only in the forked child, under `child_main`'s contract (the descriptors in `fds` are the
 /// child's own copies).
 unsafe fn own_group_and_death_signal(fds: &ChildFds) {
-    // SAFETY: setpgid, prctl and getppid act on our own process only and touch no memory;
-    // _exit ends it. All are async-signal-safe.
+    // SAFETY: setpgid, prctl and getppid act on our own process only and touch no memory; send
+    // reads a stack buffer and writes to the guard's socket (ours, inherited); _exit ends the
+    // process. All are async-signal-safe.
     unsafe {
         libc::setpgid(0, 0);
+        // Tell the guard our group before anything else runs (one send on a SOCK_SEQPACKET
+        // socket: atomic, async-signal-safe, no wait).
+        if let Some((socket, template)) = fds.guard_group {
+            let mut message = template;
+            let n = message.len();
+            message[n - 4..].copy_from_slice(&libc::getpid().to_le_bytes());
+            libc::send(socket, message.as_ptr().cast(), n, libc::MSG_NOSIGNAL);
+        }
         if fds.die_with_parent {
             libc::prctl(
                 libc::PR_SET_PDEATHSIG,

@@ -235,7 +235,12 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
     // into or joining its cgroup is covered from its first instruction).
     let remains = container.remains();
     let ticket = guard::register(remains.clone());
-    let guard_needs_group = ticket.is_some() && remains.needs_process_group();
+    // On the process-group backend the child tells the guard its group itself, before it runs
+    // anything else (no wait for the parent).
+    let guard_group = ticket
+        .as_ref()
+        .filter(|_| remains.needs_process_group())
+        .map(|t| t.group_message());
     let fds = ChildFds {
         release_read: release_read.as_raw_fd(),
         error_write: error_write.as_raw_fd(),
@@ -245,13 +250,12 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
         result: raw(&result_child),
         parent_pid: rustix::process::getpid().as_raw_nonzero().get(),
         die_with_parent: !ticket.as_ref().is_some_and(|t| t.guard_running()),
+        guard_group,
     };
 
     plan.join_cgroups(container.self_join_files())?;
     let child_joins_itself = !plan.join_files.is_empty();
-    // A guarded process-group call is released only once the guard knows the group.
-    let released_before_fork =
-        (!container.child_waits_for_adoption() && !guard_needs_group) || child_joins_itself;
+    let released_before_fork = !container.child_waits_for_adoption() || child_joins_itself;
     if released_before_fork {
         rustix::io::write(&release_write, &[1])
             .map_err(|e| Error::sys("releasing the child", e))?;
@@ -338,11 +342,6 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
     if !born_inside && !child_joins_itself {
         if let Err(e) = container.adopt(pid) {
             return Err(give_up(&mut container, &mut reaping, e));
-        }
-    }
-    if guard_needs_group {
-        if let Some(ticket) = &ticket {
-            ticket.process_group(pid);
         }
     }
     // Release the child: from here on it runs inside its container.

@@ -18,7 +18,7 @@ use crate::Observer;
 /// The zygote: forks one supervisor per request, until the caller is gone. Never returns.
 pub(crate) fn zygote_main(control: OwnedFd, parent: rustix::process::Pid) -> ! {
     // A guard installed in the caller must not be started again by every call's supervisor.
-    crate::guard::disable();
+    crate::guard::uninstall();
     // SAFETY: prctl, getppid and signal dispositions of our own process; no memory is shared.
     unsafe {
         // Die with the caller (and check it did not die before the prctl).
