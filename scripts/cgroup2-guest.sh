@@ -84,7 +84,7 @@ check rust-beside beside 0 "$DELEGATED" --ignored --exact --test-threads=1 \
 PYNISHER_CLI=$CLI check rust-alone alone 0 "$DELEGATED" --ignored --exact --test-threads=1 \
     alone_in_a_delegated_cgroup_the_caller_moves_into_its_own_leaf_and_calls_get_every_controller
 # The v2 backend's own tests that need its controllers (ignored on the host).
-check rust-unit-v2-controllers alone 0 "$UNIT" --ignored --test-threads=1 contain::cgroup_v2::
+check rust-unit-v2-controllers alone 0 "$UNIT" --ignored --test-threads=1 contain::cgroup_v2::tests::needs_cgroup_v2_controllers::
 
 # --- CLI ----------------------------------------------------------------------------------------
 check cli-memory alone 123 "$CLI" --json=/tmp/cli-memory.json --memory 100MiB -- \

@@ -18,6 +18,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked -q --feature
 step "cargo test (engine with its tokio feature, macros, CLI)"
 cargo test --locked --features pynisher/tokio
 
+step "engine tests that need this machine's cgroups (ignored above)"
+bash scripts/machine-tests.sh
+
 step "cgroup v2 suite in a VM: delegated cgroup, as root and as its owner (docs/cgroups.md)"
 # Exit 77: this machine cannot host the VM; the suite printed "SKIPPED cgroup v2 VM suite: why".
 vm_status=0

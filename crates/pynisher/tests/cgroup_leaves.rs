@@ -11,6 +11,83 @@ use std::time::Duration;
 
 use pynisher::{Backend, Command, Limits, Status};
 
+#[path = "support/trials.rs"]
+mod trials;
+use trials::Trials;
+
+fn main() {
+    let cgroups = leaves_lacking();
+    let v2_as_root = v2_as_root_lacking();
+    Trials::default()
+        .needs(
+            cgroups.clone(),
+            "no_cgroup_directory_is_left_after_1000_calls",
+            no_cgroup_directory_is_left_after_1000_calls,
+        )
+        .needs(
+            cgroups,
+            "concurrent_calls_from_eight_threads_get_their_own_leaves_and_leave_none",
+            concurrent_calls_from_eight_threads_get_their_own_leaves_and_leave_none,
+        )
+        .needs(
+            v2_as_root.clone(),
+            "leaves_of_a_dead_supervisor_are_emptied_and_removed_later",
+            leaves_of_a_dead_supervisor_are_emptied_and_removed_later,
+        )
+        .helper("helper_runs_one_v2_call", helper_runs_one_v2_call)
+        .needs(
+            v2_as_root.clone(),
+            "a_stale_leaf_of_a_dead_process_that_had_our_pid_is_swept_and_never_taken_for_ours",
+            a_stale_leaf_of_a_dead_process_that_had_our_pid_is_swept_and_never_taken_for_ours,
+        )
+        .helper(
+            "helper_meets_a_stale_leaf_of_its_own_pid",
+            helper_meets_a_stale_leaf_of_its_own_pid,
+        )
+        .needs(
+            v2_as_root,
+            "a_leaf_name_that_is_already_taken_is_said_aloud_never_a_silent_downgrade",
+            a_leaf_name_that_is_already_taken_is_said_aloud_never_a_silent_downgrade,
+        )
+        .helper(
+            "helper_finds_its_leaf_names_taken",
+            helper_finds_its_leaf_names_taken,
+        )
+        .run()
+}
+
+/// The cgroup backends whose leaf directories this test can find (at the usual mount points).
+fn backends_with_leaf_parents() -> Vec<Backend> {
+    pynisher::available_backends()
+        .into_iter()
+        .filter(|b| *b != Backend::ProcessGroup && !leaf_parents(*b).is_empty())
+        .collect()
+}
+
+fn leaves_lacking() -> Option<String> {
+    backends_with_leaf_parents().is_empty().then(|| {
+        format!(
+            "needs a cgroup backend with its leaves at the usual mount points; this machine has {:?}",
+            pynisher::available_backends()
+        )
+    })
+}
+
+/// Faking another process's leaves needs root, a writable cgroup v2 hierarchy and its leaf parent
+/// at /sys/fs/cgroup/unified (a hybrid layout, as on CI).
+fn v2_as_root_lacking() -> Option<String> {
+    if !rustix::process::geteuid().is_root() {
+        return Some("needs root to write leaves of other processes".into());
+    }
+    if !pynisher::available_backends().contains(&Backend::CgroupV2) {
+        return Some("needs a writable cgroup v2 hierarchy".into());
+    }
+    if leaf_parents(Backend::CgroupV2).is_empty() {
+        return Some("needs the cgroup v2 leaf parent at /sys/fs/cgroup/unified".into());
+    }
+    None
+}
+
 /// Tests that count leaves run one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -50,25 +127,10 @@ fn my_leaves(parent: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-#[test]
 fn no_cgroup_directory_is_left_after_1000_calls() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let backends: Vec<Backend> = pynisher::available_backends()
-        .into_iter()
-        .filter(|b| *b != Backend::ProcessGroup)
-        .collect();
-    if backends.is_empty() {
-        eprintln!("skipped: no cgroup backend on this machine");
-        return;
-    }
-    for backend in backends {
+    for backend in backends_with_leaf_parents() {
         let parents = leaf_parents(backend);
-        if parents.is_empty() {
-            eprintln!(
-                "skipped {backend:?}: its leaf directories are not at the usual mount points"
-            );
-            continue;
-        }
         let limits = Limits::new()
             .backend(backend)
             .memory(64 << 20)
@@ -86,18 +148,9 @@ fn no_cgroup_directory_is_left_after_1000_calls() {
     }
 }
 
-#[test]
 fn concurrent_calls_from_eight_threads_get_their_own_leaves_and_leave_none() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let backends: Vec<Backend> = pynisher::available_backends()
-        .into_iter()
-        .filter(|b| *b != Backend::ProcessGroup)
-        .collect();
-    if backends.is_empty() {
-        eprintln!("skipped: no cgroup backend on this machine");
-        return;
-    }
-    for backend in backends {
+    for backend in backends_with_leaf_parents() {
         let threads: Vec<_> = (0..8)
             .map(|t| {
                 std::thread::spawn(move || {
@@ -138,23 +191,11 @@ fn concurrent_calls_from_eight_threads_get_their_own_leaves_and_leave_none() {
     }
 }
 
-#[test]
 fn leaves_of_a_dead_supervisor_are_emptied_and_removed_later() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: needs root to fake another supervisor's leaf");
-        return;
-    }
     // A leaf named for a supervisor pid that does not exist, holding a live process, stands for
     // the leftovers of a caller that crashed. A fresh process (a child test binary run) cleans it.
-    if !pynisher::available_backends().contains(&Backend::CgroupV2) {
-        eprintln!("skipped: no writable cgroup v2 hierarchy");
-        return;
-    }
     let parents = leaf_parents(Backend::CgroupV2);
-    let Some(parent) = parents.first() else {
-        eprintln!("skipped: the cgroup v2 leaf parent is not at /sys/fs/cgroup/unified");
-        return;
-    };
+    let parent = parents.first().expect("checked by v2_as_root_lacking");
     let dead_pid = 4_000_000 + (std::process::id() % 100_000) as i32;
     let leaf = parent.join(format!("call-{dead_pid}-0"));
     let mut sleeper = std::process::Command::new("sleep")
@@ -187,8 +228,6 @@ fn leaves_of_a_dead_supervisor_are_emptied_and_removed_later() {
     assert_eq!(waited.signal(), Some(libc::SIGKILL));
 }
 
-#[test]
-#[ignore = "run by leaves_of_a_dead_supervisor_are_emptied_and_removed_later in a fresh process"]
 fn helper_runs_one_v2_call() {
     let outcome = Limits::new()
         .backend(Backend::CgroupV2)
@@ -215,33 +254,11 @@ fn run_helper(name: &str) {
     assert!(status.success(), "{name} failed");
 }
 
-fn v2_leaf_parent_as_root() -> Option<PathBuf> {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: needs root to write leaves of other processes");
-        return None;
-    }
-    if !pynisher::available_backends().contains(&Backend::CgroupV2) {
-        eprintln!("skipped: no writable cgroup v2 hierarchy");
-        return None;
-    }
-    let parent = leaf_parents(Backend::CgroupV2).into_iter().next();
-    if parent.is_none() {
-        eprintln!("skipped: the cgroup v2 leaf parent is not at /sys/fs/cgroup/unified");
-    }
-    parent
-}
-
-#[test]
 fn a_stale_leaf_of_a_dead_process_that_had_our_pid_is_swept_and_never_taken_for_ours() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if v2_leaf_parent_as_root().is_none() {
-        return;
-    }
     run_helper("helper_meets_a_stale_leaf_of_its_own_pid");
 }
 
-#[test]
-#[ignore = "run by a_stale_leaf_of_a_dead_process_that_had_our_pid_is_swept_and_never_taken_for_ours in a fresh process"]
 fn helper_meets_a_stale_leaf_of_its_own_pid() {
     // Before this process's first call: the leftovers of an earlier process with our pid (it
     // started before us), holding a live process, as a crash would leave them.
@@ -281,17 +298,11 @@ fn helper_meets_a_stale_leaf_of_its_own_pid() {
     std::fs::remove_dir(&old_style).unwrap();
 }
 
-#[test]
 fn a_leaf_name_that_is_already_taken_is_said_aloud_never_a_silent_downgrade() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if v2_leaf_parent_as_root().is_none() {
-        return;
-    }
     run_helper("helper_finds_its_leaf_names_taken");
 }
 
-#[test]
-#[ignore = "run by a_leaf_name_that_is_already_taken_is_said_aloud_never_a_silent_downgrade in a fresh process"]
 fn helper_finds_its_leaf_names_taken() {
     // Leaves named as this process will name its own (pid, start time, counter): an EEXIST that
     // cannot happen unless something is badly wrong.

@@ -7,17 +7,30 @@ use std::time::Duration;
 
 use pynisher::{Backend, Command, Limits, Status};
 
-#[test]
-fn a_call_inside_a_call_is_nested_in_the_outer_leaf_and_cleaned_up_with_it() {
-    let backends: Vec<Backend> = pynisher::available_backends()
+#[path = "support/trials.rs"]
+mod trials;
+use trials::{lacking_if_empty, Trials};
+
+fn main() {
+    let lacking = lacking_if_empty(&cgroup_backends(), "a cgroup backend");
+    Trials::default()
+        .needs(
+            lacking,
+            "a_call_inside_a_call_is_nested_in_the_outer_leaf_and_cleaned_up_with_it",
+            a_call_inside_a_call_is_nested_in_the_outer_leaf_and_cleaned_up_with_it,
+        )
+        .run()
+}
+
+fn cgroup_backends() -> Vec<Backend> {
+    pynisher::available_backends()
         .into_iter()
         .filter(|b| *b != Backend::ProcessGroup)
-        .collect();
-    if backends.is_empty() {
-        eprintln!("skipped: no cgroup backend on this machine");
-        return;
-    }
-    for backend in backends {
+        .collect()
+}
+
+fn a_call_inside_a_call_is_nested_in_the_outer_leaf_and_cleaned_up_with_it() {
+    for backend in cgroup_backends() {
         let outer = Limits::new()
             .backend(backend)
             .wall_time(Duration::from_secs(20));

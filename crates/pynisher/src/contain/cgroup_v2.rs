@@ -334,122 +334,11 @@ mod tests {
     use super::super::test_support::*;
     use super::*;
 
-    fn v2_or_skip() -> Option<V2Env> {
-        match v2_env() {
-            Ok(env) => Some(env),
-            Err(reason) => {
-                eprintln!("skipped: cgroup v2 unavailable: {reason}");
-                None
-            }
-        }
-    }
-
     #[test]
     fn usec_split_keeps_the_exact_total() {
         let t = split_usec(1500, 1000);
         assert_eq!(t.total(), Duration::from_micros(1500));
         assert_eq!(split_usec(10, 20).total(), Duration::from_micros(10));
-    }
-
-    #[test]
-    fn controllerless_leaf_reports_its_fallbacks_honestly() {
-        let Some(env) = v2_or_skip() else { return };
-        if env.has_memory || env.has_pids {
-            eprintln!("skipped: this cgroup v2 hierarchy has controllers");
-            return;
-        }
-        let limits = Limits::new().memory(100 << 20).max_processes(8);
-        let mut c = CgroupV2Container::open(&env, &limits).unwrap();
-        assert!(!c.enforces_memory() && !c.enforces_processes());
-        let g = c.containment().guarantees;
-        assert!(g.all_descendants_contained && g.exact_tree_cpu_time);
-        assert!(!g.tree_memory_limit && !g.kernel_process_limit);
-        assert!(
-            g.notes.iter().any(|n| n.contains("RLIMIT_AS")),
-            "{:?}",
-            g.notes
-        );
-        assert!(
-            g.notes.iter().any(|n| n.contains("polling")),
-            "{:?}",
-            g.notes
-        );
-        assert_eq!(c.memory_peak(), None);
-        let leaf = c.leaf.clone();
-        assert!(leaf.is_dir());
-        c.close().unwrap();
-        assert!(!leaf.exists());
-    }
-
-    #[test]
-    fn escaped_grandchild_cpu_is_counted_and_cgroup_kill_ends_it() {
-        let Some(env) = v2_or_skip() else { return };
-        let mut c = CgroupV2Container::open(&env, &Limits::new()).unwrap();
-        let child = spawn_blocked("python3", &["-c", ESCAPE_SPINNER]);
-        c.adopt(child.pid()).unwrap();
-        let child = child.release();
-        assert_eq!(exit_code(child.wait()), Some(0));
-        let spinning = wait_for_cpu(&mut c, Duration::from_millis(300));
-        assert_eq!(spinning.live_processes, Some(1), "{spinning:?}");
-        let started = Instant::now();
-        assert_eq!(c.kill_all(child.pid).unwrap(), 1);
-        assert!(started.elapsed() < Duration::from_millis(500));
-        assert_eq!(c.populated(), Some(false));
-        let cpu = c.final_cpu().unwrap().total();
-        assert!(cpu >= Duration::from_millis(300), "{cpu:?}");
-        c.close().unwrap();
-    }
-
-    #[test]
-    fn sample_rereads_fresh_cpu_through_the_open_file() {
-        let Some(env) = v2_or_skip() else { return };
-        let mut c = CgroupV2Container::open(&env, &Limits::new()).unwrap();
-        let child = spawn_blocked("python3", &["-c", "while True: pass"]);
-        c.adopt(child.pid()).unwrap();
-        let child = child.release();
-        let a = c.sample(child.pid);
-        std::thread::sleep(Duration::from_millis(100));
-        let b = c.sample(child.pid);
-        assert_eq!(b.live_processes, Some(1));
-        assert!(
-            b.cpu.unwrap().total() > a.cpu.unwrap().total(),
-            "{a:?} {b:?}"
-        );
-        assert_eq!(c.kill_all(child.pid).unwrap(), 1);
-        assert_eq!(term_signal(child.wait()), Some(libc::SIGKILL));
-        c.close().unwrap();
-    }
-
-    #[test]
-    fn fallback_kill_without_cgroup_kill_empties_the_leaf() {
-        let Some(env) = v2_or_skip() else { return };
-        let env = V2Env {
-            has_kill: false,
-            notes: Vec::new(),
-            ..env
-        };
-        let mut c = CgroupV2Container::open(&env, &Limits::new()).unwrap();
-        let child = spawn_blocked("python3", &["-c", ESCAPE_SPINNER]);
-        c.adopt(child.pid()).unwrap();
-        let child = child.release();
-        assert_eq!(exit_code(child.wait()), Some(0));
-        wait_for_cpu(&mut c, Duration::from_millis(50));
-        assert_eq!(c.kill_all(child.pid).unwrap(), 1);
-        assert_eq!(c.sample(0).live_processes, Some(0));
-        c.close().unwrap();
-    }
-
-    #[test]
-    fn dropping_an_unclosed_container_kills_and_removes_it() {
-        let Some(env) = v2_or_skip() else { return };
-        let mut c = CgroupV2Container::open(&env, &Limits::new()).unwrap();
-        let child = spawn_blocked("sleep", &["30"]);
-        c.adopt(child.pid()).unwrap();
-        let child = child.release();
-        let leaf = c.leaf.clone();
-        drop(c);
-        assert!(!leaf.exists());
-        assert_eq!(term_signal(child.wait()), Some(libc::SIGKILL));
     }
 
     /// The v2 controllers are not on the test machine's cgroup2 mount; `scripts/cgroup2-suite.sh`
@@ -468,55 +357,176 @@ mod tests {
         env
     }
 
-    #[test]
-    #[ignore = "needs the cgroup v2 memory controller: run in the VM by scripts/cgroup2-suite.sh"]
-    fn memory_controller_limits_counts_oom_and_peak() {
-        let env = v2_with("memory");
-        let mut c = CgroupV2Container::open(&env, &Limits::new().memory(100 << 20)).unwrap();
-        assert!(c.enforces_memory());
-        assert_eq!(read_u64(&c.leaf.join("memory.max")), Some(100 << 20));
-        assert_eq!(read_u64(&c.leaf.join("memory.swap.max")), Some(0));
-        // dd's one 300 MiB buffer, filled by read(2): C, not python (the VM emulates the CPU).
-        let child = spawn_blocked(
-            "dd",
-            &["if=/dev/zero", "of=/dev/null", "bs=300M", "count=1"],
-        );
-        c.adopt(child.pid()).unwrap();
-        let child = child.release();
-        assert_eq!(term_signal(child.wait()), Some(libc::SIGKILL));
-        assert!(c.oom_kills() >= 1);
-        let peak = c.memory_peak().expect("memory.peak (kernel 5.19+)");
-        assert!(peak <= 100 << 20 && peak > 90 << 20, "peak {peak}");
-        c.kill_all(0).unwrap();
-        c.close().unwrap();
+    /// Tests on real cgroup v2 leaves.
+    mod needs_cgroup_v2 {
+        use super::*;
+
+        #[test]
+        #[ignore = "needs a writable cgroup v2 hierarchy: scripts/test.sh runs it where the machine has that"]
+        fn escaped_grandchild_cpu_is_counted_and_cgroup_kill_ends_it() {
+            let env = v2_env().expect("a writable cgroup v2 hierarchy");
+            let mut c = CgroupV2Container::open(&env, &Limits::new()).unwrap();
+            let child = spawn_blocked("python3", &["-c", ESCAPE_SPINNER]);
+            c.adopt(child.pid()).unwrap();
+            let child = child.release();
+            assert_eq!(exit_code(child.wait()), Some(0));
+            let spinning = wait_for_cpu(&mut c, Duration::from_millis(300));
+            assert_eq!(spinning.live_processes, Some(1), "{spinning:?}");
+            let started = Instant::now();
+            assert_eq!(c.kill_all(child.pid).unwrap(), 1);
+            assert!(started.elapsed() < Duration::from_millis(500));
+            assert_eq!(c.populated(), Some(false));
+            let cpu = c.final_cpu().unwrap().total();
+            assert!(cpu >= Duration::from_millis(300), "{cpu:?}");
+            c.close().unwrap();
+        }
+
+        #[test]
+        #[ignore = "needs a writable cgroup v2 hierarchy: scripts/test.sh runs it where the machine has that"]
+        fn sample_rereads_fresh_cpu_through_the_open_file() {
+            let env = v2_env().expect("a writable cgroup v2 hierarchy");
+            let mut c = CgroupV2Container::open(&env, &Limits::new()).unwrap();
+            let child = spawn_blocked("python3", &["-c", "while True: pass"]);
+            c.adopt(child.pid()).unwrap();
+            let child = child.release();
+            let a = c.sample(child.pid);
+            std::thread::sleep(Duration::from_millis(100));
+            let b = c.sample(child.pid);
+            assert_eq!(b.live_processes, Some(1));
+            assert!(
+                b.cpu.unwrap().total() > a.cpu.unwrap().total(),
+                "{a:?} {b:?}"
+            );
+            assert_eq!(c.kill_all(child.pid).unwrap(), 1);
+            assert_eq!(term_signal(child.wait()), Some(libc::SIGKILL));
+            c.close().unwrap();
+        }
+
+        #[test]
+        #[ignore = "needs a writable cgroup v2 hierarchy: scripts/test.sh runs it where the machine has that"]
+        fn fallback_kill_without_cgroup_kill_empties_the_leaf() {
+            let env = v2_env().expect("a writable cgroup v2 hierarchy");
+            let env = V2Env {
+                has_kill: false,
+                notes: Vec::new(),
+                ..env
+            };
+            let mut c = CgroupV2Container::open(&env, &Limits::new()).unwrap();
+            let child = spawn_blocked("python3", &["-c", ESCAPE_SPINNER]);
+            c.adopt(child.pid()).unwrap();
+            let child = child.release();
+            assert_eq!(exit_code(child.wait()), Some(0));
+            wait_for_cpu(&mut c, Duration::from_millis(50));
+            assert_eq!(c.kill_all(child.pid).unwrap(), 1);
+            assert_eq!(c.sample(0).live_processes, Some(0));
+            c.close().unwrap();
+        }
+
+        #[test]
+        #[ignore = "needs a writable cgroup v2 hierarchy: scripts/test.sh runs it where the machine has that"]
+        fn dropping_an_unclosed_container_kills_and_removes_it() {
+            let env = v2_env().expect("a writable cgroup v2 hierarchy");
+            let mut c = CgroupV2Container::open(&env, &Limits::new()).unwrap();
+            let child = spawn_blocked("sleep", &["30"]);
+            c.adopt(child.pid()).unwrap();
+            let child = child.release();
+            let leaf = c.leaf.clone();
+            drop(c);
+            assert!(!leaf.exists());
+            assert_eq!(term_signal(child.wait()), Some(libc::SIGKILL));
+        }
     }
 
-    #[test]
-    #[ignore = "needs the cgroup v2 pids controller: run in the VM by scripts/cgroup2-suite.sh"]
-    fn pids_controller_refuses_forks_and_counts_them() {
-        let env = v2_with("pids");
-        let mut c = CgroupV2Container::open(&env, &Limits::new().max_processes(16)).unwrap();
-        assert!(c.enforces_processes());
-        assert_eq!(read_u64(&c.leaf.join("pids.max")), Some(16));
-        let child = spawn_blocked(
-            "sh",
-            &[
-                "-c",
-                "i=0; while [ $i -lt 40 ]; do sleep 5 & i=$((i+1)); done; wait",
-            ],
-        );
-        c.adopt(child.pid()).unwrap();
-        let child = child.release();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while c.processes_refused() == 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
+    /// What a cgroup v2 leaf without controllers reports.
+    mod needs_controllerless_cgroup_v2 {
+        use super::*;
+
+        #[test]
+        #[ignore = "needs a writable cgroup v2 hierarchy without controllers: scripts/test.sh runs it where the machine has that"]
+        fn controllerless_leaf_reports_its_fallbacks_honestly() {
+            let env = v2_env().expect("a writable cgroup v2 hierarchy");
+            assert!(
+                !env.has_memory && !env.has_pids,
+                "this cgroup v2 hierarchy has controllers"
+            );
+            let limits = Limits::new().memory(100 << 20).max_processes(8);
+            let mut c = CgroupV2Container::open(&env, &limits).unwrap();
+            assert!(!c.enforces_memory() && !c.enforces_processes());
+            let g = c.containment().guarantees;
+            assert!(g.all_descendants_contained && g.exact_tree_cpu_time);
+            assert!(!g.tree_memory_limit && !g.kernel_process_limit);
+            assert!(
+                g.notes.iter().any(|n| n.contains("RLIMIT_AS")),
+                "{:?}",
+                g.notes
+            );
+            assert!(
+                g.notes.iter().any(|n| n.contains("polling")),
+                "{:?}",
+                g.notes
+            );
+            assert_eq!(c.memory_peak(), None);
+            let leaf = c.leaf.clone();
+            assert!(leaf.is_dir());
+            c.close().unwrap();
+            assert!(!leaf.exists());
         }
-        assert!(c.processes_refused() > 0);
-        assert!(c.sample(child.pid).live_processes.unwrap() <= 16);
-        // The shell may have given up at the refused fork (dash exits); its sleeps remain.
-        assert!(c.kill_all(child.pid).unwrap() >= 2);
-        child.wait();
-        assert_eq!(c.sample(0).live_processes, Some(0));
-        c.close().unwrap();
+    }
+
+    /// The memory and pids controllers (run in the cgroup v2 VM).
+    mod needs_cgroup_v2_controllers {
+        use super::*;
+
+        #[test]
+        #[ignore = "needs cgroup v2 controllers: scripts/cgroup2-suite.sh runs it in a VM"]
+        fn memory_controller_limits_counts_oom_and_peak() {
+            let env = v2_with("memory");
+            let mut c = CgroupV2Container::open(&env, &Limits::new().memory(100 << 20)).unwrap();
+            assert!(c.enforces_memory());
+            assert_eq!(read_u64(&c.leaf.join("memory.max")), Some(100 << 20));
+            assert_eq!(read_u64(&c.leaf.join("memory.swap.max")), Some(0));
+            // dd's one 300 MiB buffer, filled by read(2): C, not python (the VM emulates the CPU).
+            let child = spawn_blocked(
+                "dd",
+                &["if=/dev/zero", "of=/dev/null", "bs=300M", "count=1"],
+            );
+            c.adopt(child.pid()).unwrap();
+            let child = child.release();
+            assert_eq!(term_signal(child.wait()), Some(libc::SIGKILL));
+            assert!(c.oom_kills() >= 1);
+            let peak = c.memory_peak().expect("memory.peak (kernel 5.19+)");
+            assert!(peak <= 100 << 20 && peak > 90 << 20, "peak {peak}");
+            c.kill_all(0).unwrap();
+            c.close().unwrap();
+        }
+
+        #[test]
+        #[ignore = "needs cgroup v2 controllers: scripts/cgroup2-suite.sh runs it in a VM"]
+        fn pids_controller_refuses_forks_and_counts_them() {
+            let env = v2_with("pids");
+            let mut c = CgroupV2Container::open(&env, &Limits::new().max_processes(16)).unwrap();
+            assert!(c.enforces_processes());
+            assert_eq!(read_u64(&c.leaf.join("pids.max")), Some(16));
+            let child = spawn_blocked(
+                "sh",
+                &[
+                    "-c",
+                    "i=0; while [ $i -lt 40 ]; do sleep 5 & i=$((i+1)); done; wait",
+                ],
+            );
+            c.adopt(child.pid()).unwrap();
+            let child = child.release();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while c.processes_refused() == 0 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert!(c.processes_refused() > 0);
+            assert!(c.sample(child.pid).live_processes.unwrap() <= 16);
+            // The shell may have given up at the refused fork (dash exits); its sleeps remain.
+            assert!(c.kill_all(child.pid).unwrap() >= 2);
+            child.wait();
+            assert_eq!(c.sample(0).live_processes, Some(0));
+            c.close().unwrap();
+        }
     }
 }

@@ -1,0 +1,73 @@
+#![allow(dead_code)] // each test file uses the part it needs
+//! The harness of the test files whose tests depend on what the machine has (cgroup backends,
+//! root): `libtest-mimic`, so that a test whose needs are not met is reported `ignored` with the
+//! reason, never counted as passed without running.
+//!
+//! ```text
+//! test [needs a cgroup backend: none here] an_escaped_setsid_grandchild_... ... ignored
+//! ```
+
+use libtest_mimic::{Arguments, Failed, Trial};
+
+/// The tests of one file, built in `main` and run with the standard harness's flags
+/// (`--exact`, `--ignored`, `--nocapture`, filters).
+#[derive(Default)]
+pub struct Trials(Vec<Trial>);
+
+impl Trials {
+    /// A test that runs on every machine.
+    pub fn test(mut self, name: &'static str, test: fn()) -> Self {
+        self.0.push(Trial::test(name, runner(test)));
+        self
+    }
+
+    /// A test that needs something of the machine: `lacking` is `Some(why)` when it is missing,
+    /// and the test is then reported ignored, with `why` shown beside its name.
+    pub fn needs(mut self, lacking: Option<String>, name: &'static str, test: fn()) -> Self {
+        let trial = Trial::test(name, runner(test));
+        self.0.push(match lacking {
+            Some(why) => trial.with_kind(why).with_ignored_flag(true),
+            None => trial,
+        });
+        self
+    }
+
+    /// A helper that another test of the file runs in a fresh process
+    /// (`--exact NAME --ignored`); ignored in a normal run.
+    pub fn helper(mut self, name: &'static str, test: fn()) -> Self {
+        self.0.push(
+            Trial::test(name, runner(test))
+                .with_kind("helper, run by another test")
+                .with_ignored_flag(true),
+        );
+        self
+    }
+
+    /// Runs the tests selected by the command line and exits with the harness's status.
+    pub fn run(self) -> ! {
+        libtest_mimic::run(&Arguments::from_args(), self.0).exit()
+    }
+}
+
+fn runner(test: fn()) -> impl FnOnce() -> Result<(), Failed> + Send + 'static {
+    move || {
+        std::panic::catch_unwind(test).map_err(|panic| {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "the test panicked".into());
+            Failed::from(message)
+        })
+    }
+}
+
+/// `Some(why)` when `backends` is empty: the test needs one of them.
+pub fn lacking_if_empty<T: std::fmt::Debug>(backends: &[T], what: &str) -> Option<String> {
+    backends.is_empty().then(|| {
+        format!(
+            "needs {what}; this machine has {:?}",
+            pynisher::available_backends()
+        )
+    })
+}
