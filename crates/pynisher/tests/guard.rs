@@ -6,6 +6,8 @@
 //! (run with `CALLER_ENV` set) and its guard program (`serve_if_requested` first).
 
 mod common;
+#[path = "support/trials.rs"]
+mod trials;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 use common::{dead_within, is_alive};
 use pynisher::guard::{self, GuardProgram};
 use pynisher::{Backend, Limits};
+use trials::Trials;
 
 /// Set in the environment of this binary when it runs as the guarded caller.
 const CALLER_ENV: &str = "PYNISHER_TEST_GUARDED_CALLER";
@@ -23,30 +26,16 @@ fn main() {
     if std::env::var_os(CALLER_ENV).is_some() {
         caller_main();
     }
-    let tests: [(&str, fn()); 2] = [
-        (
+    Trials::default()
+        .test(
             "a_command_started_by_a_thread_that_exits_lives_on_and_completes",
             a_command_started_by_a_thread_that_exits_lives_on_and_completes,
-        ),
-        (
+        )
+        .test(
             "a_sigkilled_rust_caller_takes_its_calls_trees_down_and_removes_their_leaves",
             a_sigkilled_rust_caller_takes_its_calls_trees_down_and_removes_their_leaves,
-        ),
-    ];
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let mut failed = 0;
-    for (name, test) in tests {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        let ok = std::panic::catch_unwind(test).is_ok();
-        println!("test {name} ... {}", if ok { "ok" } else { "FAILED" });
-        failed += usize::from(!ok);
-    }
-    std::process::exit(i32::from(failed > 0));
+        )
+        .run_one_at_a_time()
 }
 
 /// The guarded caller: starts a command from a thread that then exits; `wait` waits for it and

@@ -32,6 +32,17 @@ impl Trials {
         self
     }
 
+    /// A test that cannot even be built here (a cargo feature is off): listed as ignored, `why`
+    /// beside its name.
+    pub fn unavailable(mut self, name: &'static str, why: &str) -> Self {
+        self.0.push(
+            Trial::test(name, || Ok(()))
+                .with_kind(why.to_string())
+                .with_ignored_flag(true),
+        );
+        self
+    }
+
     /// A helper that another test of the file runs in a fresh process
     /// (`--exact NAME --ignored`); ignored in a normal run.
     pub fn helper(mut self, name: &'static str, test: fn()) -> Self {
@@ -46,6 +57,14 @@ impl Trials {
     /// Runs the tests selected by the command line and exits with the harness's status.
     pub fn run(self) -> ! {
         libtest_mimic::run(&Arguments::from_args(), self.0).exit()
+    }
+
+    /// Like [`Trials::run`], one test at a time, for tests that count this process's threads,
+    /// descriptors or children.
+    pub fn run_one_at_a_time(self) -> ! {
+        let mut args = Arguments::from_args();
+        args.test_threads = Some(1);
+        libtest_mimic::run(&args, self.0).exit()
     }
 }
 

@@ -2,8 +2,8 @@
 //! threads and from a tokio runtime: values, every status, try_wait/kill/fd, no leaks.
 //!
 //! This test has its own `main` (`harness = false`): `init()` must run before any thread, and
-//! libtest starts its threads before any test runs. Each test prints `test NAME ... ok` like
-//! libtest; a failing one panics, and the binary exits non-zero.
+//! libtest starts its threads before any test runs. The tests then run under libtest-mimic, one
+//! at a time.
 
 mod calls;
 #[path = "../common/mod.rs"]
@@ -12,14 +12,16 @@ mod common;
 #[allow(dead_code)]
 #[path = "../../examples/threaded_caller.rs"]
 mod threaded_caller;
+#[path = "../support/trials.rs"]
+mod trials;
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use pynisher::{Backend, Error, Limits, Running, Status};
 
 use calls::*;
 use common::{dead_within, is_alive, open_fds};
+use trials::Trials;
 
 fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
@@ -507,32 +509,16 @@ fn main() {
             Some(when_the_caller_dies_its_calls_are_killed),
         ),
     ];
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let mut failed = Vec::new();
-    for (name, test) in tests {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        let Some(test) = test else {
-            println!("test {name} ... ignored (needs the tokio feature: cargo test --features pynisher/tokio)");
-            continue;
+    // One at a time: several tests count this process's threads, descriptors and children.
+    let mut trials = Trials::default();
+    for &(name, test) in tests {
+        trials = match test {
+            Some(test) => trials.test(name, test),
+            None => trials.unavailable(
+                name,
+                "needs the tokio feature: cargo test --features pynisher/tokio",
+            ),
         };
-        let started = Instant::now();
-        let ok = catch_unwind(AssertUnwindSafe(test)).is_ok();
-        println!(
-            "test {name} ... {} ({:.2} s)",
-            if ok { "ok" } else { "FAILED" },
-            started.elapsed().as_secs_f64()
-        );
-        if !ok {
-            failed.push(*name);
-        }
     }
-    if !failed.is_empty() {
-        println!("failed: {failed:?}");
-        std::process::exit(1);
-    }
+    trials.run_one_at_a_time()
 }
