@@ -60,6 +60,8 @@ Limits and signals:
   On a time limit pynisher sends --signal (default TERM) to the program and its processes, waits
   --grace (default 2s), then SIGKILLs everything left. --grace 0 or --signal KILL kill at once.
   The memory and process limits are enforced by the kernel where a cgroup backend is in use;
+  without a cgroup, memory is resident memory sampled every 10 ms and the process count is
+  polled, and the summary line ends with what was weaker (--strict refuses to run instead);
   whatever was still running when the program's main process ended is killed and counted
   (leftovers_killed). If pynisher is killed, the program dies with it.
 
@@ -98,8 +100,8 @@ be added within /1, a change of meaning or a removal bumps it:
   cpu_time_s           {user, system, total}, over the whole process tree
   cpu_measure          cgroup (exact, every process) | process_tree (reaped + live samples)
   peak_memory_bytes    peak memory, or null when not measured
-  memory_measure       cgroup_peak (all processes together) | max_rss_of_one_process
-  memory_limit_kind    what the memory limit counted: resident | address_space | null
+  memory_measure       cgroup_peak (all processes together) | sampled | max_rss_of_one_process
+  memory_limit_kind    what the memory limit counted: resident | sampled | address_space | null
   oom_kills            kernel OOM kills inside the call (cgroup backends)
   processes_refused    forks refused by the process limit (cgroup backends)
   leftovers_killed     processes still alive after the main process ended, killed
@@ -158,8 +160,8 @@ pub struct Cli {
     #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
     pub memory: Option<String>,
 
-    /// What --memory counts: resident memory of the whole tree where a cgroup can enforce it, else
-    /// address space (auto); resident memory of all processes together, needing a cgroup backend
+    /// What --memory counts: resident memory of the whole tree, by a cgroup where one can enforce
+    /// it, else sampled by pynisher (auto); resident memory of all processes together, needing a cgroup backend
     /// (resident); RLIMIT_AS on every process, reserved address space (address_space).
     #[arg(long, value_name = "KIND", default_value = "auto",
           value_parser = engine_names::<MemoryLimitKind>(MemoryLimitKind::NAMES))]
