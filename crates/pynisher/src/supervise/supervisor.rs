@@ -456,16 +456,30 @@ fn address_space_backstop(limit: u64, inherits_address_space: bool) -> u64 {
     headroom.saturating_add(inherited)
 }
 
-/// How long until the next CPU / process-count / memory sample.
+/// The fastest a call is assumed to grow its resident memory (page faults on a few CPUs); a
+/// sampled memory limit is sampled at least this often for what is left under the limit.
+const FASTEST_MEMORY_GROWTH: f64 = 8.0 * (1u64 << 30) as f64;
+/// The longest time between two samples of a sampled memory limit.
+const LONGEST_MEMORY_SAMPLE: Duration = Duration::from_millis(100);
+
+/// How long until the next CPU / process-count / memory sample. `memory_now` is the last sample
+/// of a sampled memory limit (0 before the first), `None` when memory is not sampled.
 fn sample_interval(
     limits: &Limits,
     container_counts_processes: bool,
-    samples_memory: bool,
+    memory_now: Option<u64>,
     used: Duration,
 ) -> Option<Duration> {
     let mut interval: Option<Duration> = None;
-    if samples_memory {
-        interval = Some(limits.memory_sample_interval);
+    if let (Some(now), Some(limit)) = (memory_now, limits.memory) {
+        // Like the CPU budget: sample no later than the call could fill what is left under the
+        // limit at full speed, but never more often than the configured interval. Far below the
+        // limit that is rare (cheap); near it, every interval.
+        let left = limit.saturating_sub(now) as f64 / FASTEST_MEMORY_GROWTH;
+        let floor = limits.memory_sample_interval;
+        interval = Some(
+            Duration::from_secs_f64(left.min(10.0)).clamp(floor, LONGEST_MEMORY_SAMPLE.max(floor)),
+        );
     }
     if limits.max_processes.is_some() && !container_counts_processes {
         let every = Duration::from_millis(10);
@@ -562,7 +576,7 @@ fn supervise_with_buffer(
     let mut next_sample = sample_interval(
         &started.limits,
         counts_processes,
-        samples_memory,
+        samples_memory.then_some(0),
         Duration::ZERO,
     )
     .map(|i| start + i);
@@ -663,7 +677,8 @@ fn supervise_with_buffer(
             next_sample = if state.killed {
                 None
             } else {
-                sample_interval(&started.limits, counts_processes, samples_memory, used)
+                let memory_now = samples_memory.then(|| sample.memory_current.unwrap_or(0));
+                sample_interval(&started.limits, counts_processes, memory_now, used)
                     .map(|i| now + i)
             };
         }
