@@ -60,7 +60,7 @@ Limits and signals:
   On a time limit pynisher sends --signal (default TERM) to the program and its processes, waits
   --grace (default 2s), then SIGKILLs everything left. --grace 0 or --signal KILL kill at once.
   The memory and process limits are enforced by the kernel where a cgroup backend is in use;
-  without a cgroup, memory is resident memory sampled every 10 ms and the process count is
+  without a cgroup, memory is resident memory sampled (down to every 10 ms) and the process count is
   polled, and the summary line ends with what was weaker (--strict refuses to run instead);
   whatever was still running when the program's main process ended is killed and counted
   (leftovers_killed). If pynisher is killed, the program dies with it.

@@ -235,8 +235,10 @@ impl Limits {
         self
     }
 
-    /// Time between two samples of the call's resident memory where the memory limit is enforced
-    /// by sampling ([`MemoryLimitKind::Sampled`], the process-group backend). Shorter catches
+    /// Shortest time between two samples of the call's resident memory where the memory limit is
+    /// enforced by sampling ([`MemoryLimitKind::Sampled`], the process-group backend): far below
+    /// the limit the supervisor samples less often (no later than the call could fill the
+    /// headroom at 8 GiB/s, at most every 100 ms), near it at this interval. Shorter catches
     /// spikes sooner and costs the supervisor more CPU (default
     /// [`DEFAULT_MEMORY_SAMPLE_INTERVAL`]).
     ///

@@ -41,8 +41,8 @@ impl ProcessGroupContainer {
         let sampling = limits.memory.is_some() && limits.memory_kind == MemoryLimitKind::Auto;
         let memory_note = if sampling {
             format!(
-                "the memory limit counts resident memory sampled every {:?} (a spike between \
-                 samples can pass); RLIMIT_AS stays as a generous backstop",
+                "the memory limit counts resident memory sampled down to every {:?} near the \
+                 limit (a spike between samples can pass); RLIMIT_AS stays as a generous backstop",
                 limits.memory_sample_interval
             )
         } else {
