@@ -78,63 +78,6 @@ fn the_cpu_time_limit_exits_124_after_that_much_cpu() {
     assert!(result.elapsed < Duration::from_secs(10), "{result:?}");
 }
 
-/// A real Python interpreter (not a pyenv shim, which forks helpers), for a memory hog.
-fn python() -> Option<String> {
-    let output = std::process::Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
-}
-
-#[test]
-fn the_memory_limit_exits_123() {
-    let Some(python) = python() else {
-        eprintln!("SKIPPED: no python3 to allocate memory with");
-        return;
-    };
-    let dir = TempDir::new("memory");
-    // Resident memory, so that the kernel's OOM kill decides; a Python MemoryError under an
-    // address-space limit is only an exit code 1 that nothing can tell from any other failure.
-    let (result, report) = run_with_report(
-        &dir,
-        &[
-            "--memory",
-            "100MiB",
-            "--memory-kind",
-            "resident",
-            "--wall-time",
-            "30s",
-            "--",
-            &python,
-            "-c",
-            "import time; b = b'x' * (400 << 20); time.sleep(5)",
-        ],
-    );
-    if result.code == Some(125)
-        && report["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("unavailable"))
-    {
-        eprintln!(
-            "SKIPPED: no cgroup can limit resident memory here: {}",
-            report["error"]
-        );
-        return;
-    }
-    assert_eq!(result.code, Some(123), "{result:?}\n{report:#}");
-    assert_eq!(report["status"], "memory_limit");
-    assert_eq!(report["memory_limit_kind"], "resident", "{report:#}");
-    assert!(report["oom_kills"].as_u64().unwrap() >= 1, "{report:#}");
-    assert!(
-        result.stderr.contains("memory limit (100.0 MiB) reached"),
-        "{result:?}"
-    );
-}
-
 #[test]
 fn the_process_limit_exits_122() {
     // Refused forks (cgroup pids.max) or polling (process group): the same status either way.

@@ -1,28 +1,17 @@
 //! A program flooding its output: pass-through stays fast, capture into a file stays bounded.
 
 mod common;
+use pynisher_testkit::{lacking_programs, Trials};
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{finish, has_program, pynisher, read_report, TempDir};
+use common::{finish, pynisher, read_report, TempDir};
 
 const FLOOD: &str = "yes | head -c 300M";
 const FLOOD_BYTES: u64 = 300 << 20;
 
-fn skip_without_yes() -> bool {
-    if has_program("yes") && has_program("head") {
-        return false;
-    }
-    eprintln!("SKIPPED: needs `yes` and `head`");
-    true
-}
-
-#[test]
 fn a_flood_passes_through_to_dev_null_untouched() {
-    if skip_without_yes() {
-        return;
-    }
     let start = Instant::now();
     let output = pynisher()
         .args(["--wall-time", "60s", "--", "sh", "-c", FLOOD])
@@ -36,11 +25,7 @@ fn a_flood_passes_through_to_dev_null_untouched() {
     assert!(result.elapsed < Duration::from_secs(30), "{result:?}");
 }
 
-#[test]
 fn a_flood_into_a_file_is_bounded_by_the_output_limit_and_reported_truncated() {
-    if skip_without_yes() {
-        return;
-    }
     let dir = TempDir::new("flood");
     let out = dir.path_str("out.txt");
     let report = dir.path_str("r.json");
@@ -89,7 +74,6 @@ fn a_flood_into_a_file_is_bounded_by_the_output_limit_and_reported_truncated() {
     assert_eq!(stderr["total_bytes"], 10);
 }
 
-#[test]
 fn small_output_is_written_whole_to_both_files() {
     let dir = TempDir::new("files");
     let out = dir.path_str("out.txt");
@@ -116,4 +100,25 @@ fn small_output_is_written_whole_to_both_files() {
     );
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "one\n");
     assert_eq!(std::fs::read_to_string(&err).unwrap(), "two\n");
+}
+
+fn main() {
+    let yes_and_head = lacking_programs(&["yes", "head"]);
+    Trials::default()
+        .needs(
+            yes_and_head.clone(),
+            "a_flood_passes_through_to_dev_null_untouched",
+            a_flood_passes_through_to_dev_null_untouched,
+        )
+        .needs(
+            yes_and_head.clone(),
+            "a_flood_into_a_file_is_bounded_by_the_output_limit_and_reported_truncated",
+            a_flood_into_a_file_is_bounded_by_the_output_limit_and_reported_truncated,
+        )
+        .needs(
+            yes_and_head.clone(),
+            "small_output_is_written_whole_to_both_files",
+            small_output_is_written_whole_to_both_files,
+        )
+        .run()
 }

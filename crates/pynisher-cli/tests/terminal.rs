@@ -2,23 +2,15 @@
 //! reading the terminal, and Ctrl-C typed on it.
 
 mod common;
+use pynisher_testkit::{lacking_programs, Trials};
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::has_program;
-
 /// Runs `shell_command` under `script` (so it has a terminal), typing each step's bytes after its
 /// delay; returns everything the terminal showed and how long it took.
-fn on_terminal_typing(
-    shell_command: &str,
-    steps: &[(Duration, &[u8])],
-) -> Option<(String, Duration)> {
-    if !has_program("script") {
-        eprintln!("SKIPPED: no `script` (util-linux) to give pynisher a terminal");
-        return None;
-    }
+fn on_terminal_typing(shell_command: &str, steps: &[(Duration, &[u8])]) -> (String, Duration) {
     let start = Instant::now();
     let mut child = Command::new("script")
         .args(["-qfec", shell_command, "/dev/null"])
@@ -44,25 +36,22 @@ fn on_terminal_typing(
     }
     drop(stdin);
     let output = child.wait_with_output().unwrap();
-    Some((
+    (
         String::from_utf8_lossy(&output.stdout).into_owned(),
         start.elapsed(),
-    ))
+    )
 }
 
 /// [`on_terminal_typing`] with one step.
-fn on_terminal(shell_command: &str, delay: Duration, keys: &[u8]) -> Option<(String, Duration)> {
+fn on_terminal(shell_command: &str, delay: Duration, keys: &[u8]) -> (String, Duration) {
     on_terminal_typing(shell_command, &[(delay, keys)])
 }
 
 const PYNISHER: &str = env!("CARGO_BIN_EXE_pynisher");
 
-#[test]
 fn the_live_status_line_is_drawn_on_a_terminal_with_verbose() {
     let command = format!("{PYNISHER} --verbose --wall-time 10s -- sleep 1.2");
-    let Some((text, _)) = on_terminal(&command, Duration::ZERO, b"") else {
-        return;
-    };
+    let (text, _) = on_terminal(&command, Duration::ZERO, b"");
     let redraws = text.matches("\r\x1b[Kpynisher: elapsed").count();
     assert!(redraws >= 2, "expected a redrawn line: {text:?}");
     assert!(
@@ -76,40 +65,30 @@ fn the_live_status_line_is_drawn_on_a_terminal_with_verbose() {
     );
 }
 
-#[test]
 fn a_program_can_read_the_terminal() {
     // Without handing over the terminal, `head` would be stopped by SIGTTIN until the limit.
     let command = format!("{PYNISHER} --wall-time 10s -- head -n 1; echo shell-saw=$?");
-    let Some((text, took)) = on_terminal(&command, Duration::from_millis(500), b"typed line\n")
-    else {
-        return;
-    };
+    let (text, took) = on_terminal(&command, Duration::from_millis(500), b"typed line\n");
     // The terminal echoes the line once, and `head` prints it once more.
     assert_eq!(text.matches("typed line").count(), 2, "{text:?}");
     assert!(text.contains("shell-saw=0"), "{text:?}");
     assert!(took < Duration::from_secs(5), "{took:?}: {text:?}");
 }
 
-#[test]
 fn ctrl_c_on_the_terminal_ends_the_program_and_pynisher_like_the_program_alone() {
     let command = format!("{PYNISHER} --wall-time 10s -- sleep 10; echo shell-saw=$?");
-    let Some((text, took)) = on_terminal(&command, Duration::from_millis(500), b"\x03") else {
-        return;
-    };
+    let (text, took) = on_terminal(&command, Duration::from_millis(500), b"\x03");
     assert!(text.contains("killed by SIGINT"), "{text:?}");
     assert!(text.contains("shell-saw=130"), "{text:?}");
     assert!(took < Duration::from_secs(5), "{took:?}: {text:?}");
 }
 
-#[test]
 fn ctrl_z_without_job_control_leaves_the_program_running() {
     // `script` runs a non-interactive shell: nobody could continue a stopped pynisher, so the
     // kernel discards its SIGTSTP and pynisher continues the program at once.
     let command =
         format!("{PYNISHER} --wall-time 10s -- sh -c 'sleep 1; echo finished'; echo shell-saw=$?");
-    let Some((text, took)) = on_terminal(&command, Duration::from_millis(400), b"\x1a") else {
-        return;
-    };
+    let (text, took) = on_terminal(&command, Duration::from_millis(400), b"\x1a");
     assert!(text.contains("finished"), "{text:?}");
     assert!(text.contains("shell-saw=0"), "{text:?}");
     assert!(
@@ -118,15 +97,10 @@ fn ctrl_z_without_job_control_leaves_the_program_running() {
     );
 }
 
-#[test]
 fn ctrl_z_in_an_interactive_shell_stops_the_job_and_fg_resumes_it() {
-    if !has_program("bash") {
-        eprintln!("SKIPPED: no bash for an interactive job-control shell");
-        return;
-    }
     let line = format!("{PYNISHER} --wall-time 20s -- sh -c 'sleep 1.5; echo fin''ished'\n");
     let ms = Duration::from_millis;
-    let Some((text, took)) = on_terminal_typing(
+    let (text, took) = on_terminal_typing(
         "bash --norc --noprofile -i",
         &[
             (ms(500), line.as_bytes()),
@@ -136,9 +110,7 @@ fn ctrl_z_in_an_interactive_shell_stops_the_job_and_fg_resumes_it() {
             (ms(2500), b"echo status=$?\n"),
             (ms(300), b"exit\n"),
         ],
-    ) else {
-        return;
-    };
+    );
     assert!(
         text.contains("jobs=1"),
         "pynisher was not shown stopped: {text:?}"
@@ -146,4 +118,36 @@ fn ctrl_z_in_an_interactive_shell_stops_the_job_and_fg_resumes_it() {
     assert!(text.contains("finished"), "{text:?}");
     assert!(text.contains("status=0"), "{text:?}");
     assert!(took < Duration::from_secs(12), "{took:?}");
+}
+
+fn main() {
+    let script = lacking_programs(&["script"]);
+    let script_and_bash = lacking_programs(&["script", "bash"]);
+    Trials::default()
+        .needs(
+            script.clone(),
+            "the_live_status_line_is_drawn_on_a_terminal_with_verbose",
+            the_live_status_line_is_drawn_on_a_terminal_with_verbose,
+        )
+        .needs(
+            script.clone(),
+            "a_program_can_read_the_terminal",
+            a_program_can_read_the_terminal,
+        )
+        .needs(
+            script.clone(),
+            "ctrl_c_on_the_terminal_ends_the_program_and_pynisher_like_the_program_alone",
+            ctrl_c_on_the_terminal_ends_the_program_and_pynisher_like_the_program_alone,
+        )
+        .needs(
+            script.clone(),
+            "ctrl_z_without_job_control_leaves_the_program_running",
+            ctrl_z_without_job_control_leaves_the_program_running,
+        )
+        .needs(
+            script_and_bash.clone(),
+            "ctrl_z_in_an_interactive_shell_stops_the_job_and_fg_resumes_it",
+            ctrl_z_in_an_interactive_shell_stops_the_job_and_fg_resumes_it,
+        )
+        .run()
 }

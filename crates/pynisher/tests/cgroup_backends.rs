@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 
 use pynisher::{Backend, Command, CpuMeasure, Limits, MemoryLimitKind, MemoryMeasure, Status};
 
-#[path = "support/trials.rs"]
-mod trials;
-use trials::{lacking_if_empty, Trials};
+use pynisher_testkit::{lacking_if_empty, Trials};
 
 const MIB: u64 = 1 << 20;
 
@@ -411,10 +409,15 @@ fn a_forced_backend_reports_itself_and_its_guarantees() {
 }
 
 fn main() {
-    let cgroups = lacking_if_empty(&cgroup_backends(), "a cgroup backend");
+    let cgroups = lacking_if_empty(
+        &cgroup_backends(),
+        "a cgroup backend",
+        pynisher::available_backends(),
+    );
     let memory = lacking_if_empty(
         &memory_backends(),
         "a cgroup backend with a memory controller",
+        pynisher::available_backends(),
     );
     Trials::default()
         .needs(

@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use pynisher::{Backend, Command, Limits, Status};
 
-#[path = "support/trials.rs"]
-mod trials;
-use trials::Trials;
+use pynisher_testkit::Trials;
 
 fn main() {
     // A helper's run (`--ignored`, in a fresh process) must not detect cgroups before its own

@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use pynisher::{Backend, Command, Limits, Status};
 
-#[path = "support/trials.rs"]
-mod trials;
-use trials::{lacking_if_empty, Trials};
+use pynisher_testkit::{lacking_if_empty, Trials};
 
 fn main() {
-    let lacking = lacking_if_empty(&cgroup_backends(), "a cgroup backend");
+    let lacking = lacking_if_empty(
+        &cgroup_backends(),
+        "a cgroup backend",
+        pynisher::available_backends(),
+    );
     Trials::default()
         .needs(
             lacking,

@@ -6,8 +6,6 @@
 //! (run with `CALLER_ENV` set) and its guard program (`serve_if_requested` first).
 
 mod common;
-#[path = "support/trials.rs"]
-mod trials;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -16,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::{dead_within, is_alive};
 use pynisher::guard::{self, GuardProgram};
 use pynisher::{Backend, Limits};
-use trials::Trials;
+use pynisher_testkit::Trials;
 
 /// Set in the environment of this binary when it runs as the guarded caller.
 const CALLER_ENV: &str = "PYNISHER_TEST_GUARDED_CALLER";

@@ -12,8 +12,6 @@ mod common;
 #[allow(dead_code)]
 #[path = "../../examples/threaded_caller.rs"]
 mod threaded_caller;
-#[path = "../support/trials.rs"]
-mod trials;
 
 use std::time::{Duration, Instant};
 
@@ -21,7 +19,7 @@ use pynisher::{Backend, Error, Limits, Running, Status};
 
 use calls::*;
 use common::{dead_within, is_alive, open_fds};
-use trials::Trials;
+use pynisher_testkit::Trials;
 
 fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()

@@ -1,7 +1,7 @@
-#![allow(dead_code)] // each test file uses the part it needs
-//! The harness of the test files whose tests depend on what the machine has (cgroup backends,
-//! root): `libtest-mimic`, so that a test whose needs are not met is reported `ignored` with the
-//! reason, never counted as passed without running.
+//! The harness of the workspace's test files whose tests depend on what the machine has (cgroup
+//! backends, root, a program, a terminal): `libtest-mimic`, so that a test whose needs are not met
+//! is reported `ignored` with the reason, never counted as passed without running. Test files that
+//! use it set `harness = false` and build their tests in `main`.
 //!
 //! ```text
 //! test [needs a cgroup backend: none here] an_escaped_setsid_grandchild_... ... ignored
@@ -81,12 +81,20 @@ fn runner(test: fn()) -> impl FnOnce() -> Result<(), Failed> + Send + 'static {
     }
 }
 
-/// `Some(why)` when `backends` is empty: the test needs one of them.
-pub fn lacking_if_empty<T: std::fmt::Debug>(backends: &[T], what: &str) -> Option<String> {
-    backends.is_empty().then(|| {
-        format!(
-            "needs {what}; this machine has {:?}",
-            pynisher::available_backends()
-        )
-    })
+/// `Some(why)` when `found` is empty: the test needs one of `what`; `here` says what the machine has.
+pub fn lacking_if_empty<T, H: std::fmt::Debug>(found: &[T], what: &str, here: H) -> Option<String> {
+    found
+        .is_empty()
+        .then(|| format!("needs {what}; this machine has {here:?}"))
+}
+
+/// `Some(why)` when one of `programs` is not on `PATH`.
+pub fn lacking_programs(programs: &[&str]) -> Option<String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let missing: Vec<&str> = programs
+        .iter()
+        .copied()
+        .filter(|p| !std::env::split_paths(&path).any(|dir| dir.join(p).is_file()))
+        .collect();
+    (!missing.is_empty()).then(|| format!("needs {} on PATH", missing.join(", ")))
 }
