@@ -35,6 +35,14 @@ step "ruff and mypy over python/pynisher"
 .venv/bin/ruff check python/pynisher
 .venv/bin/python -m mypy
 
+step "cargo install --path crates/pynisher-cli (the README's way to get the command; reuses target/)"
+install_root="$(mktemp -d)"
+CARGO_TARGET_DIR="$root/target" cargo install --locked --quiet --path crates/pynisher-cli --root "$install_root"
+"$install_root/bin/pynisher" --version
+set +e; "$install_root/bin/pynisher" -q --wall-time 100ms -- sleep 5; rc=$?; set -e
+[ "$rc" = 124 ] || { echo "installed pynisher: expected exit 124 on a wall-time limit, got $rc" >&2; exit 1; }
+rm -rf "$install_root"
+
 step "release artifacts: sdist + manylinux2014 x86_64 wheel (tested in fresh venvs by pytest)"
 WHEEL_TARGETS="$(uname -m)" bash scripts/wheels.sh
 
