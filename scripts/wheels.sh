@@ -8,6 +8,8 @@
 #   bash scripts/wheels.sh                   # sdist + x86_64 + aarch64
 #   WHEEL_TARGETS=x86_64 bash scripts/wheels.sh   # only some targets (space-separated)
 #   NO_SDIST=1 bash scripts/wheels.sh        # skip the sdist
+#   NONLINUX_TARGETS="aarch64-apple-darwin" ... # which non-Linux targets must stop with the one
+#                                            # platform message (default: both macOS + Windows)
 #
 # No root needed: maturin, ziglang, cargo-zigbuild and auditwheel go into the project-local venv
 # .venv-dist; a missing Rust target is added with rustup. Cargo's target/ is shared with the
@@ -117,7 +119,40 @@ PY
         echo "error: $wheel is $size bytes, over 3 MiB" >&2
         exit 1
     fi
+    if [ "$arch" != "$(uname -m)" ]; then
+        # Emulation is only a smoke test: qemu-user loads and runs the binary (glibc 2.17 symbols
+        # against a newer loader), but its clone emulation refuses the engine's fork (EINVAL), so
+        # no limited run is possible there.
+        qemu="qemu-$arch" sysroot="/usr/$arch-linux-gnu"
+        if command -v "$qemu" > /dev/null && [ -d "$sysroot" ]; then
+            version="$(QEMU_LD_PREFIX="$sysroot" "$qemu" "$bin_dir/pynisher" --version)"
+            step "$arch: the bundled pynisher runs under $qemu: $version"
+        else
+            step "skipped: running the $arch binary under emulation (needs $qemu and $sysroot: apt-get install qemu-user libc6-arm64-cross)"
+        fi
+    fi
     step "$arch: $(basename "$wheel") ($size bytes)"
+done
+
+# The sdist on macOS/Windows must stop at once with the engine's one message (crates/pynisher/
+# build.rs), not with rustc errors. Checked for every such Rust target installed here.
+for triple in ${NONLINUX_TARGETS-aarch64-apple-darwin x86_64-apple-darwin x86_64-pc-windows-msvc}; do
+    if ! rustup target list --installed | grep -qx "$triple"; then
+        step "skipped: non-Linux message for $triple (target not installed: rustup target add $triple)"
+        continue
+    fi
+    step "$triple: the build stops with one message"
+    if log="$(cargo check --locked -p pynisher --target "$triple" 2>&1)"; then
+        echo "error: cargo check --target $triple succeeded; it must stop with the platform message" >&2
+        exit 1
+    fi
+    errors="$(printf '%s\n' "$log" | grep '^error' || true)"
+    if [ "$(printf '%s\n' "$errors" | grep -c 'pynisher supports Linux only')" != 1 ] \
+        || printf '%s\n' "$errors" | grep -v -e 'pynisher supports Linux only' -e 'build script logged errors' | grep -q .; then
+        printf 'error: building for %s gave other errors than the one message:\n%s\n' "$triple" "$log" >&2
+        exit 1
+    fi
+    printf '%s\n' "$errors" | head -1 >&2
 done
 
 if [ -z "${NO_SDIST:-}" ]; then
