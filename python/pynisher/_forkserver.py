@@ -29,7 +29,7 @@ Shape::
   `os.fork`). The server imports the caller's function modules once (``preload``), as
   `multiprocessing`'s forkserver preloads ``__main__``, so calls find them imported.
 * The server ignores SIGINT: a terminal's Ctrl-C is the caller's to handle.
-* The server has an engine guard of its own (as every caller process does, `_run._install_guard`):
+* The server has an engine guard of its own (as every caller process does, `_calls.install_guard`):
   if the server is killed, the guard kills its calls' whole trees and removes their leaves.
 """
 
@@ -52,7 +52,7 @@ import time
 from functools import partial
 from typing import Any, Dict, List, Optional, Tuple
 
-from pynisher import _core, _worker
+from pynisher import _calls, _core, _worker
 
 _LENGTH = struct.Struct("<Q")
 _PID = struct.Struct("<i")
@@ -274,11 +274,9 @@ def server_pid() -> Optional[int]:
 
 def run(func, args, kwargs, limits: Dict[str, Any], soft: Dict[str, Optional[int]], on_start=None) -> Any:
     """Runs one call through the server; returns the engine's outcome dict (see `_core`)."""
-    from pynisher import _run
-
-    _run.interpreter("forkserver")
-    blob, fds = _run.encode_call_or_raise(func, args, kwargs, "forkserver", with_fds=True)
-    request = pickle.dumps((limits, _run.call_settings(soft), blob), protocol=pickle.HIGHEST_PROTOCOL)
+    _calls.interpreter("forkserver")
+    blob, fds = _calls.encode_call_or_raise(func, args, kwargs, "forkserver", with_fds=True)
+    request = pickle.dumps((limits, _calls.call_settings(soft), blob), protocol=pickle.HIGHEST_PROTOCOL)
     try:
         reply = _exchange(func, request, fds, on_start)
     except ConnectionResetError:
@@ -295,7 +293,7 @@ def run(func, args, kwargs, limits: Dict[str, Any], soft: Dict[str, Optional[int
         raise _core.NotEnforceableError(*body)
     if kind == "engine_error":
         raise _core.EngineError(body)
-    raise _run._library_error(f"the forkserver's supervisor failed: {body}")
+    raise _calls.library_error(f"the forkserver's supervisor failed: {body}")
 
 
 #: Sockets of the calls in flight in this process (any thread), with whether Ctrl-C cancelled
@@ -323,8 +321,6 @@ def _exchange(func: Any, request: bytes, fds: List[int], on_start=None) -> bytes
     """Sends one call to the server and waits for its outcome. Anything that interrupts the wait
     (Ctrl-C, an exception raised by a signal handler) cancels the call, and is re-raised only once
     the call's processes are gone."""
-    from pynisher import _run
-
     conn, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     with _in_flight_lock:
         _in_flight[conn] = False
@@ -356,7 +352,7 @@ def _exchange(func: Any, request: bytes, fds: List[int], on_start=None) -> bytes
         except (OSError, EOFError) as err:
             if _in_flight.get(conn):
                 raise KeyboardInterrupt("the call was cancelled by Ctrl-C") from None
-            raise _run._library_error(f"the forkserver went away during the call: {err}", err) from err
+            raise _calls.library_error(f"the forkserver went away during the call: {err}", err) from err
         except BaseException:
             _cancel(conn)
             raise
@@ -584,9 +580,6 @@ def serve(caller_fd: int) -> None:
             control.send(b"I" + _PID.pack(os.getpid()))
         except OSError:
             return
-        # The server's own calls are guarded too (if the server is killed, their trees die).
-        from pynisher import _run  # noqa: F401  (installs the engine guard)
-
         # Import now what every call needs, so that call children inherit it.
         try:
             import cloudpickle  # type: ignore[import-untyped]  # noqa: F401  (lambdas and closures arrive pickled by value)

@@ -16,6 +16,12 @@ from functools import partial
 from typing import Any, Callable, Dict, Mapping, Optional
 
 from pynisher import _core, _worker
+from pynisher._calls import (
+    call_settings,
+    encode_call_or_raise,
+    interpreter,
+    library_error,
+)
 from pynisher._guarantees import resolve_backend
 
 CONTEXTS = ("fork", "spawn", "forkserver")
@@ -68,14 +74,6 @@ class CallResult:
 
 def _backends_here() -> str:
     return ", ".join(_core.available_backends())
-
-
-def _library_error(message: str, cause: Optional[BaseException] = None) -> BaseException:
-    from pynisher import exceptions
-
-    err = exceptions.PynisherException(message)
-    err.__cause__ = cause
-    return err
 
 
 def _limits_dict(
@@ -133,28 +131,6 @@ def _soft_signals(limits: Dict[str, Any]) -> Dict[str, Optional[int]]:
     }
 
 
-def _guard_program() -> tuple:
-    """The program that guards this process's calls (see "The guard" in docs/architecture.md):
-    the ``pynisher`` binary shipped in the package when it is there, else this interpreter in
-    isolated mode (``-I -S``) loading nothing but ``pynisher._core``."""
-    package = os.path.dirname(os.path.abspath(__file__))
-    binary = os.path.join(package, "_bin", "pynisher")
-    if os.access(binary, os.X_OK):
-        return binary, []
-    core = os.path.abspath(_core.__file__ or "")
-    bootstrap = (
-        "import importlib.util as u; s = u.spec_from_file_location('pynisher._core', {!r}); "
-        "m = u.module_from_spec(s); s.loader.exec_module(m); m._guard_main()"
-    ).format(core)
-    return sys.executable, ["-I", "-S", "-c", bootstrap]
-
-
-def _install_guard() -> None:
-    if sys.executable:
-        program, args = _guard_program()
-        _core.install_guard(program, args)
-
-
 def _interrupt(signum: int, frame: Any) -> None:
     """SIGINT: cancel every call in flight, in every thread (each ends with its processes gone
     and raises KeyboardInterrupt), then raise KeyboardInterrupt here as Python's default does."""
@@ -184,7 +160,6 @@ def _install_interrupt_handler() -> None:
         pass
 
 
-_install_guard()
 _install_interrupt_handler()
 
 
@@ -204,17 +179,6 @@ def _run_fork(func, args, kwargs, limits, soft, on_start=None) -> Mapping[str, A
     return _core.run_fork(child, limits, on_start=on_start)
 
 
-def interpreter(context: str) -> str:
-    """``sys.executable``, which the spawn and forkserver start methods run; a clear
-    PynisherException when this interpreter does not know its own path (embedded interpreters)."""
-    if not sys.executable:
-        raise _library_error(
-            f"the {context!r} start method starts a Python interpreter, but sys.executable is empty "
-            "here (an embedded interpreter?); set sys.executable or use context='fork'"
-        )
-    return sys.executable
-
-
 def _spawn_argv() -> list:
     # Import the worker as a top-level module from the package's directory, not as
     # `pynisher._worker`: importing the package would run `pynisher/__init__.py` (the whole API)
@@ -225,31 +189,6 @@ def _spawn_argv() -> list:
         os.path.dirname(os.path.abspath(_worker.__file__))
     )
     return [interpreter("spawn"), "-c", bootstrap]
-
-
-def call_settings(soft: Dict[str, Optional[int]]) -> Dict[str, Any]:
-    """What a fresh or foreign interpreter needs to find and run the call like the caller would."""
-    return {
-        "sys_path": list(sys.path),
-        "cwd": os.getcwd(),
-        "wall_signal": soft["wall_signal"],
-        "cpu_signal": soft["cpu_signal"],
-    }
-
-
-def encode_call_or_raise(func, args, kwargs, context: str, with_fds: bool = False) -> Any:
-    """The call pickled for another interpreter (with the descriptors of multiprocessing objects
-    when ``with_fds``: then a (bytes, fds) pair); unpicklable calls raise PynisherException."""
-    try:
-        if with_fds:
-            return _worker.encode_call_with_fds(func, args, kwargs)
-        return _worker.encode_call(func, args, kwargs)
-    except Exception as err:
-        raise _library_error(
-            f"Could not pickle the function or its arguments for the {context!r} context "
-            f"({type(err).__name__}: {err}); use context='fork' or make them picklable",
-            err,
-        ) from err
 
 
 class _FdHandOver:
@@ -440,12 +379,12 @@ def run_limited(
     except OSError as err:
         # The library's own failure (descriptors exhausted, the interpreter or its forkserver
         # could not be started), never the function's: say so, with the cause attached.
-        raise _library_error(
+        raise library_error(
             f"pynisher could not run the call ({context!r} start method): {type(err).__name__}: {err}", err
         ) from err
     except _core.EngineError as err:
         hint = ""
         if "is unavailable" in str(err):
             hint = f"; the backends that work here, strongest first: {_backends_here()}"
-        raise _library_error(f"pynisher could not run the call: {err}{hint}", err) from err
+        raise library_error(f"pynisher could not run the call: {err}{hint}", err) from err
     return _result_from(raw, context)
