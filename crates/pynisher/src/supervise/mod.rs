@@ -3,6 +3,8 @@
 mod classify;
 mod drain;
 mod reaping;
+mod start;
 mod supervisor;
 
-pub(crate) use supervisor::{start, supervise, Started};
+pub(crate) use start::{start, Started};
+pub(crate) use supervisor::supervise;
