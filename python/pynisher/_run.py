@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Optional
 
 from pynisher import _core, _worker
 from pynisher._calls import (
@@ -28,43 +28,32 @@ CONTEXTS = ("fork", "spawn", "forkserver")
 _MEMORY_KINDS = tuple(_core.MEMORY_KINDS)
 
 
-@dataclass
+@dataclass(frozen=True)
 class CallResult:
-    """How one call ended and what it used (see ``docs/python-internal-interface.md``)."""
+    """How one call ended and what it used (see ``docs/python-internal-interface.md``).
 
-    status: str
+    Two halves: ``outcome``, the engine's outcome exactly as the binding builds it (its one
+    definition is `_core._RawOutcome`; every key reads as an attribute: ``result.status``,
+    ``result.wall_time``, ``result.weaknesses``, ...), and what the function itself did, decoded
+    here from the child's result frame (``returned``, ``value``, ``exception``, ``traceback``).
+    A field the engine adds reaches Python through the binding alone.
+    """
+
+    outcome: _core._RawOutcome
+    context: str = "fork"
     returned: bool = False
+    #: The function's return value (the outcome's ``value`` is its encoded form).
     value: Any = None
     exception: Optional[BaseException] = None
     traceback: str = ""
-    exit_code: Optional[int] = None
-    signal: Optional[int] = None
-    soft_signal_sent: Optional[int] = None
-    killed: bool = False
-    wall_time: float = 0.0
-    cpu_user: float = 0.0
-    cpu_system: float = 0.0
-    cpu_measure: str = "process_tree"
-    peak_memory: Optional[int] = None
-    memory_measure: str = "max_rss_of_one_process"
-    memory_limit_kind: Optional[str] = None
-    oom_kills: int = 0
-    processes_refused: int = 0
-    leftovers_killed: int = 0
-    stdout: Optional[bytes] = None
-    stderr: Optional[bytes] = None
-    stdout_truncated: bool = False
-    stderr_truncated: bool = False
-    backend: str = "none"
-    guarantees: Dict[str, Any] = field(default_factory=dict)
-    #: What this call asked for that the backend enforced less strongly: name → description
-    #: (``escapees_not_contained``, ``memory_sampled``, ``memory_address_space``,
-    #: ``process_limit_polled``); empty with a cgroup that has every controller needed.
-    weaknesses: Dict[str, str] = field(default_factory=dict)
-    pid: int = 0
-    spawn_errno: Optional[int] = None
-    message: Optional[str] = None
-    context: str = "fork"
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for names that are not fields: the outcome's keys.
+        if name != "outcome":
+            outcome = self.__dict__.get("outcome")
+            if outcome is not None and name in outcome:
+                return outcome[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def cpu_time(self) -> float:
@@ -163,7 +152,7 @@ def _install_interrupt_handler() -> None:
 _install_interrupt_handler()
 
 
-def _run_fork(func, args, kwargs, limits, soft, on_start=None) -> Mapping[str, Any]:
+def _run_fork(func, args, kwargs, limits, soft, on_start=None) -> _core._RawOutcome:
     # A forked child inherits unflushed buffers and would print them a second time.
     _worker.flush_std_streams()
     child = partial(
@@ -233,7 +222,7 @@ class _FdHandOver:
         self.sock.close()
 
 
-def _run_spawn(func, args, kwargs, limits, soft, user_on_start=None) -> Mapping[str, Any]:
+def _run_spawn(func, args, kwargs, limits, soft, user_on_start=None) -> _core._RawOutcome:
     import pickle
 
     mp_loaded = "multiprocessing.context" in sys.modules
@@ -260,42 +249,13 @@ def _run_spawn(func, args, kwargs, limits, soft, user_on_start=None) -> Mapping[
             hand_over.close()
 
 
-def _result_from(raw: Mapping[str, Any], context: str) -> CallResult:
+def _result_from(raw: _core._RawOutcome, context: str) -> CallResult:
     data = raw.get("value")
     returned, value, exception, tb = False, None, None, ""
     if data is not None:
         returned, value, exception, tb = _worker.decode(data)
     return CallResult(
-        status=raw["status"],
-        returned=returned,
-        value=value,
-        exception=exception,
-        traceback=tb,
-        exit_code=raw["exit_code"],
-        signal=raw["signal"],
-        soft_signal_sent=raw["soft_signal_sent"],
-        killed=raw["killed"],
-        wall_time=raw["wall_time"],
-        cpu_user=raw["cpu_user"],
-        cpu_system=raw["cpu_system"],
-        cpu_measure=raw["cpu_measure"],
-        peak_memory=raw["peak_memory"],
-        memory_measure=raw["memory_measure"],
-        memory_limit_kind=raw["memory_limit_kind"],
-        oom_kills=raw["oom_kills"],
-        processes_refused=raw["processes_refused"],
-        leftovers_killed=raw["leftovers_killed"],
-        stdout=raw["stdout"],
-        stderr=raw["stderr"],
-        stdout_truncated=raw["stdout_truncated"],
-        stderr_truncated=raw["stderr_truncated"],
-        backend=raw["backend"],
-        guarantees=raw["guarantees"],
-        weaknesses=dict(raw.get("weaknesses") or {}),
-        pid=raw["pid"],
-        spawn_errno=raw["spawn_errno"],
-        message=raw["message"],
-        context=context,
+        outcome=raw, context=context, returned=returned, value=value, exception=exception, traceback=tb
     )
 
 
