@@ -40,6 +40,8 @@ use crate::{Error, NoObserver, Observer, Outcome, Progress};
 /// # Ok::<(), pynisher::Error>(())
 /// ```
 pub struct Running<T> {
+    /// The main process's pid, kept from the start so that it stays known once the call ended.
+    pid: i32,
     inner: Option<Inner>,
     /// A duplicate of the descriptor to wait on; stays readable once the call has ended.
     wake: OwnedFd,
@@ -103,6 +105,7 @@ impl<T> Running<T> {
             }
         };
         Ok(Running {
+            pid: started.pid().as_raw_pid(),
             inner: Some(Inner::Local(started)),
             wake,
             decode,
@@ -119,6 +122,7 @@ impl<T> Running<T> {
             .try_clone_to_owned()
             .map_err(|e| Error::sys("duplicating the call socket", e))?;
         Ok(Running {
+            pid: call.pid(),
             inner: Some(Inner::Remote(call)),
             wake,
             decode,
@@ -126,13 +130,18 @@ impl<T> Running<T> {
         })
     }
 
-    /// The pid of the call's first process (the one running the function or program).
+    /// The pid of the call's first process (the one running the function or program), which is
+    /// also the call's process group id. Always positive: it is taken when the call starts and
+    /// kept after the call ended (the process is then reaped, and the pid may name another one).
+    ///
+    /// ```
+    /// let running = pynisher::Limits::new().spawn_fn(|n: u32| n + 1, 1)?;
+    /// assert!(running.pid() > 0);
+    /// let _ = running.wait()?;
+    /// # Ok::<(), pynisher::Error>(())
+    /// ```
     pub fn pid(&self) -> i32 {
-        match &self.inner {
-            Some(Inner::Local(s)) => s.pid(),
-            Some(Inner::Remote(r)) => r.pid(),
-            _ => 0,
-        }
+        self.pid
     }
 
     /// Supervises the call until it ends, and reports how.

@@ -4,7 +4,29 @@
 //! before the fork, asks it to adopt the child before the child is released to run user code,
 //! samples it while the call runs, and asks it to kill everything and clean up at the end.
 
+use rustix::process::Pid;
+
 use crate::{Containment, CpuTime, Error};
+
+/// The call's first process, as the supervisor knows it when it asks the container to sample or
+/// kill: whether its pid is still the call's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MainProcess {
+    /// Alive, or a zombie not yet reaped: the pid is still the call's.
+    Unreaped(Pid),
+    /// Reaped by the supervisor: the pid may already belong to another process.
+    Reaped,
+}
+
+impl MainProcess {
+    /// The main process's pid while it is the call's.
+    pub(crate) fn pid(self) -> Option<Pid> {
+        match self {
+            MainProcess::Unreaped(pid) => Some(pid),
+            MainProcess::Reaped => None,
+        }
+    }
+}
 
 /// One poll's worth of measurements of the whole call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -80,10 +102,8 @@ pub(crate) trait CallContainer: Send {
         super::Remains::process_group()
     }
 
-    /// Measures the call now. `main` is the pid of the call's first process while it is alive or
-    /// a zombie not yet reaped, and 0 once the supervisor has reaped it (its pid may then belong
-    /// to someone else).
-    fn sample(&mut self, main: i32) -> Sample;
+    /// Measures the call now. `main` says whether the call's first process is still unreaped.
+    fn sample(&mut self, main: MainProcess) -> Sample;
 
     /// High-water mark of memory charged to the call, when the backend measures it.
     fn memory_peak(&mut self) -> Option<u64>;
@@ -98,9 +118,9 @@ pub(crate) trait CallContainer: Send {
     fn signal_all(&mut self, signal: i32);
 
     /// SIGKILLs every process of the call and waits (bounded) until none is alive. Returns how many
-    /// processes other than `main` it found alive and killed. `main` follows the convention of
-    /// [`CallContainer::sample`]. The main process is reaped by the supervisor, not here.
-    fn kill_all(&mut self, main: i32) -> Result<u64, Error>;
+    /// processes other than the main process it found alive and killed. The main process is
+    /// reaped by the supervisor, not here.
+    fn kill_all(&mut self, main: MainProcess) -> Result<u64, Error>;
 
     /// Total CPU time at the end of the call, read after everything is dead (cgroup backends), or
     /// `None` to let the supervisor use the main process's rusage.

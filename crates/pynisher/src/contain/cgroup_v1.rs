@@ -24,7 +24,7 @@ use super::cgroupfs::{
     signal_every, survivors_error, write_file, KILL_BUDGET,
 };
 use super::detect::V1Env;
-use super::{CallContainer, Sample};
+use super::{CallContainer, MainProcess, Sample};
 use crate::{Backend, Containment, CpuTime, Error, Limits, MemoryLimitKind};
 
 /// One call's leaves in the cgroup v1 hierarchies.
@@ -241,7 +241,7 @@ impl CallContainer for CgroupV1Container {
         Ok(())
     }
 
-    fn sample(&mut self, _main: i32) -> Sample {
+    fn sample(&mut self, _main: MainProcess) -> Sample {
         let live = pread_all(&self.procs, &mut self.procs_buf)
             .ok()
             .map(|()| count_lines(&self.procs_buf));
@@ -274,7 +274,7 @@ impl CallContainer for CgroupV1Container {
         signal_every(&self.freezer, signal);
     }
 
-    fn kill_all(&mut self, _main: i32) -> Result<u64, Error> {
+    fn kill_all(&mut self, _main: MainProcess) -> Result<u64, Error> {
         self.kill_everything()
     }
 
@@ -378,10 +378,10 @@ mod tests {
             assert_eq!(exit_code(child.wait()), Some(0));
             let spinning = wait_for_cpu(&mut c, Duration::from_millis(300));
             assert_eq!(spinning.live_processes, Some(1), "{spinning:?}");
-            assert_eq!(c.kill_all(child.pid).unwrap(), 1);
+            assert_eq!(c.kill_all(child.main()).unwrap(), 1);
             let cpu = c.final_cpu().unwrap().total();
             assert!(cpu >= Duration::from_millis(300), "{cpu:?}");
-            assert_eq!(c.sample(0).live_processes, Some(0));
+            assert_eq!(c.sample(MainProcess::Reaped).live_processes, Some(0));
             c.close().unwrap();
         }
 
@@ -393,16 +393,16 @@ mod tests {
             let child = spawn_blocked("python3", &["-c", "while True: pass"]);
             c.adopt(child.pid()).unwrap();
             let child = child.release();
-            let a = c.sample(child.pid);
+            let a = c.sample(child.main());
             std::thread::sleep(Duration::from_millis(100));
-            let b = c.sample(child.pid);
+            let b = c.sample(child.main());
             assert_eq!(b.live_processes, Some(1));
             assert!(
                 b.cpu.unwrap().total() > a.cpu.unwrap().total(),
                 "{a:?} {b:?}"
             );
             assert!(b.memory_current.unwrap() > 0);
-            assert_eq!(c.kill_all(child.pid).unwrap(), 1);
+            assert_eq!(c.kill_all(child.main()).unwrap(), 1);
             assert_eq!(term_signal(child.wait()), Some(libc::SIGKILL));
             c.close().unwrap();
         }
@@ -419,7 +419,7 @@ mod tests {
             assert_eq!(c.oom_kills(), 1);
             let peak = c.memory_peak().unwrap();
             assert!(peak <= 100 << 20 && peak > 90 << 20, "peak {peak}");
-            assert_eq!(c.kill_all(0).unwrap(), 0);
+            assert_eq!(c.kill_all(MainProcess::Reaped).unwrap(), 0);
             c.close().unwrap();
         }
 
@@ -436,11 +436,11 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(20));
             }
             assert!(c.processes_refused() > 0);
-            let live = c.sample(child.pid).live_processes.unwrap();
+            let live = c.sample(child.main()).live_processes.unwrap();
             assert!((2..=64).contains(&live), "live {live}");
-            let killed = c.kill_all(child.pid).unwrap();
+            let killed = c.kill_all(child.main()).unwrap();
             assert!(killed >= 2, "killed {killed}");
-            assert_eq!(c.sample(0).live_processes, Some(0));
+            assert_eq!(c.sample(MainProcess::Reaped).live_processes, Some(0));
             assert_eq!(term_signal(child.wait()), Some(libc::SIGKILL));
             c.close().unwrap();
         }

@@ -20,7 +20,7 @@ use super::cgroupfs::{
     signal_every, survivors_error, write_file, KILL_BUDGET,
 };
 use super::detect::V2Env;
-use super::{CallContainer, Sample};
+use super::{CallContainer, MainProcess, Sample};
 use crate::{Backend, Containment, CpuTime, Error, Limits, MemoryLimitKind};
 
 /// One call's leaf in a cgroup v2 hierarchy.
@@ -250,7 +250,7 @@ impl CallContainer for CgroupV2Container {
         Some(self.dir.as_fd())
     }
 
-    fn sample(&mut self, _main: i32) -> Sample {
+    fn sample(&mut self, _main: MainProcess) -> Sample {
         let live = pread_all(&self.procs, &mut self.procs_buf)
             .ok()
             .map(|()| count_lines(&self.procs_buf));
@@ -290,7 +290,7 @@ impl CallContainer for CgroupV2Container {
         signal_every(&self.leaf, signal);
     }
 
-    fn kill_all(&mut self, _main: i32) -> Result<u64, Error> {
+    fn kill_all(&mut self, _main: MainProcess) -> Result<u64, Error> {
         self.kill_everything()
     }
 
@@ -373,7 +373,7 @@ mod tests {
             let spinning = wait_for_cpu(&mut c, Duration::from_millis(300));
             assert_eq!(spinning.live_processes, Some(1), "{spinning:?}");
             let started = Instant::now();
-            assert_eq!(c.kill_all(child.pid).unwrap(), 1);
+            assert_eq!(c.kill_all(child.main()).unwrap(), 1);
             assert!(started.elapsed() < Duration::from_millis(500));
             assert_eq!(c.populated(), Some(false));
             let cpu = c.final_cpu().unwrap().total();
@@ -389,15 +389,15 @@ mod tests {
             let child = spawn_blocked("python3", &["-c", "while True: pass"]);
             c.adopt(child.pid()).unwrap();
             let child = child.release();
-            let a = c.sample(child.pid);
+            let a = c.sample(child.main());
             std::thread::sleep(Duration::from_millis(100));
-            let b = c.sample(child.pid);
+            let b = c.sample(child.main());
             assert_eq!(b.live_processes, Some(1));
             assert!(
                 b.cpu.unwrap().total() > a.cpu.unwrap().total(),
                 "{a:?} {b:?}"
             );
-            assert_eq!(c.kill_all(child.pid).unwrap(), 1);
+            assert_eq!(c.kill_all(child.main()).unwrap(), 1);
             assert_eq!(term_signal(child.wait()), Some(libc::SIGKILL));
             c.close().unwrap();
         }
@@ -417,8 +417,8 @@ mod tests {
             let child = child.release();
             assert_eq!(exit_code(child.wait()), Some(0));
             wait_for_cpu(&mut c, Duration::from_millis(50));
-            assert_eq!(c.kill_all(child.pid).unwrap(), 1);
-            assert_eq!(c.sample(0).live_processes, Some(0));
+            assert_eq!(c.kill_all(child.main()).unwrap(), 1);
+            assert_eq!(c.sample(MainProcess::Reaped).live_processes, Some(0));
             c.close().unwrap();
         }
 
@@ -496,7 +496,7 @@ mod tests {
             assert!(c.oom_kills() >= 1);
             let peak = c.memory_peak().expect("memory.peak (kernel 5.19+)");
             assert!(peak <= 100 << 20 && peak > 90 << 20, "peak {peak}");
-            c.kill_all(0).unwrap();
+            c.kill_all(MainProcess::Reaped).unwrap();
             c.close().unwrap();
         }
 
@@ -521,11 +521,11 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(20));
             }
             assert!(c.processes_refused() > 0);
-            assert!(c.sample(child.pid).live_processes.unwrap() <= 16);
+            assert!(c.sample(child.main()).live_processes.unwrap() <= 16);
             // The shell may have given up at the refused fork (dash exits); its sleeps remain.
-            assert!(c.kill_all(child.pid).unwrap() >= 2);
+            assert!(c.kill_all(child.main()).unwrap() >= 2);
             child.wait();
-            assert_eq!(c.sample(0).live_processes, Some(0));
+            assert_eq!(c.sample(MainProcess::Reaped).live_processes, Some(0));
             c.close().unwrap();
         }
     }

@@ -18,7 +18,7 @@ mod select;
 #[cfg(test)]
 mod test_support;
 
-pub(crate) use backend::{CallContainer, Sample};
+pub(crate) use backend::{CallContainer, MainProcess, Sample};
 pub(crate) use emergency::{destroy, Remains};
 pub use select::available_backends;
 pub(crate) use select::open;

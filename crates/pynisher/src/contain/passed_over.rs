@@ -4,7 +4,7 @@
 use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 
-use super::{CallContainer, Remains, Sample};
+use super::{CallContainer, MainProcess, Remains, Sample};
 use crate::{Containment, CpuTime, Error};
 
 pub(super) struct PassedOver {
@@ -49,7 +49,7 @@ impl CallContainer for PassedOver {
     fn remains(&self) -> Remains {
         self.inner.remains()
     }
-    fn sample(&mut self, main: i32) -> Sample {
+    fn sample(&mut self, main: MainProcess) -> Sample {
         self.inner.sample(main)
     }
     fn memory_peak(&mut self) -> Option<u64> {
@@ -64,7 +64,7 @@ impl CallContainer for PassedOver {
     fn signal_all(&mut self, signal: i32) {
         self.inner.signal_all(signal)
     }
-    fn kill_all(&mut self, main: i32) -> Result<u64, Error> {
+    fn kill_all(&mut self, main: MainProcess) -> Result<u64, Error> {
         self.inner.kill_all(main)
     }
     fn final_cpu(&mut self) -> Option<CpuTime> {

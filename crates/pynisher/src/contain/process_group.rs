@@ -16,7 +16,9 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use super::{CallContainer, Sample};
+use rustix::process::Pid;
+
+use super::{CallContainer, MainProcess, Sample};
 use crate::sys::{self, ProcStat};
 use crate::{
     Backend, Containment, CpuTime, Error, Guarantees, Limits, MemoryLimitKind, MemoryMeasure,
@@ -24,7 +26,8 @@ use crate::{
 
 /// The process-group container of one call.
 pub(crate) struct ProcessGroupContainer {
-    pgid: i32,
+    /// The call's process group (the main process's pid), known once the child is adopted.
+    pgid: Option<Pid>,
     ticks_per_second: u64,
     page_size: u64,
     /// Whether the memory limit is enforced by sampling (a limit of kind `Auto` was set).
@@ -49,7 +52,7 @@ impl ProcessGroupContainer {
             "a memory limit is RLIMIT_AS on each process (address space, not memory in use)".into()
         };
         Ok(ProcessGroupContainer {
-            pgid: 0,
+            pgid: None,
             ticks_per_second: sys::clock_ticks_per_second().max(1),
             page_size: sys::page_size(),
             sampling,
@@ -78,18 +81,21 @@ impl ProcessGroupContainer {
     /// a pid while any process has it as its process group id, so this holds even after the
     /// group's leader (the main process) has been reaped.
     fn group_alive(&self) -> bool {
-        self.pgid > 0 && sys::group_exists(self.pgid)
+        self.pgid
+            .is_some_and(|pgid| sys::group_exists(pgid.as_raw_pid()))
     }
 
-    /// The main process (when `main` is not 0), its descendants, the members of its process group
-    /// and their descendants.
-    fn members(&self, main: i32) -> Vec<ProcStat> {
-        if main == 0 && !self.group_alive() {
+    /// The main process (while unreaped), its descendants, the members of its process group and
+    /// their descendants.
+    fn members(&self, main: MainProcess) -> Vec<ProcStat> {
+        let main = main.pid().map(|pid| pid.as_raw_pid());
+        if main.is_none() && !self.group_alive() {
             // The main process is reaped and its group is empty: nothing can be left that a walk
             // could find (its children were re-parented away when it exited). This skips a
             // `/proc` scan on every call that leaves nothing behind.
             return Vec::new();
         }
+        let pgid = self.pgid.map(Pid::as_raw_pid);
         let all = sys::all_proc_stats();
         let mut children: HashMap<i32, Vec<usize>> = HashMap::new();
         for (i, p) in all.iter().enumerate() {
@@ -99,7 +105,7 @@ impl ProcessGroupContainer {
         let mut stack: Vec<usize> = all
             .iter()
             .enumerate()
-            .filter(|(_, p)| (main != 0 && p.pid == main) || (self.pgid > 0 && p.pgrp == self.pgid))
+            .filter(|(_, p)| main == Some(p.pid) || pgid == Some(p.pgrp))
             .map(|(i, _)| i)
             .collect();
         let mut members = Vec::new();
@@ -199,11 +205,11 @@ impl CallContainer for ProcessGroupContainer {
         unsafe {
             libc::setpgid(pid, pid);
         }
-        self.pgid = pid;
+        self.pgid = Pid::from_raw(pid);
         Ok(())
     }
 
-    fn sample(&mut self, main: i32) -> Sample {
+    fn sample(&mut self, main: MainProcess) -> Sample {
         let members = self.members(main);
         let live = members.iter().filter(|p| p.state != b'Z').count() as u64;
         let memory = self.resident_of(&members);
@@ -229,24 +235,32 @@ impl CallContainer for ProcessGroupContainer {
     }
 
     fn signal_all(&mut self, signal: i32) {
-        sys::kill_group(self.pgid, signal);
+        if let Some(pgid) = self.pgid {
+            sys::kill_group(pgid.as_raw_pid(), signal);
+        }
     }
 
-    fn kill_all(&mut self, main: i32) -> Result<u64, Error> {
+    fn kill_all(&mut self, main: MainProcess) -> Result<u64, Error> {
         // Stop the group first so that nobody forks or exits (re-parenting its children away)
         // while we look; kill everything found, and look again only while the walk finds
         // processes outside the group (a new child of a group member is in the group, so the
         // group kill already covers it).
+        let pgid = self.pgid.map(Pid::as_raw_pid);
+        let kill_group = |signal| {
+            if let Some(pgid) = pgid {
+                sys::kill_group(pgid, signal);
+            }
+        };
         let mut killed: HashSet<i32> = HashSet::new();
         for _ in 0..50 {
             let members = self.members(main);
             if members.is_empty() {
                 break;
             }
-            sys::kill_group(self.pgid, libc::SIGSTOP);
+            kill_group(libc::SIGSTOP);
             let live: Vec<&ProcStat> = members.iter().filter(|p| p.state != b'Z').collect();
             for p in &live {
-                if p.pgrp != self.pgid {
+                if Some(p.pgrp) != pgid {
                     sys::kill_pid(p.pid, libc::SIGSTOP);
                 }
             }
@@ -254,8 +268,8 @@ impl CallContainer for ProcessGroupContainer {
                 sys::kill_pid(p.pid, libc::SIGKILL);
                 killed.insert(p.pid);
             }
-            sys::kill_group(self.pgid, libc::SIGKILL);
-            if live.iter().all(|p| p.pgrp == self.pgid) {
+            kill_group(libc::SIGKILL);
+            if live.iter().all(|p| Some(p.pgrp) == pgid) {
                 break;
             }
         }
@@ -271,18 +285,19 @@ impl CallContainer for ProcessGroupContainer {
         }
         // Orphans re-parented to us (when we are a subreaper) are ours to reap — but never the
         // main process, which the supervisor reaps itself (for its status and rusage): reaping
-        // the whole group is only safe once the main process is gone (`main == 0`).
+        // the whole group is only safe once the main process is reaped.
+        let main = main.pid().map(|pid| pid.as_raw_pid());
         if sys::is_subreaper() {
-            if main == 0 {
-                sys::reap_group_zombies(self.pgid);
+            if let (None, Some(pgid)) = (main, pgid) {
+                sys::reap_group_zombies(pgid);
             }
             for &pid in &killed {
-                if pid != main {
+                if Some(pid) != main {
                     sys::reap_if_child(pid);
                 }
             }
         }
-        if main != 0 {
+        if let Some(main) = main {
             killed.remove(&main);
         }
         Ok(killed.len() as u64)

@@ -5,7 +5,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use super::detect::{environment, V1Env, V2Env};
-use super::{CallContainer, Sample};
+use super::{CallContainer, MainProcess, Sample};
 
 /// Spins in a setsid'd grandchild (ignoring every catchable signal, bounded to 30 s) while
 /// the main process exits at once.
@@ -50,6 +50,11 @@ impl Blocked {
 }
 
 impl Released {
+    /// The process for a container's `sample` and `kill_all`: not reaped yet.
+    pub fn main(&self) -> MainProcess {
+        MainProcess::Unreaped(rustix::process::Pid::from_raw(self.pid).expect("a child's pid"))
+    }
+
     /// Waits for the process and returns its raw wait status.
     pub fn wait(&self) -> i32 {
         let mut status = 0;
@@ -106,7 +111,7 @@ pub fn spawn_blocked(program: &str, args: &[&str]) -> Blocked {
 pub fn wait_for_cpu(c: &mut dyn CallContainer, min: Duration) -> Sample {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let s = c.sample(0);
+        let s = c.sample(MainProcess::Reaped);
         if s.cpu.is_some_and(|t| t.total() >= min) || Instant::now() > deadline {
             return s;
         }

@@ -6,9 +6,11 @@
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Instant;
 
+use rustix::process::Pid;
+
 use super::drain::{BoundedCapture, OutputPipe, StdinFeed};
 use super::reaping::Reaping;
-use crate::contain::{self, CallContainer};
+use crate::contain::{self, CallContainer, MainProcess};
 use crate::guard;
 use crate::launch::{child_main, reaper_main, ChildFds, ChildPlan, ReaperFds};
 use crate::sys;
@@ -23,7 +25,9 @@ const DIAGNOSTIC_WINDOW: usize = 8 * 1024;
 /// supervisor, a panicking [`Observer`], an unwaited [`crate::Running`]): it kills the whole call,
 /// reaps the main process and removes the container, on every backend.
 pub(crate) struct Started {
-    pub(super) pid: i32,
+    /// The main process's pid, which is also the call's process group id (that outlives the
+    /// main process while any member of the group is alive).
+    pub(super) pid: Pid,
     pub(super) pidfd: OwnedFd,
     pub(super) reaping: Reaping,
     /// The main process has been reaped (its pid is no longer the call's).
@@ -51,8 +55,19 @@ pub(crate) struct Started {
 }
 
 impl Started {
-    pub(crate) fn pid(&self) -> i32 {
+    /// The main process's pid (also after it has been reaped: then it names the call's
+    /// process group, or nothing).
+    pub(crate) fn pid(&self) -> Pid {
         self.pid
+    }
+
+    /// The main process for the container: its pid only while it is not reaped.
+    pub(super) fn main(&self) -> MainProcess {
+        if self.reaped {
+            MainProcess::Reaped
+        } else {
+            MainProcess::Unreaped(self.pid)
+        }
     }
 
     /// The main process's pidfd: readable once it has exited.
@@ -74,14 +89,14 @@ impl Started {
 impl Drop for Started {
     fn drop(&mut self) {
         if !self.reaped {
-            let _ = self.container.kill_all(self.pid);
+            let _ = self.container.kill_all(self.main());
             // As in `Loop::kill`: the main process may not be in its leaf yet.
             let _ = rustix::process::pidfd_send_signal(&self.pidfd, rustix::process::Signal::KILL);
-            let _ = self.reaping.reap(self.pid);
+            let _ = self.reaping.reap(self.pid.as_raw_pid());
             self.reaped = true;
         }
         if !self.closed {
-            let _ = self.container.kill_all(0);
+            let _ = self.container.kill_all(MainProcess::Reaped);
             let _ = self.container.close();
             self.closed = true;
         }
@@ -353,7 +368,9 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
     }
 
     Ok(Started {
-        pid,
+        // `fork`/`clone` returned a pid (neither an error nor 0, checked above), and the reaper's
+        // announced pid is positive (`Reaping::announced_pid`).
+        pid: Pid::from_raw(pid).expect("a forked child's pid is positive"),
         pidfd,
         reaping,
         reaped: false,

@@ -68,7 +68,7 @@ impl Loop {
     fn kill(&mut self, started: &mut Started) -> Result<(), Error> {
         self.killed = true;
         self.grace_deadline = None;
-        let killed = started.container.kill_all(started.pid).map(|_| ());
+        let killed = started.container.kill_all(started.main()).map(|_| ());
         // The main process may still be on its way into its leaf (a closure child joins it
         // itself after the release), where the container's kill cannot see it: reach it through
         // its pidfd as well (not reaped yet, so it cannot be another process).
@@ -271,7 +271,7 @@ fn supervise_with_buffer(
             state.record(Status::WallTimeout, &mut started, now)?;
         }
         if next_sample.is_some_and(|t| now >= t) {
-            let sample = started.container.sample(started.pid);
+            let sample = started.container.sample(started.main());
             let used = sample.cpu.map_or(Duration::ZERO, |c| c.total());
             if let (Some(limit), None) = (started.limits.cpu_time, &state.recorded) {
                 if used >= limit {
@@ -305,7 +305,7 @@ fn supervise_with_buffer(
         }
         if next_observe.is_some_and(|t| now >= t) {
             if next_sample.is_none() {
-                state.last_sample = started.container.sample(started.pid);
+                state.last_sample = started.container.sample(started.main());
             }
             observer.progress(&Progress {
                 elapsed: now - start,
@@ -334,9 +334,9 @@ fn finish(
     ended_at: Instant,
     buf: &mut [u8],
 ) -> Result<Outcome<Vec<u8>>, Error> {
-    let pid = started.pid;
+    let pid = started.pid.as_raw_pid();
     // Reap the main process first: its rusage covers itself and what it reaped. From here on its
-    // pid is not ours, so the container is told 0.
+    // pid is not ours, so the container is told it is reaped.
     let reaped = started
         .reaping
         .reap(pid)
@@ -344,14 +344,14 @@ fn finish(
     started.reaped = true;
     let reaped = reaped?;
     // One last look at what is left (CPU of leftovers), then kill them.
-    let last = started.container.sample(0);
+    let last = started.container.sample(started.main());
     // `keep_descendants`: a call that ended on its own (no limit, no cancellation recorded)
     // leaves its other processes running.
     let leftovers_killed = if started.limits.keep_descendants && state.recorded.is_none() {
         started.container.keep_processes();
         0
     } else {
-        started.container.kill_all(0)?
+        started.container.kill_all(started.main())?
     };
     state.killed |= leftovers_killed > 0;
     if sys::is_subreaper() {
