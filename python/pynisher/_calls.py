@@ -6,8 +6,9 @@ interpreter with its settings, the interpreter to start, and this process's engi
 from __future__ import annotations
 
 import os
+import pickle
 import sys
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from pynisher import _core, _worker
 
@@ -31,13 +32,14 @@ def interpreter(context: str) -> str:
     return sys.executable
 
 
-def call_settings(soft: Dict[str, Optional[int]]) -> Dict[str, Any]:
+def call_settings(soft: Dict[str, Optional[int]], limits: Dict[str, Any]) -> Dict[str, Any]:
     """What a fresh or foreign interpreter needs to find and run the call like the caller would."""
     return {
         "sys_path": list(sys.path),
         "cwd": os.getcwd(),
         "wall_signal": soft["wall_signal"],
         "cpu_signal": soft["cpu_signal"],
+        "end_descendants": not limits.get("keep_descendants"),
     }
 
 
@@ -76,6 +78,60 @@ def install_guard() -> None:
     if sys.executable:
         program, args = _guard_program()
         _core.install_guard(program, args)
+
+
+def decode_result(data: bytes) -> Tuple[bool, Any, Optional[BaseException], str]:
+    """The caller's side of the child's result: ``(returned, value, exception, traceback_text)``.
+
+    Failures to decode, unpicklable return values and unpicklable exceptions come back as a
+    `pynisher.exceptions.PynisherException` in ``exception`` that says what happened.
+    """
+    from pynisher import exceptions
+
+    try:
+        message = pickle.loads(data)
+    except BaseException as err:
+        return (
+            False,
+            None,
+            exceptions.PynisherException(
+                f"The result of the call could not be unpickled in the caller: {_worker._describe(err)}"
+            ),
+            "",
+        )
+    tag = message[0]
+    if tag == "returned":
+        return True, message[1], None, ""
+    if tag == "raised":
+        return False, None, message[1], message[2]
+    if tag == "unpicklable_return":
+        _, type_name, reason = message
+        return (
+            False,
+            None,
+            exceptions.PynisherException(
+                f"The function returned a value of type {type_name} that could not be pickled "
+                f"to send it back: {reason}"
+            ),
+            "",
+        )
+    if tag == "unpicklable_exception":
+        _, type_name, text, tb, reason = message
+        return (
+            False,
+            None,
+            exceptions.PynisherException(
+                f"The function raised {type_name}: {text} (the exception itself could not be "
+                f"sent back: {reason})"
+            ),
+            tb,
+        )
+    return (
+        False,
+        None,
+        exceptions.PynisherException(f"Unknown result message {tag!r} from the child"),
+        "",
+    )
 
 
 install_guard()

@@ -276,7 +276,7 @@ def run(func, args, kwargs, limits: Dict[str, Any], soft: Dict[str, Optional[int
     """Runs one call through the server; returns the engine's outcome dict (see `_core`)."""
     _calls.interpreter("forkserver")
     blob, fds = _calls.encode_call_or_raise(func, args, kwargs, "forkserver", with_fds=True)
-    request = pickle.dumps((limits, _calls.call_settings(soft), blob), protocol=pickle.HIGHEST_PROTOCOL)
+    request = pickle.dumps((limits, _calls.call_settings(soft, limits), blob), protocol=pickle.HIGHEST_PROTOCOL)
     try:
         reply = _exchange(func, request, fds, on_start)
     except ConnectionResetError:

@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, Optional
 from pynisher import _core, _worker
 from pynisher._calls import (
     call_settings,
+    decode_result,
     encode_call_or_raise,
     interpreter,
     library_error,
@@ -164,6 +165,7 @@ def _run_fork(func, args, kwargs, limits, soft, on_start=None) -> _core._RawOutc
         soft["cpu_signal"],
         limits["capture_output"],
         True,
+        not limits.get("keep_descendants"),
     )
     return _core.run_fork(child, limits, on_start=on_start)
 
@@ -230,7 +232,7 @@ def _run_spawn(func, args, kwargs, limits, soft, user_on_start=None) -> _core._R
         blob, fds = encode_call_or_raise(func, args, kwargs, "spawn", with_fds=True)
     else:
         blob, fds = encode_call_or_raise(func, args, kwargs, "spawn"), []
-    settings = call_settings(soft)
+    settings = call_settings(soft, limits)
     hand_over = _FdHandOver(fds) if fds else None
     if hand_over is not None:
         settings["fd_address"] = hand_over.address
@@ -253,7 +255,7 @@ def _result_from(raw: _core._RawOutcome, context: str) -> CallResult:
     data = raw.get("value")
     returned, value, exception, tb = False, None, None, ""
     if data is not None:
-        returned, value, exception, tb = _worker.decode(data)
+        returned, value, exception, tb = decode_result(data)
     return CallResult(
         outcome=raw, context=context, returned=returned, value=value, exception=exception, traceback=tb
     )

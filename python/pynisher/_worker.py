@@ -197,6 +197,75 @@ def _finish_multiprocessing() -> None:
         pass
 
 
+def _has_children() -> bool:
+    """Whether any thread of this process has a child (cheap: no walk over /proc)."""
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/children", "rb") as f:
+                if f.read().strip():
+                    return True
+    except OSError:
+        return True  # cannot tell: look the slow way
+    return False
+
+
+def _end_descendants(within: float = 1.0) -> None:
+    """SIGKILLs every descendant of this child and reaps them, as upstream's child did before it
+    exited: the function's processes are gone, not zombies of whoever adopts orphans, when the
+    caller gets the result. The engine still kills whatever escaped this."""
+    if not _has_children():
+        return
+    import ctypes
+    import signal
+    import time
+
+    try:  # PR_SET_CHILD_SUBREAPER: what the kills below orphan comes back to this process
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    pids: set = set()
+    for _ in range(3):  # a process forking while we look: look again
+        found = _descendant_pids(os.getpid()) - pids
+        if not found:
+            break
+        for pid in found:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        pids |= found
+    deadline = time.monotonic() + within
+    while pids and time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid:
+            pids.discard(pid)
+        else:
+            time.sleep(0.001)
+
+
+def _descendant_pids(root: int) -> set:
+    children: Dict[int, list] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
 def execute(
     func: Callable[..., Any],
     args: Tuple[Any, ...],
@@ -205,6 +274,7 @@ def execute(
     cpu_signal: Optional[int] = None,
     capture_output: bool = False,
     forked_caller: bool = False,
+    end_descendants: bool = False,
 ) -> bytes:
     """Runs ``func(*args, **kwargs)`` in the call's child and returns the encoded outcome.
 
@@ -212,7 +282,8 @@ def execute(
     when the call has a grace period). ``capture_output``: rebind the Python-level streams to the
     (captured) descriptors first. ``forked_caller``: this child is a fork of the caller itself
     (the fork context), so multiprocessing state inherited from it is reset as in a
-    multiprocessing child.
+    multiprocessing child. ``end_descendants``: kill and reap the function's own processes
+    before the result is sent (``terminate_child_processes=True``).
     """
     if forked_caller:
         _prepare_forked_multiprocessing()
@@ -228,10 +299,14 @@ def execute(
 
         tb = traceback.format_exc()
         _finish_multiprocessing()
+        if end_descendants:
+            _end_descendants()
         flush_std_streams()
         return _encode_raised(exc, tb)
     _ignore_soft_signals(wall_signal, cpu_signal)
     _finish_multiprocessing()
+    if end_descendants:
+        _end_descendants()
     flush_std_streams()
     return _encode_returned(value)
 
@@ -536,60 +611,13 @@ def execute_blob(settings: Dict[str, Any], blob: bytes, fds: Optional[List[int]]
         import traceback
 
         return _encode_raised(exc, traceback.format_exc())
-    return execute(func, args, kwargs, wall_signal, cpu_signal)
-
-
-def decode(data: bytes) -> Tuple[bool, Any, Optional[BaseException], str]:
-    """The parent's side: ``(returned, value, exception, traceback_text)``.
-
-    Failures to decode, unpicklable return values and unpicklable exceptions come back as a
-    `pynisher.exceptions.PynisherException` in ``exception`` that says what happened.
-    """
-    from pynisher import exceptions
-
-    try:
-        message = pickle.loads(data)
-    except BaseException as err:
-        return (
-            False,
-            None,
-            exceptions.PynisherException(
-                f"The result of the call could not be unpickled in the caller: {_describe(err)}"
-            ),
-            "",
-        )
-    tag = message[0]
-    if tag == "returned":
-        return True, message[1], None, ""
-    if tag == "raised":
-        return False, None, message[1], message[2]
-    if tag == "unpicklable_return":
-        _, type_name, reason = message
-        return (
-            False,
-            None,
-            exceptions.PynisherException(
-                f"The function returned a value of type {type_name} that could not be pickled "
-                f"to send it back: {reason}"
-            ),
-            "",
-        )
-    if tag == "unpicklable_exception":
-        _, type_name, text, tb, reason = message
-        return (
-            False,
-            None,
-            exceptions.PynisherException(
-                f"The function raised {type_name}: {text} (the exception itself could not be "
-                f"sent back: {reason})"
-            ),
-            tb,
-        )
-    return (
-        False,
-        None,
-        exceptions.PynisherException(f"Unknown result message {tag!r} from the child"),
-        "",
+    return execute(
+        func,
+        args,
+        kwargs,
+        wall_signal,
+        cpu_signal,
+        end_descendants=bool(settings.get("end_descendants")),
     )
 
 
