@@ -5,17 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{read_report, run, TempDir};
-
-fn run_with_report(dir: &TempDir, args: &[&str]) -> (common::Run, serde_json::Value) {
-    let report = dir.path_str("report.json");
-    let json = format!("--json={report}");
-    let mut all = vec![json.as_str()];
-    all.extend_from_slice(args);
-    let result = run(&all);
-    let value = read_report(&dir.join("report.json"));
-    (result, value)
-}
+use common::{run, run_with_report, TempDir};
 
 #[test]
 fn a_program_that_exits_by_itself_passes_its_code_through() {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{read_report, run, TempDir};
+use common::{run, run_with_report, TempDir};
 use pynisher_testkit::Trials;
 
 fn main() {
@@ -38,16 +38,6 @@ fn resident_memory_lacking() -> Option<String> {
             result.stderr.trim()
         )
     })
-}
-
-fn run_with_report(dir: &TempDir, args: &[&str]) -> (common::Run, serde_json::Value) {
-    let report = dir.path_str("report.json");
-    let json = format!("--json={report}");
-    let mut all = vec![json.as_str()];
-    all.extend_from_slice(args);
-    let result = run(&all);
-    let value = read_report(&dir.join("report.json"));
-    (result, value)
 }
 
 /// A real Python interpreter (not a pyenv shim, which forks helpers), for a memory hog.

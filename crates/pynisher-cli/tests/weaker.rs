@@ -4,16 +4,13 @@
 
 mod common;
 
-use common::{read_report, run, TempDir};
+use common::TempDir;
 
+/// `common::run_with_report` on the process-group backend, under a 30 s wall limit.
 fn run_with_report(dir: &TempDir, args: &[&str]) -> (common::Run, serde_json::Value) {
-    let report = dir.path_str("report.json");
-    let json = format!("--json={report}");
-    let mut all = vec![json.as_str(), "--backend", "none", "--wall-time", "30s"];
+    let mut all = vec!["--backend", "none", "--wall-time", "30s"];
     all.extend_from_slice(args);
-    let result = run(&all);
-    let value = read_report(&dir.join("report.json"));
-    (result, value)
+    common::run_with_report(dir, &all)
 }
 
 fn weakness_names(report: &serde_json::Value) -> Vec<String> {

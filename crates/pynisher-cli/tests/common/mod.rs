@@ -164,3 +164,14 @@ pub fn process_group(pid: i32) -> Option<i32> {
     let close = stat.rfind(')')?;
     stat[close + 2..].split_whitespace().nth(2)?.parse().ok()
 }
+
+/// Runs pynisher with `--json` into `dir` before `args`; returns the run and the parsed report.
+pub fn run_with_report(dir: &TempDir, args: &[&str]) -> (Run, serde_json::Value) {
+    let report = dir.path_str("report.json");
+    let json = format!("--json={report}");
+    let mut all = vec![json.as_str()];
+    all.extend_from_slice(args);
+    let result = run(&all);
+    let value = read_report(&dir.join("report.json"));
+    (result, value)
+}
