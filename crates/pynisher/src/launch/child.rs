@@ -323,9 +323,9 @@ pub(crate) unsafe fn child_main(plan: ChildPlan<'_>, fds: &ChildFds) -> ! {
 /// Only in the forked child, under `child_main`'s contract (the descriptors in `fds` are the
 /// child's own copies).
 unsafe fn own_group_and_death_signal(fds: &ChildFds) {
-    // SAFETY: setpgid, prctl and getppid act on our own process only and touch no memory; send
-    // reads a stack buffer and writes to the guard's socket (ours, inherited); _exit ends the
-    // process. All are async-signal-safe.
+    // SAFETY: setpgid and getpid act on our own process only and touch no memory; send reads a
+    // stack buffer and writes to the guard's socket (ours, inherited); all async-signal-safe.
+    // `die_with_parent` is called in the forked child, as its contract asks.
     unsafe {
         libc::setpgid(0, 0);
         // Tell the guard our group before anything else runs (one send on a SOCK_SEQPACKET
@@ -336,17 +336,32 @@ unsafe fn own_group_and_death_signal(fds: &ChildFds) {
             message[n - 4..].copy_from_slice(&libc::getpid().to_le_bytes());
             libc::send(socket, message.as_ptr().cast(), n, libc::MSG_NOSIGNAL);
         }
-        if fds.die_with_parent {
-            libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            );
-            if libc::getppid() != fds.parent_pid {
-                libc::_exit(SETUP_FAILED_EXIT);
-            }
+        die_with_parent(fds);
+    }
+}
+
+/// When no guard watches the caller yet (`fds.die_with_parent`): SIGKILL with the supervisor's
+/// thread (`PR_SET_PDEATHSIG`), and exit at once if the supervisor already died before that was
+/// armed (our parent is no longer the one that forked us). Shared by the child and the reaper.
+///
+/// # Safety
+/// Only in a child forked by the supervisor, between fork and exec or the closure.
+pub(crate) unsafe fn die_with_parent(fds: &ChildFds) {
+    if !fds.die_with_parent {
+        return;
+    }
+    // SAFETY: prctl and getppid act on our own process and touch no memory; _exit ends it. All
+    // are async-signal-safe.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        if libc::getppid() != fds.parent_pid {
+            libc::_exit(SETUP_FAILED_EXIT);
         }
     }
 }

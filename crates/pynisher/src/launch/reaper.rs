@@ -19,7 +19,7 @@
 
 use std::os::fd::RawFd;
 
-use super::child::{child_main, ChildFds, ChildPlan, SETUP_FAILED_EXIT};
+use super::child::{child_main, die_with_parent, ChildFds, ChildPlan, SETUP_FAILED_EXIT};
 use crate::sys::Reaped;
 
 /// The reaper's pipes, both ends of each open at fork time.
@@ -81,18 +81,7 @@ pub(crate) unsafe fn reaper_main(plan: ChildPlan<'_>, fds: &ChildFds, pipes: Rea
         // end the reaper before it reports.
         libc::setpgid(0, 0);
         // Die with the supervisor unless a guard watches the caller (as `child_main` does).
-        if fds.die_with_parent {
-            libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            );
-            if libc::getppid() != fds.parent_pid {
-                libc::_exit(SETUP_FAILED_EXIT);
-            }
-        }
+        die_with_parent(fds);
         let mut all: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
         let mut old_mask: libc::sigset_t = std::mem::zeroed();
