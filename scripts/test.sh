@@ -4,7 +4,10 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-step() { printf '\n==> %s\n' "$*"; }
+# Each step says how long the suite has run so far (CI has 2 cores; the whole suite should stay
+# well under 15 minutes).
+started=$SECONDS
+step() { printf '\n==> [%dm%02ds] %s\n' $(((SECONDS - started) / 60)) $(((SECONDS - started) % 60)) "$*"; }
 
 step "cargo fmt --check"
 cargo fmt --all --check
@@ -49,3 +52,4 @@ WHEEL_TARGETS="$(uname -m)" NONLINUX_TARGETS="aarch64-apple-darwin" bash scripts
 
 step "pytest"
 .venv/bin/python -m pytest tests/python -q
+step "all passed"
