@@ -36,6 +36,9 @@ pub(crate) struct ProcessGroupContainer {
     inherited: u64,
     /// Highest sampled memory of the call.
     peak: u64,
+    /// The main process was reaped and its group found empty: it stays empty (nobody can join a
+    /// group that has no member), so later looks need no probe.
+    group_gone: bool,
     notes: Vec<String>,
 }
 
@@ -58,6 +61,7 @@ impl ProcessGroupContainer {
             sampling,
             inherited: 0,
             peak: 0,
+            group_gone: false,
             notes: vec![
                 "no cgroup: a descendant that leaves the process group (setsid) and is orphaned is not seen, not counted and not killed".into(),
                 "CPU time of descendants that exit unwaited-for is lost".into(),
@@ -87,12 +91,13 @@ impl ProcessGroupContainer {
 
     /// The main process (while unreaped), its descendants, the members of its process group and
     /// their descendants.
-    fn members(&self, main: MainProcess) -> Vec<ProcStat> {
+    fn members(&mut self, main: MainProcess) -> Vec<ProcStat> {
         let main = main.pid().map(|pid| pid.as_raw_pid());
-        if main.is_none() && !self.group_alive() {
+        if main.is_none() && (self.group_gone || !self.group_alive()) {
             // The main process is reaped and its group is empty: nothing can be left that a walk
             // could find (its children were re-parented away when it exited). This skips a
             // `/proc` scan on every call that leaves nothing behind.
+            self.group_gone = true;
             return Vec::new();
         }
         let pgid = self.pgid.map(Pid::as_raw_pid);

@@ -217,6 +217,9 @@ pub(crate) struct ChildFds {
     pub stdout: Option<RawFd>,
     pub stderr: Option<RawFd>,
     pub result: Option<RawFd>,
+    /// The supervisor's ends of this call's pipes (-1: none). A closure child keeps them open
+    /// (they are its own call's, not another thread's) without looking at them.
+    pub supervisor_ends: [RawFd; 6],
     /// The supervisor's pid, to detect that it died before PDEATHSIG was armed.
     pub parent_pid: i32,
     /// Whether the child arms `PR_SET_PDEATHSIG` (no guard watches the caller).
@@ -303,8 +306,19 @@ pub(crate) unsafe fn child_main(plan: ChildPlan<'_>, fds: &ChildFds) -> ! {
         (None, Some(closure)) => {
             let result_fd = fds.result.unwrap_or(-1);
             // A copy of the caller: other threads' calls must not wait on its copies of their
-            // pipe ends.
-            crate::sys::inflight::close_others(&[result_fd, fds.error_write]);
+            // pipe ends. Its own call's descriptors stay (no `fstat` needed for them).
+            let own = [
+                fds.release_read,
+                fds.error_write,
+                result_fd,
+                fds.stdout.unwrap_or(-1),
+                fds.stderr.unwrap_or(-1),
+                fds.stdin.unwrap_or(-1),
+            ];
+            let mut keep = [-1; 12];
+            keep[..6].copy_from_slice(&own);
+            keep[6..].copy_from_slice(&fds.supervisor_ends);
+            crate::sys::inflight::close_others(&keep);
             super::closure::run_and_exit(closure, fds.error_write, result_fd)
         }
         // SAFETY: _exit(2) ends this child; it touches no memory.

@@ -31,8 +31,8 @@ pub(crate) fn run_and_exit(closure: ClosureBody<'_>, error_write: i32, result_fd
             encode_frame(FrameKind::Panic, message.as_bytes())
         }
     };
+    // What the closure printed and std still buffers (stderr is unbuffered in std).
     let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
     let mut written = 0;
     while written < frame.len() {
         // SAFETY: writing our own buffer to our own result descriptor.

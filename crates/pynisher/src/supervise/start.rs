@@ -108,7 +108,8 @@ fn output_pipe(
     limit: usize,
     forward: Option<BorrowedFd<'static>>,
 ) -> Result<OutputPipe, Error> {
-    sys::set_nonblocking(fd.as_fd()).map_err(|e| Error::sys("configuring an output pipe", e))?;
+    sys::set_pipe_nonblocking(fd.as_fd())
+        .map_err(|e| Error::sys("configuring an output pipe", e))?;
     Ok(OutputPipe {
         fd: Some(fd),
         capture: BoundedCapture::new(limit),
@@ -166,7 +167,8 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
     let pipe = |what| sys::pipe_cloexec().map_err(|e| Error::sys(what, e));
     let (release_read, release_write) = pipe("creating the release pipe")?;
     let (error_read, error_write) = pipe("creating the set-up error pipe")?;
-    sys::set_nonblocking(error_read.as_fd()).map_err(|e| Error::sys("configuring a pipe", e))?;
+    sys::set_pipe_nonblocking(error_read.as_fd())
+        .map_err(|e| Error::sys("configuring a pipe", e))?;
     let (stdout, stdout_child) = if limits.capture_output {
         let (r, w) = pipe("creating the stdout pipe")?;
         (Some(output_pipe(r, limits.output_limit, None)?), Some(w))
@@ -192,7 +194,7 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
     };
     let (result_pipe, result_child) = if plan.wants_result {
         let (r, w) = pipe("creating the result pipe")?;
-        sys::set_nonblocking(r.as_fd())
+        sys::set_pipe_nonblocking(r.as_fd())
             .map_err(|e| Error::sys("configuring the result pipe", e))?;
         (Some(r), Some(w))
     } else {
@@ -211,7 +213,7 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
         }
         Stdin::Bytes(bytes) => {
             let (r, w) = pipe("creating the stdin pipe")?;
-            sys::set_nonblocking(w.as_fd()).map_err(|e| Error::sys("configuring stdin", e))?;
+            sys::set_pipe_nonblocking(w.as_fd()).map_err(|e| Error::sys("configuring stdin", e))?;
             (
                 Some(StdinFeed {
                     fd: Some(w),
@@ -238,6 +240,12 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
         None
     };
     let raw = |fd: &Option<OwnedFd>| fd.as_ref().map(|f| f.as_raw_fd());
+    let output_end = |pipe: &Option<OutputPipe>| {
+        pipe.as_ref()
+            .and_then(|p| p.fd.as_ref())
+            .map_or(-1, |f| f.as_raw_fd())
+    };
+    let (stdout_end, stderr_end) = (output_end(&stdout), output_end(&stderr));
     // Tell the guard what to kill should the caller die (one-way, before the fork: a child born
     // into or joining its cgroup is covered from its first instruction).
     let remains = container.remains();
@@ -255,6 +263,17 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
         stdout: raw(&stdout_child),
         stderr: raw(&stderr_child),
         result: raw(&result_child),
+        supervisor_ends: [
+            release_write.as_raw_fd(),
+            error_read.as_raw_fd(),
+            result_pipe.as_ref().map_or(-1, |f| f.as_raw_fd()),
+            stdout_end,
+            stderr_end,
+            stdin_feed
+                .as_ref()
+                .and_then(|s| s.fd.as_ref())
+                .map_or(-1, |f| f.as_raw_fd()),
+        ],
         parent_pid: rustix::process::getpid().as_raw_nonzero().get(),
         die_with_parent: !ticket.as_ref().is_some_and(|t| t.guard_running()),
         guard_group,

@@ -35,14 +35,20 @@ fn stale(value: u64) -> bool {
     inode_of(fd).is_none_or(|ino| pack(fd, ino) != value)
 }
 
-/// Records a freshly created pipe end. A slot holding the same descriptor number is stale by
-/// definition (the number now names this pipe), so it is reused without a look at the file: a
-/// call's pipes reuse the numbers of the previous call's, and recording costs one `fstat` per
-/// pipe end instead of one per recorded slot. Only when no slot is free or of the same number
-/// are the others checked for staleness.
-pub(crate) fn record(fd: &OwnedFd) {
-    let raw = fd.as_raw_fd();
-    let Some(ino) = inode_of(raw) else { return };
+/// Records both ends of a freshly created pipe: they share one inode, so one `fstat` serves both.
+pub(crate) fn record_pipe(read: &OwnedFd, write: &OwnedFd) {
+    let Some(ino) = inode_of(read.as_raw_fd()) else {
+        return;
+    };
+    record(read.as_raw_fd(), ino);
+    record(write.as_raw_fd(), ino);
+}
+
+/// Records a pipe end. A slot holding the same descriptor number is stale by definition (the
+/// number now names this pipe), so it is reused without a look at the file: a call's pipes reuse
+/// the numbers of the previous call's, and recording costs no `fstat` per recorded slot. Only
+/// when no slot is free or of the same number are the others checked for staleness.
+fn record(raw: i32, ino: u64) {
     let value = pack(raw, ino);
     let claim = |slot: &AtomicU64, current: u64| {
         slot.compare_exchange(current, value, Ordering::AcqRel, Ordering::Relaxed)
@@ -70,21 +76,23 @@ pub(crate) fn record(fd: &OwnedFd) {
 }
 
 /// In a closure child right after the fork: closes every recorded pipe end of other calls, all
-/// but `keep`. Async-signal-safe (atomic loads, fstat, close).
+/// but `keep` (the descriptors of the child's own call, which need no look at the file).
+/// Async-signal-safe (atomic loads, fstat, close).
 pub(crate) fn close_others(keep: &[i32]) {
     for slot in &RECORDED {
         let value = slot.load(Ordering::Acquire);
-        if value == 0 || stale(value) {
+        if value == 0 {
             continue;
         }
         let fd = (value >> 32) as i32;
         // 0-2 are the child's own standard streams by now, whatever they were in the parent.
-        if fd > 2 && !keep.contains(&fd) {
-            // SAFETY: closing a descriptor this (forked) process holds and no code of it uses:
-            // it belongs to another thread's call in the parent.
-            unsafe {
-                libc::close(fd);
-            }
+        if fd <= 2 || keep.contains(&fd) || stale(value) {
+            continue;
+        }
+        // SAFETY: closing a descriptor this (forked) process holds and no code of it uses: it
+        // belongs to another thread's call in the parent.
+        unsafe {
+            libc::close(fd);
         }
     }
 }

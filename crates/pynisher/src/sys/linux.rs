@@ -24,25 +24,43 @@ pub(crate) fn is_subreaper() -> bool {
     rustix::process::child_subreaper().ok().flatten().is_some()
 }
 
-/// Number of threads of this process.
+/// Number of threads of this process: the entries of `/proc/self/task`, read into a buffer on
+/// the stack. It runs before every closure call: `std::fs::read_dir` would allocate a 32 KiB
+/// buffer, fresh heap pages that a fork has just made copy-on-write, which cost more than the
+/// system calls. `/proc` unreadable counts as one thread.
 pub(crate) fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .map(|d| d.count())
-        .unwrap_or(1)
+    use rustix::fs::{Mode, OFlags};
+    let Ok(dir) = rustix::fs::open(
+        "/proc/self/task",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return 1;
+    };
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
+    let mut entries = rustix::fs::RawDir::new(&dir, &mut buf);
+    let mut threads = 0;
+    while let Some(entry) = entries.next() {
+        match entry {
+            Ok(entry) if !entry.file_name().to_bytes().starts_with(b".") => threads += 1,
+            Ok(_) => {}
+            Err(_) => return threads.max(1),
+        }
+    }
+    threads.max(1)
 }
 
 /// A pipe whose both ends are close-on-exec, recorded as a call's (see `inflight`).
 pub(crate) fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
     let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-    super::inflight::record(&r);
-    super::inflight::record(&w);
+    super::inflight::record_pipe(&r, &w);
     Ok((r, w))
 }
 
-/// Sets or clears `O_NONBLOCK`.
-pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
-    let flags = rustix::fs::fcntl_getfl(fd)?;
-    rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK)?;
+/// Sets `O_NONBLOCK` on an end of a pipe made by [`pipe_cloexec`]: its other status flags are
+/// known to be clear, so they need not be read first.
+pub(crate) fn set_pipe_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    rustix::fs::fcntl_setfl(fd, rustix::fs::OFlags::NONBLOCK)?;
     Ok(())
 }
 
@@ -405,6 +423,32 @@ mod tests {
         assert!(group_exists(
             rustix::process::getpgrp().as_raw_nonzero().get()
         ));
+    }
+
+    #[test]
+    fn thread_count_sees_every_thread_of_this_process() {
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let stop_rx = std::sync::Arc::new(std::sync::Mutex::new(stop_rx));
+        let threads: Vec<_> = (0..3)
+            .map(|_| {
+                let (started, stop) = (started_tx.clone(), stop_rx.clone());
+                std::thread::spawn(move || {
+                    started.send(()).unwrap();
+                    let _ = stop.lock().unwrap().recv();
+                })
+            })
+            .collect();
+        for _ in 0..3 {
+            started_rx.recv().unwrap();
+        }
+        // Other tests of this binary may run threads too: at least ours and this one are seen.
+        let seen = thread_count();
+        drop(stop_tx);
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(seen >= 4, "{seen} threads seen");
     }
 
     #[test]
