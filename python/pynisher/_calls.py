@@ -10,12 +10,10 @@ import pickle
 import sys
 from typing import Any, Dict, Optional, Tuple
 
-from pynisher import _core, _worker
+from pynisher import _core, _worker, exceptions
 
 
 def library_error(message: str, cause: Optional[BaseException] = None) -> BaseException:
-    from pynisher import exceptions
-
     err = exceptions.PynisherException(message)
     err.__cause__ = cause
     return err
@@ -86,8 +84,6 @@ def decode_result(data: bytes) -> Tuple[bool, Any, Optional[BaseException], str]
     Failures to decode, unpicklable return values and unpicklable exceptions come back as a
     `pynisher.exceptions.PynisherException` in ``exception`` that says what happened.
     """
-    from pynisher import exceptions
-
     try:
         message = pickle.loads(data)
     except BaseException as err:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Tuple
 
-__all__ = ["ENGINE_METHODS", "engine_method", "resolve"]
+__all__ = ["ENGINE_METHODS", "engine_method", "fixed_method", "resolve"]
 
 #: The start methods the engine implements (same order as upstream's `pynisher.contexts`).
 ENGINE_METHODS = ("fork", "spawn", "forkserver")
@@ -77,3 +77,18 @@ def resolve(context: Any) -> Tuple[str, Any]:
     if not isinstance(method, str):
         raise ValueError(f"`context` {context!r} has no start method name (got {method!r})")
     return engine_method(method), context
+
+
+def fixed_method(context: Any) -> Any:
+    """The engine start method ``context`` always stands for (a method name, a context object
+    other than the default one), or None when it follows the interpreter's default and must be
+    looked up at each call. ``context`` is already checked by `resolve`."""
+    if isinstance(context, str):
+        return context
+    if context is None:
+        return None
+    import multiprocessing.context
+
+    if isinstance(context, multiprocessing.context.DefaultContext):
+        return None
+    return engine_method(context.get_start_method())

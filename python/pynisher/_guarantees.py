@@ -10,7 +10,10 @@ load the native engine).
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any, Optional, Set, Tuple
+
+from pynisher.exceptions import PynisherWarning
 
 #: Chooses the backend of every call that does not pass ``backend=``.
 BACKEND_ENV = "PYNISHER_BACKEND"
@@ -19,15 +22,28 @@ BACKEND_ENV = "PYNISHER_BACKEND"
 def resolve_backend(backend: Optional[str]) -> str:
     """The backend a call uses: ``backend`` when given, else ``$PYNISHER_BACKEND``, else "auto";
     an unknown name is a ValueError naming where it came from."""
-    from pynisher import _core  # the engine's names, as the command line's --backend takes them
-
     source = "backend"
     if backend is None:
         backend = os.environ.get(BACKEND_ENV) or "auto"
         source = BACKEND_ENV
-    if backend not in _core.BACKENDS:
-        raise ValueError(f"invalid value for {source}: {backend!r} (one of {', '.join(_core.BACKENDS)})")
+    names = _backend_names()
+    if backend not in names:
+        raise ValueError(f"invalid value for {source}: {backend!r} (one of {', '.join(names)})")
     return backend
+
+
+_BACKENDS: Tuple[str, ...] = ()
+
+
+def _backend_names() -> Tuple[str, ...]:
+    """The engine's backend names, as the command line's --backend takes them (the engine is
+    loaded at the first call, not when this module is imported)."""
+    global _BACKENDS
+    if not _BACKENDS:
+        from pynisher import _core
+
+        _BACKENDS = tuple(_core.BACKENDS)
+    return _BACKENDS
 
 
 #: (pid, weakness name) pairs already warned about: one warning per process and kind.
@@ -37,12 +53,11 @@ _WARNED: Set[Tuple[int, str]] = set()
 def warn_weaknesses(result: Any, stacklevel: int) -> None:
     """Emits one `PynisherWarning` per process and kind of weakness of ``result`` (a
     `CallResult`), naming the backend and what is weaker. ``stacklevel`` is the caller's own."""
-    import warnings
-
-    from pynisher.exceptions import PynisherWarning
-
+    weaknesses = result.weaknesses
+    if not weaknesses:
+        return
     pid = os.getpid()
-    for name, description in result.weaknesses.items():
+    for name, description in weaknesses.items():
         if (pid, name) in _WARNED:
             continue
         _WARNED.add((pid, name))

@@ -354,6 +354,8 @@ class Pynisher(Generic[P, T]):
         # None stays None: the interpreter's default is looked up at each call, so a later
         # multiprocessing.set_start_method() applies, as it does for multiprocessing itself.
         self._context = context
+        #: The start method when ``context`` fixes it (else looked up at each call).
+        self._fixed_method: Optional[str] = _contexts.fixed_method(context)
         self.raises = raises
         self.warnings = warnings
         self._wrap_errors = _normalise_wrap_errors(wrap_errors)
@@ -368,8 +370,12 @@ class Pynisher(Generic[P, T]):
         self.outcome: Optional[Any] = None
         #: pid of the child of the most recent call (gone by the time the call returns).
         self._pid: Optional[int] = None
-        #: `psutil.Process` of the most recent call's child, set when it starts (as upstream).
-        self._process: Optional[Any] = None
+        #: The most recent call's child as (pid, whether it ended): `_process` builds its handle
+        #: from it when first asked for.
+        self._child: Optional[Tuple[int, bool]] = None
+        self._handle: Optional[Any] = None
+        #: (limits, warnings) of `_warn_about_limits` for the limits it last saw.
+        self._limit_warnings: Tuple[Any, List[str]] = (None, [])
 
     @property
     def context(self) -> Any:
@@ -378,7 +384,29 @@ class Pynisher(Generic[P, T]):
 
     @property
     def _start_method(self) -> str:
+        if self._fixed_method is not None:
+            return self._fixed_method
         return _start_method(self._context)[0]
+
+    @property
+    def _process(self) -> Optional[Any]:
+        """`psutil.Process` of the most recent call's child (as upstream), or None before the
+        first call. Built when first asked for, not on every call's path (psutil's look at /proc
+        cost a quarter of a trivial call): asked during the call, it names the running child;
+        after it, the child has ended and been reaped, and the handle says so (not running,
+        `children()` raises `psutil.NoSuchProcess`), as one taken at the start would."""
+        child = self._child
+        if child is not None:
+            pid, ended = child
+            self._handle = _ended_process(pid) if ended else _live_process(pid)
+            if self._child is child:
+                self._child = None
+        return self._handle
+
+    @_process.setter
+    def _process(self, handle: Optional[Any]) -> None:
+        self._child = None
+        self._handle = handle
 
     def __enter__(self) -> "Pynisher[P, T]":
         """Use as ``with limit(f, ...) as lf: lf(x)``; nothing to set up or tear down."""
@@ -401,22 +429,14 @@ class Pynisher(Generic[P, T]):
         return supports(limit)
 
     def _warn_about_limits(self) -> None:
-        checks = (
-            (self.memory, supports_memory, "memory"),
-            (self.cpu_time, supports_cputime, "cpu_time"),
-            (self.wall_time, supports_walltime, "wall_time"),
-        )
-        for value, supported, label in checks:
-            if value is not None and not supported():
-                _warnings.warn(f"pynisher cannot enforce `{label}` on {sys.platform}", PynisherWarning, stacklevel=3)
-        if self.memory is not None and self.memory < _LOW_MEMORY_BYTES:
-            _warnings.warn(
-                f"Memory limit of {self.memory}B is below what a Python process needs to run"
-                f" (~{_LOW_MEMORY_BYTES // 2**20} MiB); the call is likely to fail, try"
-                " increasing the memory limit",
-                PynisherWarning,
-                stacklevel=3,
-            )
+        # Warned at every call (as upstream); what to say is worked out once per set of limits.
+        limits = (self.memory, self.cpu_time, self.wall_time)
+        seen, messages = self._limit_warnings
+        if seen != limits:
+            messages = _limit_warnings(*limits)
+            self._limit_warnings = (limits, messages)
+        for message in messages:
+            _warnings.warn(message, PynisherWarning, stacklevel=3)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T:
         """Call the function in a limited child process and return its result (see class doc)."""
@@ -434,20 +454,25 @@ class Pynisher(Generic[P, T]):
                 cpu_time=self.cpu_time is not None,
                 wall_time=self.wall_time is not None,
             )
-        result = run_limited(
-            target,
-            args,
-            kwargs,
-            wall_time=self.wall_time,
-            cpu_time=self.cpu_time,
-            memory=self.memory,
-            memory_kind="auto",
-            context=self._start_method,
-            backend=self.backend,
-            strict=self.strict,
-            keep_descendants=not self.terminate_child_processes,
-            on_start=self._on_start,
-        )
+        try:
+            result = run_limited(
+                target,
+                args,
+                kwargs,
+                wall_time=self.wall_time,
+                cpu_time=self.cpu_time,
+                memory=self.memory,
+                memory_kind="auto",
+                context=self._start_method,
+                backend=self.backend,
+                strict=self.strict,
+                keep_descendants=not self.terminate_child_processes,
+                on_start=self._on_start,
+            )
+        finally:
+            child = self._child
+            if child is not None and not child[1]:
+                self._child = (child[0], True)  # over: its pid may name another process soon
         self._pid = getattr(result, "pid", None)
         self.outcome = result
         if self.warnings:
@@ -455,14 +480,9 @@ class Pynisher(Generic[P, T]):
         return self._outcome(result, args, kwargs)
 
     def _on_start(self, pid: int) -> None:
-        # fork / spawn: called before the child is reaped, so the handle names exactly it. A
-        # forkserver child is the server's: it may be over and reaped already (a quick function).
-        import psutil
-
-        try:
-            self._process = psutil.Process(pid)
-        except psutil.Error:
-            self._process = _ended_process(pid)
+        # The handle is built when `_process` is first read (see there).
+        self._child = (pid, False)
+        self._handle = None
 
     # ---------------------------------------------------------------------------------------
 
@@ -545,6 +565,37 @@ class Pynisher(Generic[P, T]):
         if tb:
             raise err from _traceback_cause(err, tb)
         raise err
+
+
+def _limit_warnings(memory: Optional[int], cpu_time: Optional[float], wall_time: Optional[float]) -> List[str]:
+    """What `Pynisher` warns about before each call with these limits (``warnings=True``)."""
+    messages = []
+    checks = (
+        (memory, supports_memory, "memory"),
+        (cpu_time, supports_cputime, "cpu_time"),
+        (wall_time, supports_walltime, "wall_time"),
+    )
+    for value, supported, label in checks:
+        if value is not None and not supported():
+            messages.append(f"pynisher cannot enforce `{label}` on {sys.platform}")
+    if memory is not None and memory < _LOW_MEMORY_BYTES:
+        messages.append(
+            f"Memory limit of {memory}B is below what a Python process needs to run"
+            f" (~{_LOW_MEMORY_BYTES // 2**20} MiB); the call is likely to fail, try"
+            " increasing the memory limit"
+        )
+    return messages
+
+
+def _live_process(pid: int) -> Any:
+    """A `psutil.Process` for a call's child that may still run: a forkserver child may be over
+    and reaped already (a quick function), a fork / spawn child only once the call returned."""
+    import psutil
+
+    try:
+        return psutil.Process(pid)
+    except psutil.Error:
+        return _ended_process(pid)
 
 
 def _ended_process(pid: int) -> Any:

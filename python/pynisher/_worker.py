@@ -198,15 +198,20 @@ def _finish_multiprocessing() -> None:
 
 
 def _has_children() -> bool:
-    """Whether any thread of this process has a child (cheap: no walk over /proc)."""
+    """Whether this process has a child, living or a zombie, of any of its threads (one system
+    call: a wait that neither blocks nor reaps; Linux waits for the children of every thread of
+    the process)."""
     try:
-        for tid in os.listdir("/proc/self/task"):
-            with open(f"/proc/self/task/{tid}/children", "rb") as f:
-                if f.read().strip():
-                    return True
+        os.waitid(os.P_ALL, 0, _ANY_CHILD_STATE)
+    except ChildProcessError:
+        return False
     except OSError:
         return True  # cannot tell: look the slow way
-    return False
+    return True
+
+
+#: Every kind of child state change, looked at without waiting or reaping (`_has_children`).
+_ANY_CHILD_STATE = os.WEXITED | os.WSTOPPED | os.WCONTINUED | os.WNOHANG | os.WNOWAIT
 
 
 def _end_descendants(within: float = 1.0) -> None:

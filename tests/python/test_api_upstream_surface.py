@@ -40,6 +40,31 @@ def test_process_is_a_psutil_process_of_the_calls_child(context: str) -> None:
     assert wait_until_dead([sleeper], 2.0) == []
 
 
+def test_process_read_during_the_call_names_the_running_child(context: str) -> None:
+    import threading
+
+    lf = limit(h.sleep_and_return, wall_time=10, context=context)
+    seen: list = []
+
+    def watch() -> None:
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            process = lf._process
+            if process is not None:
+                seen.append((process, process.is_running(), process.pid))
+                return
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    assert lf(1.0) == 1.0
+    watcher.join()
+    assert seen, "no handle while the call ran"
+    process, running, pid = seen[0]
+    assert running and pid == lf._pid != os.getpid()
+    assert lf._process is process and not process.is_running()
+
+
 @pytest.mark.parametrize("backend", _core.available_backends())
 def test_keep_descendants_leaves_them_running_after_a_returning_call_on_every_backend(backend: str) -> None:
     res = run_limited(h.spawn_sleep_and_return, backend=backend, context="fork", keep_descendants=True, memory=2**30)
