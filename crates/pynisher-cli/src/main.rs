@@ -45,7 +45,8 @@ fn main() {
     // pynisher is its own guard program (see the engine's `guard` module): a process that kills
     // the program's whole tree if pynisher is killed. Started after the program, never before it.
     pynisher::guard::serve_if_requested();
-    pynisher::guard::install_deferred(pynisher::guard::GuardProgram::current_exe());
+    // Forked rather than run again (pynisher is single-threaded then): no second start-up.
+    pynisher::guard::install_deferred(pynisher::guard::GuardProgram::current_exe_forked());
     // First, while this is the only thread: every thread created later inherits the blocked mask,
     // so the cancel signals reach nobody but the signalfd.
     let signals = match CancelSignals::block_and_open() {

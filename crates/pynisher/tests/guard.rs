@@ -1,6 +1,7 @@
 //! The guard (`pynisher::guard`) seen from a Rust caller: a command started by a thread that
 //! exits lives on; a SIGKILLed caller takes its calls' whole trees down, on cgroup backends even a
-//! process that left the group with `setsid`, and their leaves go.
+//! process that left the group with `setsid`, and their leaves go; also with a guard forked from the
+//! caller (`GuardProgram::current_exe_forked`), which holds none of its descriptors.
 //!
 //! This test has its own `main` (`harness = false`): the test binary is also the guarded caller
 //! (run with `CALLER_ENV` set) and its guard program (`serve_if_requested` first).
@@ -18,6 +19,8 @@ use pynisher_testkit::Trials;
 
 /// Set in the environment of this binary when it runs as the guarded caller.
 const CALLER_ENV: &str = "PYNISHER_TEST_GUARDED_CALLER";
+/// Set as well when that caller's guard is a fork of it (`GuardProgram::current_exe_forked`).
+const FORKED_GUARD_ENV: &str = "PYNISHER_TEST_FORKED_GUARD";
 
 fn main() {
     guard::serve_if_requested();
@@ -33,6 +36,14 @@ fn main() {
             "a_sigkilled_rust_caller_takes_its_calls_trees_down_and_removes_their_leaves",
             a_sigkilled_rust_caller_takes_its_calls_trees_down_and_removes_their_leaves,
         )
+        .test(
+            "a_forked_guard_holds_none_of_the_callers_descriptors_and_is_not_its_child",
+            a_forked_guard_holds_none_of_the_callers_descriptors_and_is_not_its_child,
+        )
+        .test(
+            "a_sigkilled_caller_with_a_forked_guard_takes_its_calls_trees_down",
+            a_sigkilled_caller_with_a_forked_guard_takes_its_calls_trees_down,
+        )
         .run_one_at_a_time()
 }
 
@@ -41,7 +52,7 @@ fn main() {
 fn caller_main() -> ! {
     let args: Vec<String> = std::env::args().collect();
     let [_, mode, backend, script] = &args[..] else {
-        panic!("usage: <wait|hang> <backend> <script>");
+        panic!("usage: <wait|hang|guard> <backend> <script>");
     };
     let backend = [
         Backend::Auto,
@@ -52,7 +63,17 @@ fn caller_main() -> ! {
     .into_iter()
     .find(|b| b.name() == backend)
     .expect("a backend name");
-    guard::install(GuardProgram::current_exe()).expect("the guard starts");
+    let program = if std::env::var_os(FORKED_GUARD_ENV).is_some() {
+        GuardProgram::current_exe_forked()
+    } else {
+        GuardProgram::current_exe()
+    };
+    guard::install(program).expect("the guard starts");
+    if mode == "guard" {
+        // The guard's pid, then wait for the test to look at it.
+        println!("{}", guard::guard_pid().expect("the guard's pid"));
+        std::thread::sleep(Duration::from_secs(120));
+    }
     let limits = Limits::new()
         .backend(backend)
         .wall_time(Duration::from_secs(60));
@@ -148,6 +169,69 @@ fn call_leaves(pid: i32) -> Vec<PathBuf> {
 }
 
 fn a_sigkilled_rust_caller_takes_its_calls_trees_down_and_removes_their_leaves() {
+    sigkilled_caller_takes_its_calls_trees_down(false);
+}
+
+fn a_sigkilled_caller_with_a_forked_guard_takes_its_calls_trees_down() {
+    sigkilled_caller_takes_its_calls_trees_down(true);
+}
+
+fn a_forked_guard_holds_none_of_the_callers_descriptors_and_is_not_its_child() {
+    let mut caller = guarded_caller()
+        .env(FORKED_GUARD_ENV, "1")
+        .args(["guard", "none", "true"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(caller.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let guard: i32 = line.trim().parse().expect("the guard's pid");
+    // A fork of the caller has the caller's command line (a guard program run would have its own).
+    let cmdline = std::fs::read(format!("/proc/{guard}/cmdline")).unwrap();
+    let forked = cmdline.split(|&b| b == 0).nth(1) == Some(&b"guard"[..]);
+    let stat = std::fs::read_to_string(format!("/proc/{guard}/stat")).unwrap();
+    let ppid: i32 = stat[stat.rfind(')').unwrap() + 2..]
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Its socket end (0), /dev/null (1, 2) and its pidfd of the caller: no copy of the caller's
+    // pipes (here: its stdout, which this test reads until end of file below).
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{guard}/fd"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let target = std::fs::read_link(e.path()).unwrap();
+            format!("{}={}", e.file_name().to_string_lossy(), target.display())
+        })
+        .collect();
+    caller.kill().unwrap();
+    caller.wait().unwrap();
+    assert!(forked, "the guard was not forked: {cmdline:?}");
+    assert_ne!(ppid, caller.id() as i32, "the guard is the caller's child");
+    assert_eq!(fds.len(), 4, "the guard's descriptors: {fds:?}");
+    assert!(
+        fds.iter().any(|f| f.starts_with("0=socket:")),
+        "no socket at 0: {fds:?}"
+    );
+    assert!(
+        fds.iter()
+            .filter(|f| f.starts_with("1=") || f.starts_with("2="))
+            .all(|f| f.ends_with("=/dev/null")),
+        "{fds:?}"
+    );
+    assert!(
+        dead_within(guard, Duration::from_secs(3)),
+        "the guard lives on"
+    );
+}
+
+fn sigkilled_caller_takes_its_calls_trees_down(forked_guard: bool) {
     for backend in BACKENDS {
         let dir =
             std::env::temp_dir().join(format!("pynisher-guard-{}-{backend}", std::process::id()));
@@ -160,7 +244,11 @@ fn a_sigkilled_rust_caller_takes_its_calls_trees_down_and_removes_their_leaves()
             "sleep 30 & a=$!; setsid sleep 30 & echo $$ $a $! > {pidfile}.tmp; \
              mv {pidfile}.tmp {pidfile}; wait"
         );
-        let mut caller = guarded_caller()
+        let mut caller = guarded_caller();
+        if forked_guard {
+            caller.env(FORKED_GUARD_ENV, "1");
+        }
+        let mut caller = caller
             .args(["hang", backend, &script])
             .stdout(Stdio::piped())
             .spawn()

@@ -33,6 +33,8 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct GuardProgram {
     program: PathBuf,
     args: Vec<OsString>,
+    /// Fork this process instead of running `program` when it has a single thread.
+    fork_when_single_threaded: bool,
 }
 
 impl GuardProgram {
@@ -41,6 +43,7 @@ impl GuardProgram {
         GuardProgram {
             program: program.into(),
             args: Vec::new(),
+            fork_when_single_threaded: false,
         }
     }
 
@@ -48,6 +51,25 @@ impl GuardProgram {
     /// [`super::serve_if_requested`] first.
     pub fn current_exe() -> Self {
         Self::new("/proc/self/exe")
+    }
+
+    /// This program itself, forked instead of run again when the process has a single thread
+    /// as the guard starts: no `exec`, no second start-up of the program (about a millisecond of
+    /// CPU on a small machine, which a one-call program such as the `pynisher` command pays on
+    /// every run). With more threads it runs `/proc/self/exe` like [`GuardProgram::current_exe`],
+    /// so `main` calls [`super::serve_if_requested`] first all the same. The guard shares the
+    /// process's memory copy-on-write for as long as it lives, so each page the process writes
+    /// afterwards is copied once: meant for a small program, not for a large caller.
+    ///
+    /// ```no_run
+    /// pynisher::guard::serve_if_requested();
+    /// pynisher::guard::install_deferred(pynisher::guard::GuardProgram::current_exe_forked());
+    /// ```
+    pub fn current_exe_forked() -> Self {
+        GuardProgram {
+            fork_when_single_threaded: true,
+            ..Self::current_exe()
+        }
     }
 
     /// Adds an argument.
@@ -159,7 +181,15 @@ struct Client {
     /// The program and its socket end, until the guard is started.
     pending: Mutex<Option<(GuardProgram, OwnedFd)>>,
     /// The process that forks the guard and exits, until reaped.
-    intermediate: Mutex<Option<std::process::Child>>,
+    intermediate: Mutex<Option<Intermediate>>,
+}
+
+/// The process that forks the guard and exits at once.
+enum Intermediate {
+    /// The guard program, run.
+    Spawned(std::process::Child),
+    /// A fork of this process ([`GuardProgram::current_exe_forked`]).
+    Forked(i32),
 }
 
 fn my_pid() -> i32 {
@@ -240,6 +270,14 @@ impl Client {
         let Some((program, theirs)) = pending.take() else {
             return;
         };
+        if program.fork_when_single_threaded && crate::sys::thread_count() == 1 {
+            // Out of processes or memory now: the program may still run below.
+            if let Ok(pid) = fork_guard(&theirs) {
+                *self.intermediate.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(Intermediate::Forked(pid));
+                return;
+            }
+        }
         let spawned = Command::new(&program.program)
             .args(&program.args)
             .env(GUARD_ENV, "1")
@@ -248,7 +286,10 @@ impl Client {
             .stderr(Stdio::null())
             .spawn();
         match spawned {
-            Ok(child) => *self.intermediate.lock().unwrap_or_else(|e| e.into_inner()) = Some(child),
+            Ok(child) => {
+                *self.intermediate.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(Intermediate::Spawned(child))
+            }
             Err(_) => {
                 // A program that cannot run will not run next time either: calls go unguarded.
                 self.broken.store(true, Ordering::Relaxed);
@@ -261,8 +302,14 @@ impl Client {
     /// reaps all its children (`waitpid(-1)`) may have taken it first: that is fine.
     fn reap_intermediate(&self) {
         if let Ok(mut slot) = self.intermediate.try_lock() {
-            if let Some(mut child) = slot.take() {
-                let _ = child.wait();
+            match slot.take() {
+                Some(Intermediate::Spawned(mut child)) => {
+                    let _ = child.wait();
+                }
+                Some(Intermediate::Forked(pid)) => {
+                    let _ = crate::sys::wait4_blocking(pid);
+                }
+                None => {}
             }
         }
     }
@@ -285,6 +332,50 @@ impl Client {
             }
         }
     }
+}
+
+/// Forks this (single-threaded) process as the guard's intermediate: its fd 0 becomes the
+/// guard's socket end, 1 and 2 `/dev/null`, every other descriptor is closed (a guard holding a
+/// copy of a call's pipe would keep its reader waiting), its signal mask is emptied as `exec`'s
+/// `Command` would; then it becomes the guard like a program run for it. Returns its pid.
+fn fork_guard(theirs: &OwnedFd) -> std::io::Result<i32> {
+    use rustix::fs::{Mode, OFlags};
+    let null = rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
+    let socket = theirs.as_raw_fd();
+    // SAFETY: fork(2) in a process that has a single thread (checked by the caller), so no lock
+    // can be held by a thread that does not exist in the child; the child rearranges its own
+    // descriptors and mask with async-signal-safe calls, then continues as the guard.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: in the forked child: fcntl/dup2/close_range/sigprocmask act on this process's
+        // descriptors and mask only; sources are first moved above 10 so no dup2 clobbers one.
+        unsafe {
+            let socket = libc::fcntl(socket, libc::F_DUPFD, 10);
+            let null = libc::fcntl(null.as_raw_fd(), libc::F_DUPFD, 10);
+            if socket < 0
+                || null < 0
+                || libc::dup2(socket, 0) < 0
+                || libc::dup2(null, 1) < 0
+                || libc::dup2(null, 2) < 0
+            {
+                libc::_exit(1);
+            }
+            libc::syscall(
+                libc::SYS_close_range,
+                3 as libc::c_uint,
+                libc::c_uint::MAX,
+                0,
+            );
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        }
+        super::serve::become_guard()
+    }
+    Ok(pid)
 }
 
 /// One call's registration with the guard; dropping it tells the guard the call is over.

@@ -2,8 +2,9 @@
 //! mid-call (SIGKILL, a crash), on every backend and for every face.
 //!
 //! Who starts it: the engine, at the first call after [`install`], by running the
-//! [`GuardProgram`] a face names (the CLI: itself; Python: the `pynisher` binary in the package;
-//! a Rust program: itself, with [`serve_if_requested`] first in `main`). That program calls
+//! [`GuardProgram`] a face names (the CLI: itself, forked rather than run again; Python: the
+//! `pynisher` binary in the package; a Rust program: itself, with [`serve_if_requested`] first in
+//! `main`). That program calls
 //! [`serve_if_requested`], which forks once and exits: the guard is re-parented (to PID 1 or a
 //! subreaper), so it is never the caller's child (a caller's `waitpid(-1)` loop cannot hang on
 //! it) and it sits in its own session (a terminal's signals do not reach it).

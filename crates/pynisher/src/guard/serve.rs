@@ -32,6 +32,13 @@ pub fn serve_if_requested() {
     if std::env::var_os(GUARD_ENV).is_none() {
         return;
     }
+    become_guard()
+}
+
+/// The guard program's part, in a process whose fd 0 is the guard's end of the socket and whose
+/// parent is the caller (the program the caller ran, or a fork of the caller): forks the guard,
+/// exits in the intermediate, and serves in the guard.
+pub(super) fn become_guard() -> ! {
     // The caller gave us its end of the socket as stdin. Our parent is the caller, alive now
     // unless we were re-parented already; a pidfd opened while getppid() still names it is the
     // caller's for sure (its pid cannot be reused while we are its unreaped child).
@@ -40,7 +47,8 @@ pub fn serve_if_requested() {
         .and_then(|pid| rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok())
         .filter(|_| rustix::process::getppid() == caller_pid);
     // SAFETY: fork(2) in a process that is single-threaded here (the guard program calls this
-    // before it starts any thread); the child only continues this function.
+    // before it starts any thread, a forked caller had one thread); the child only continues
+    // this function.
     match unsafe { libc::fork() } {
         0 => {}
         // SAFETY: _exit ends this intermediate process at once, without running anything else;
