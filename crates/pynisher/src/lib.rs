@@ -92,6 +92,7 @@ mod limited;
 mod limits;
 mod names;
 mod outcome;
+mod parked;
 mod running;
 mod supervise;
 mod sys;
@@ -115,6 +116,7 @@ pub use names::UnknownName;
 pub use outcome::{
     Captured, Containment, CpuMeasure, CpuTime, Guarantees, MemoryMeasure, Outcome, Status,
 };
+pub use parked::Parked;
 /// Runs the function's body in a child process under limits: calling it returns
 /// `Result<T, CallError>` instead of `T`.
 ///

@@ -15,6 +15,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
 use super::closure::ClosureBody;
+use super::release::{ReleaseRecord, RECORD_LEN};
 use crate::{transport, Command, Error, Limits, Stdin};
 
 /// The file descriptor number on which a child started for its result finds the result pipe.
@@ -68,12 +69,7 @@ impl<'f> ChildPlan<'f> {
     }
 
     pub(crate) fn new(limits: &Limits, payload: Payload<'f>) -> Result<Self, Error> {
-        // The backstop only bounds the damage if the supervisor stalls: it must never fire before
-        // the supervisor's own, exact enforcement (RLIMIT_CPU is tick-sampled and per process).
-        let rlimit_cpu = limits.cpu_time.map(|cpu| {
-            let soft = (cpu + limits.grace_period).as_secs() + 2;
-            (soft, soft + 1)
-        });
+        let rlimit_cpu = ReleaseRecord::cpu_backstop(limits);
         let (exec, closure, wants_result, stdin) = match payload {
             Payload::Exec(cmd) => {
                 let stdin = cmd.stdin.clone();
@@ -98,6 +94,14 @@ impl<'f> ChildPlan<'f> {
 
     pub(crate) fn is_closure(&self) -> bool {
         self.closure.is_some()
+    }
+
+    /// The release record of this plan's rlimits.
+    pub(crate) fn release_record(&self) -> ReleaseRecord {
+        ReleaseRecord {
+            rlimit_cpu: self.rlimit_cpu,
+            rlimit_as: self.rlimit_as,
+        }
     }
 }
 
@@ -209,7 +213,8 @@ fn resolve_program(program: &OsStr, path: Option<&OsStr>) -> std::path::PathBuf 
 /// The descriptors the child wires up, all open in the parent at fork time.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ChildFds {
-    /// Read end of the release pipe: the child blocks on it until adopted.
+    /// Read end of the release pipe: the child blocks on it until adopted, then reads the
+    /// release record (its rlimits) from it.
     pub release_read: RawFd,
     /// Write end of the set-up error pipe (close-on-exec): a failed step writes (step, errno).
     pub error_write: RawFd,
@@ -293,13 +298,13 @@ pub(crate) unsafe fn child_main(plan: ChildPlan<'_>, fds: &ChildFds) -> ! {
         unsafe { super::dispositions::reset_for_exec() };
     }
     // SAFETY: as above.
-    unsafe { wait_for_release(fds) };
+    let record = unsafe { wait_for_release(fds) };
     // SAFETY: as above.
     unsafe { join_cgroups(&plan.join_files, fds) };
     // SAFETY: as above.
     unsafe { wire_descriptors(plan.exec.is_some(), fds) };
     // SAFETY: as above.
-    unsafe { set_rlimits(plan.rlimit_cpu, plan.rlimit_as, fds) };
+    unsafe { set_rlimits(record.rlimit_cpu, record.rlimit_as, fds) };
     match (plan.exec, plan.closure) {
         // SAFETY: as above.
         (Some(image), _) => unsafe { exec(&image, fds) },
@@ -380,28 +385,38 @@ pub(crate) unsafe fn die_with_parent(fds: &ChildFds) {
     }
 }
 
-/// Blocks until the supervisor has placed us in the container; exits if it gave up (end of file:
-/// adoption failed, or it died).
+/// Blocks until the supervisor has placed us in the container and sent the release record (the
+/// call's rlimits); exits if it gave up (end of file: adoption failed, a parked child was
+/// discarded, or the supervisor died).
 ///
 /// # Safety
 /// Only in the forked child, under `child_main`'s contract (the descriptors in `fds` are the
 /// child's own copies).
-unsafe fn wait_for_release(fds: &ChildFds) {
-    let mut byte = 0u8;
-    loop {
-        // SAFETY: read(2) of one byte into a local, from the release pipe the parent opened for us.
-        let n = unsafe { libc::read(fds.release_read, (&mut byte as *mut u8).cast(), 1) };
-        if n == 1 {
-            break;
-        }
-        if n < 0 && errno() == libc::EINTR {
+unsafe fn wait_for_release(fds: &ChildFds) -> ReleaseRecord {
+    let mut record = [0u8; RECORD_LEN];
+    let mut got = 0;
+    while got < RECORD_LEN {
+        // SAFETY: read(2) into the unread tail of a local buffer, from the release pipe the
+        // parent opened for us.
+        let n = unsafe {
+            libc::read(
+                fds.release_read,
+                record[got..].as_mut_ptr().cast(),
+                RECORD_LEN - got,
+            )
+        };
+        if n > 0 {
+            got += n as usize;
+        } else if n < 0 && errno() == libc::EINTR {
             continue;
+        } else {
+            // SAFETY: _exit(2) ends this child; it touches no memory.
+            unsafe { libc::_exit(SETUP_FAILED_EXIT) };
         }
-        // SAFETY: _exit(2) ends this child; it touches no memory.
-        unsafe { libc::_exit(SETUP_FAILED_EXIT) };
     }
     // SAFETY: closing our copy of the release pipe, which nothing else in this child uses.
     unsafe { libc::close(fds.release_read) };
+    ReleaseRecord::decode(&record)
 }
 
 /// Joins the call's cgroups (writes `0` to each file) before anything else can run.

@@ -5,7 +5,9 @@ mod closure;
 mod command;
 mod dispositions;
 mod reaper;
+mod release;
 
 pub(crate) use child::{child_main, step, ChildFds, ChildPlan, Payload};
 pub use command::{Command, Stdin};
 pub(crate) use reaper::{decode_report, reaper_main, ReaperFds, REPORT_LEN};
+pub(crate) use release::ReleaseRecord;

@@ -12,7 +12,7 @@ use super::drain::{BoundedCapture, OutputPipe, StdinFeed};
 use super::reaping::Reaping;
 use crate::contain::{self, CallContainer, MainProcess};
 use crate::guard;
-use crate::launch::{child_main, reaper_main, ChildFds, ChildPlan, ReaperFds};
+use crate::launch::{child_main, reaper_main, ChildFds, ChildPlan, ReaperFds, ReleaseRecord};
 use crate::sys;
 use crate::{Error, Limits, MemoryLimitKind, Stdin, Weakness};
 
@@ -118,7 +118,18 @@ fn output_pipe(
 }
 
 /// Forks the child, places it in its container, and releases it.
-pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started, Error> {
+pub(crate) fn start(limits: &Limits, plan: ChildPlan<'_>) -> Result<Started, Error> {
+    fork_call(limits, plan, false).map(|(started, _)| started)
+}
+
+/// Forks the child and places it in its container; releases it unless `park`, when the release
+/// pipe's write end is returned instead, with the record this call's limits would write
+/// (`super::park` writes the record at hand-off).
+pub(super) fn fork_call(
+    limits: &Limits,
+    mut plan: ChildPlan<'_>,
+    park: bool,
+) -> Result<(Started, Option<(OwnedFd, ReleaseRecord)>), Error> {
     sys::check_pidfd_open().map_err(Error::pidfd_open)?;
     let mut container = contain::open(limits)?;
     let memory_by_container = limits.memory.is_some()
@@ -281,9 +292,11 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
 
     plan.join_cgroups(container.self_join_files())?;
     let child_joins_itself = !plan.join_files.is_empty();
-    let released_before_fork = !container.child_waits_for_adoption() || child_joins_itself;
+    let released_before_fork =
+        !park && (!container.child_waits_for_adoption() || child_joins_itself);
+    let record = plan.release_record();
     if released_before_fork {
-        rustix::io::write(&release_write, &[1])
+        rustix::io::write(&release_write, &record.encode())
             .map_err(|e| Error::sys("releasing the child", e))?;
     }
     let (forked, born_inside) = if plan.exec.is_some() {
@@ -371,8 +384,8 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
         }
     }
     // Release the child: from here on it runs inside its container.
-    if !released_before_fork {
-        if let Err(e) = rustix::io::write(&release_write, &[1]) {
+    if !released_before_fork && !park {
+        if let Err(e) = rustix::io::write(&release_write, &record.encode()) {
             return Err(give_up(
                 &mut container,
                 &mut reaping,
@@ -381,12 +394,12 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
         }
     }
     let released_at = Instant::now();
-    drop(release_write);
+    let parked_release = park.then_some((release_write, record));
     if let Some(ticket) = &ticket {
         ticket.start_guard();
     }
 
-    Ok(Started {
+    let started = Started {
         // `fork`/`clone` returned a pid (neither an error nor 0, checked above), and the reaper's
         // announced pid is positive (`Reaping::announced_pid`).
         pid: Pid::from_raw(pid).expect("a forked child's pid is positive"),
@@ -409,7 +422,8 @@ pub(crate) fn start(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<Started,
         stdin: stdin_feed,
         setup_error: error_read,
         _guard: ticket,
-    })
+    };
+    Ok((started, parked_release))
 }
 
 /// `RLIMIT_AS` behind a memory limit enforced by sampling: only a backstop against an allocation
