@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::launch::{ChildPlan, Payload};
+use crate::launch::{ChildPlan, Encoded, Payload};
 use crate::supervise;
 use crate::{Command, CpuTime, Error, Limits, Outcome, Running, Status};
 
@@ -173,7 +173,7 @@ impl Limits {
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> T,
     {
-        let body = move || postcard::to_stdvec(&f()).map_err(|e| e.to_string());
+        let body = move || Encoded::postcard(&f());
         self.start(Payload::Closure(Box::new(body)), postcard_value::<T>)
     }
 
@@ -186,7 +186,10 @@ impl Limits {
     where
         F: FnOnce() -> Result<Vec<u8>, String>,
     {
-        self.start(Payload::Closure(Box::new(f)), raw_value)
+        self.start(
+            Payload::Closure(Box::new(move || f().map(Encoded::Heap))),
+            raw_value,
+        )
     }
 
     fn start<'f, T>(

@@ -47,12 +47,19 @@ pub enum FrameKind {
 /// Builds one frame.
 pub fn encode_frame(kind: FrameKind, payload: &[u8]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(HEADER_LEN + payload.len());
-    frame.extend_from_slice(&FRAME_MAGIC);
-    frame.push(FRAME_VERSION);
-    frame.push(kind as u8);
-    frame.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    frame.extend_from_slice(&frame_header(kind, payload.len()));
     frame.extend_from_slice(payload);
     frame
+}
+
+/// The header of a frame whose payload is `len` bytes long.
+pub(crate) fn frame_header(kind: FrameKind, len: usize) -> [u8; HEADER_LEN] {
+    let mut header = [0u8; HEADER_LEN];
+    header[..4].copy_from_slice(&FRAME_MAGIC);
+    header[4] = FRAME_VERSION;
+    header[5] = kind as u8;
+    header[6..].copy_from_slice(&(len as u64).to_le_bytes());
+    header
 }
 
 /// What arrived on the result channel by the end of the call.

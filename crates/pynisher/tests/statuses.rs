@@ -34,6 +34,24 @@ fn a_closure_returns_its_value() {
 }
 
 #[test]
+fn closure_values_of_every_size_arrive_whole() {
+    // Small values travel from the child's stack, larger ones from its heap: both sides of the
+    // boundary (a few hundred bytes), and far past it.
+    for len in [0usize, 1, 200, 225, 226, 227, 240, 241, 300, 4096, 1 << 20] {
+        let expected: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let sent = expected.clone();
+        // SAFETY: the closure only moves a vector it owns; it needs no lock.
+        let o = unsafe { Limits::new().spawn_closure_unchecked(move || sent) }
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(o.status, Status::Completed, "{len} bytes");
+        assert_eq!(o.value.as_ref().map(Vec::len), Some(len));
+        assert_eq!(o.value, Some(expected), "{len} bytes");
+    }
+}
+
+#[test]
 fn a_closure_can_return_structured_values() {
     #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
     struct Report {

@@ -8,6 +8,7 @@ mod reaper;
 mod release;
 
 pub(crate) use child::{child_main, step, ChildFds, ChildPlan, Payload};
+pub(crate) use closure::Encoded;
 pub use command::{Command, Stdin};
 pub(crate) use reaper::{decode_report, reaper_main, ReaperFds, REPORT_LEN};
 pub(crate) use release::ReleaseRecord;
