@@ -7,7 +7,7 @@
 //! process count, output capture) must be what the call asks ([`Parked::fits`]); a parked child
 //! that does not fit is dropped, which kills it and removes its container, like an unwaited call.
 
-use crate::launch::{ChildPlan, Payload};
+use crate::launch::{ChildPlan, Encoded, Payload};
 use crate::supervise::{self, ParkedStart};
 use crate::{Error, Limits, Running};
 
@@ -54,7 +54,10 @@ impl Limits {
         F: FnOnce() -> Result<Vec<u8>, String>,
     {
         self.validate()?;
-        let plan = ChildPlan::new(self, Payload::Closure(Box::new(f)))?;
+        let plan = ChildPlan::new(
+            self,
+            Payload::Closure(Box::new(move || f().map(Encoded::Heap))),
+        )?;
         Ok(Parked {
             inner: supervise::park(self, plan)?,
         })
