@@ -278,6 +278,11 @@ impl CallContainer for ProcessGroupContainer {
                 break;
             }
         }
+        if killed.is_empty() && self.group_gone {
+            // Nothing was found and the group is empty (no zombie of it either: a zombie is
+            // still a member): nothing to wait for, nothing to reap.
+            return Ok(0);
+        }
         // SIGKILL is delivered when the process next runs: wait (bounded) until every killed
         // process is gone or a zombie, so that "the call returned" means "they are dead".
         let deadline = std::time::Instant::now() + Duration::from_secs(2);
