@@ -2,7 +2,9 @@
 //!
 //! 1. wall-limit overshoot: `pynisher --wall-time 1s -- sleep 5` beside `timeout 1 sleep 5`
 //!    (elapsed − 1 s, runs interleaved; target: pynisher's median within 1 ms of timeout's);
-//! 2. start-up overhead: `pynisher -- /bin/true` beside `/bin/true` alone (ratio of medians).
+//! 2. start-up overhead: `pynisher -- /bin/true` beside `/bin/true` alone (ratio of medians) and
+//!    beside `timeout 10 /bin/true` (GNU timeout's own start-up; target: pynisher on the cgroup
+//!    backend within +0.5 ms of it).
 //!
 //! `cargo bench -p pynisher-cli --bench cli_overhead` builds and runs the optimised binary.
 //! Set `PYNISHER_BENCH_RUNS` to change the 20 runs of part 1.
@@ -96,11 +98,18 @@ fn wall_overshoot(runs: usize) {
 fn startup_overhead(runs: usize) {
     println!("start-up overhead, {runs} interleaved runs each:");
     let mut bare = Vec::with_capacity(runs);
+    let with_timeout = has_program("timeout");
+    let mut gnu = Vec::with_capacity(runs);
     let mut ours: Vec<Vec<f64>> = vec![Vec::with_capacity(runs); VARIANTS.len()];
     for _ in 0..runs {
         let (elapsed, code) = time_run("/bin/true", &[]);
         assert_eq!(code, Some(0));
         bare.push(elapsed.as_secs_f64() * 1e3);
+        if with_timeout {
+            let (elapsed, code) = time_run("timeout", &["10", "/bin/true"]);
+            assert_eq!(code, Some(0), "timeout 10 /bin/true");
+            gnu.push(elapsed.as_secs_f64() * 1e3);
+        }
         for ((label, flags), sample) in VARIANTS.iter().zip(&mut ours) {
             let mut args = flags.to_vec();
             args.extend_from_slice(&["--", "/bin/true"]);
@@ -110,6 +119,7 @@ fn startup_overhead(runs: usize) {
         }
     }
     let bare_median = print_row("/bin/true", "ms", &mut bare);
+    let gnu_median = with_timeout.then(|| print_row("timeout 10 /bin/true", "ms", &mut gnu));
     for ((label, _), sample) in VARIANTS.iter().zip(&mut ours) {
         let median = print_row(&format!("{label} -- /bin/true"), "ms", sample);
         println!(
@@ -117,6 +127,14 @@ fn startup_overhead(runs: usize) {
             median - bare_median,
             median / bare_median
         );
+        if let Some(gnu_median) = gnu_median {
+            let difference = median - gnu_median;
+            println!(
+                "    median overhead over timeout: {difference:+.3} ms, ratio {:.2}x  [target: +0.5 ms] {}",
+                median / gnu_median,
+                if difference <= 0.5 { "MET" } else { "NOT MET" }
+            );
+        }
     }
 }
 

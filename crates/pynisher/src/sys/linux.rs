@@ -37,7 +37,7 @@ pub(crate) fn thread_count() -> usize {
     ) else {
         return 1;
     };
-    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 512];
     let mut entries = rustix::fs::RawDir::new(&dir, &mut buf);
     let mut threads = 0;
     while let Some(entry) = entries.next() {
