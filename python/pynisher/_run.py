@@ -23,7 +23,7 @@ from pynisher._calls import (
     interpreter,
     library_error,
 )
-from pynisher._guarantees import resolve_backend
+from pynisher._guarantees import getenv, resolve_backend
 
 CONTEXTS = ("fork", "spawn", "forkserver")
 _MEMORY_KINDS = tuple(_core.MEMORY_KINDS)
@@ -153,20 +153,21 @@ def _install_interrupt_handler() -> None:
 _install_interrupt_handler()
 
 
-def _run_fork(func, args, kwargs, limits, soft, on_start=None) -> _core._RawOutcome:
-    # A forked child inherits unflushed buffers and would print them a second time.
-    _worker.flush_std_streams()
-    child = partial(
-        _worker.execute,
-        func,
-        args,
-        kwargs,
+def _fork_settings(limits: Dict[str, Any], soft: Dict[str, Optional[int]]) -> tuple:
+    """`_worker.execute`'s arguments after the call's own, for a fork-context child."""
+    return (
         soft["wall_signal"],
         soft["cpu_signal"],
         limits["capture_output"],
         True,
         not limits.get("keep_descendants"),
     )
+
+
+def _run_fork(func, args, kwargs, limits, settings, on_start=None) -> _core._RawOutcome:
+    # A forked child inherits unflushed buffers and would print them a second time.
+    _worker.flush_std_streams()
+    child = partial(_worker.execute, func, args, kwargs, *settings)
     return _core.run_fork(child, limits, on_start=on_start)
 
 
@@ -256,9 +257,67 @@ def _result_from(raw: _core._RawOutcome, context: str) -> CallResult:
     returned, value, exception, tb = False, None, None, ""
     if data is not None:
         returned, value, exception, tb = decode_result(data)
-    return CallResult(
+    result = CallResult(
         outcome=raw, context=context, returned=returned, value=value, exception=exception, traceback=tb
     )
+    # The outcome's keys as plain attributes as well (the fields win): reading one then skips
+    # `__getattr__`, which is reached only after an AttributeError was built.
+    object.__setattr__(result, "__dict__", {**raw, **result.__dict__})
+    return result
+
+
+class Prepared:
+    """A call's limits, checked and turned into what the engine takes, once: `prepare` makes
+    one, `run_prepared` runs any number of calls with it (an API object that calls the same
+    function under the same limits many times prepares once). Read-only."""
+
+    __slots__ = ("context", "limits", "soft", "fork_settings")
+
+    def __init__(self, context: str, limits: Dict[str, Any], soft: Dict[str, Optional[int]]) -> None:
+        self.context = context
+        self.limits = limits
+        self.soft = soft
+        self.fork_settings = _fork_settings(limits, soft)
+
+
+def prepare(
+    *,
+    wall_time: Optional[float] = None,
+    cpu_time: Optional[float] = None,
+    memory: Optional[int] = None,
+    memory_kind: str = "auto",
+    max_processes: Optional[int] = None,
+    grace_period: float = 0.0,
+    wall_signal: Optional[int] = None,
+    cpu_signal: Optional[int] = None,
+    capture_output: bool = False,
+    output_limit: Optional[int] = None,
+    context: str = "fork",
+    backend: Optional[str] = None,
+    strict: bool = False,
+    keep_descendants: bool = False,
+) -> Prepared:
+    """Checks the limits of `run_limited` (same parameters, same `ValueError`) without running
+    anything. ``backend`` None is resolved now (``$PYNISHER_BACKEND`` as it is now)."""
+    if context not in CONTEXTS:
+        raise ValueError(f"invalid value for context: {context!r} (one of {CONTEXTS})")
+    limits = _limits_dict(
+        wall_time=wall_time,
+        cpu_time=cpu_time,
+        memory=memory,
+        memory_kind=memory_kind,
+        max_processes=max_processes,
+        grace_period=grace_period,
+        wall_signal=wall_signal,
+        cpu_signal=cpu_signal,
+        capture_output=capture_output,
+        output_limit=output_limit,
+        backend=backend,
+        strict=strict,
+        keep_descendants=keep_descendants,
+    )
+    _core.check_limits(limits)
+    return Prepared(context, limits, _soft_signals(limits))
 
 
 def run_limited(
@@ -295,13 +354,8 @@ def run_limited(
     """
     if context not in CONTEXTS:
         raise ValueError(f"invalid value for context: {context!r} (one of {CONTEXTS})")
-    if os.environ.get(_worker.PREPARING_MAIN_ENV):
-        # As multiprocessing refuses to start a process while a child imports the main script.
-        raise RuntimeError(
-            "a pynisher call was made while a spawn/forkserver child ran the caller's main script "
-            "as __mp_main__; guard the script's top-level code with `if __name__ == \"__main__\":`"
-        )
-    limits = _limits_dict(
+    _refuse_while_preparing_main()
+    prepared = prepare(
         wall_time=wall_time,
         cpu_time=cpu_time,
         memory=memory,
@@ -312,16 +366,41 @@ def run_limited(
         cpu_signal=cpu_signal,
         capture_output=capture_output,
         output_limit=output_limit,
+        context=context,
         backend=backend,
         strict=strict,
         keep_descendants=keep_descendants,
     )
-    _core.check_limits(limits)
-    soft = _soft_signals(limits)
-    kwargs = {} if kwargs is None else kwargs
+    return _execute(prepared, func, args, {} if kwargs is None else kwargs, on_start)
+
+
+def run_prepared(
+    prepared: Prepared,
+    func: Callable[..., Any],
+    args: tuple = (),
+    kwargs: Optional[dict] = None,
+    on_start: Optional[Callable[[int], None]] = None,
+) -> CallResult:
+    """`run_limited` with limits checked by `prepare`: the same call, the same outcome and
+    errors."""
+    _refuse_while_preparing_main()
+    return _execute(prepared, func, args, {} if kwargs is None else kwargs, on_start)
+
+
+def _refuse_while_preparing_main() -> None:
+    if getenv(_worker.PREPARING_MAIN_ENV):
+        # As multiprocessing refuses to start a process while a child imports the main script.
+        raise RuntimeError(
+            "a pynisher call was made while a spawn/forkserver child ran the caller's main script "
+            "as __mp_main__; guard the script's top-level code with `if __name__ == \"__main__\":`"
+        )
+
+
+def _execute(prepared: Prepared, func, args, kwargs, on_start) -> CallResult:
+    context, limits, soft = prepared.context, prepared.limits, prepared.soft
     try:
         if context == "fork":
-            raw = _run_fork(func, args, kwargs, limits, soft, on_start)
+            raw = _run_fork(func, args, kwargs, limits, prepared.fork_settings, on_start)
         elif context == "spawn":
             raw = _run_spawn(func, args, kwargs, limits, soft, on_start)
         else:

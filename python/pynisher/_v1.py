@@ -53,7 +53,7 @@ from typing import (
 
 from pynisher import _contexts
 from pynisher._bounds import check_bytes, check_seconds, shown
-from pynisher._guarantees import resolve_backend, warn_weaknesses
+from pynisher._guarantees import BACKEND_ENV, getenv, resolve_backend, warn_weaknesses
 from pynisher._wrap_errors import _normalise_wrap_errors, _WrapErrors
 from pynisher.exceptions import (
     CpuTimeoutException,
@@ -374,6 +374,8 @@ class Pynisher(Generic[P, T]):
         #: from it when first asked for.
         self._child: Optional[Tuple[int, bool]] = None
         self._handle: Optional[Any] = None
+        #: (settings, `pynisher._run.Prepared`) of the most recent call (see `_prepared`).
+        self._prepared_for: Optional[Tuple[Any, Any]] = None
         #: (limits, warnings) of `_warn_about_limits` for the limits it last saw.
         self._limit_warnings: Tuple[Any, List[str]] = (None, [])
 
@@ -438,11 +440,40 @@ class Pynisher(Generic[P, T]):
         for message in messages:
             _warnings.warn(message, PynisherWarning, stacklevel=3)
 
+    def _prepared(self, run: Any) -> Any:
+        """The call's limits checked once (`pynisher._run.prepare`) and kept while the settings
+        they come from (attributes, ``$PYNISHER_BACKEND``, the default start method) stay the
+        same."""
+        backend = self.backend
+        key = (
+            self.wall_time,
+            self.cpu_time,
+            self.memory,
+            self._fixed_method or _start_method(self._context)[0],
+            backend,
+            getenv(BACKEND_ENV) if backend is None else None,
+            self.strict,
+            self.terminate_child_processes,
+        )
+        cached = self._prepared_for
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        prepared = run.prepare(
+            wall_time=self.wall_time,
+            cpu_time=self.cpu_time,
+            memory=self.memory,
+            memory_kind="auto",
+            context=key[3],
+            backend=backend,
+            strict=self.strict,
+            keep_descendants=not self.terminate_child_processes,
+        )
+        self._prepared_for = (key, prepared)
+        return prepared
+
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T:
         """Call the function in a limited child process and return its result (see class doc)."""
-        # Imported here so `import pynisher` stays cheap and does not load the native engine.
-        from pynisher._run import run_limited
-
+        run = _run_module or _execution_layer()
         if self.warnings:
             self._warn_about_limits()
         target: Callable[..., Any] = self.func
@@ -455,28 +486,17 @@ class Pynisher(Generic[P, T]):
                 wall_time=self.wall_time is not None,
             )
         try:
-            result = run_limited(
-                target,
-                args,
-                kwargs,
-                wall_time=self.wall_time,
-                cpu_time=self.cpu_time,
-                memory=self.memory,
-                memory_kind="auto",
-                context=self._start_method,
-                backend=self.backend,
-                strict=self.strict,
-                keep_descendants=not self.terminate_child_processes,
-                on_start=self._on_start,
-            )
+            result = run.run_prepared(self._prepared(run), target, args, kwargs, self._on_start)
         finally:
             child = self._child
             if child is not None and not child[1]:
                 self._child = (child[0], True)  # over: its pid may name another process soon
         self._pid = getattr(result, "pid", None)
         self.outcome = result
-        if self.warnings:
+        if self.warnings and result.weaknesses:
             warn_weaknesses(result, stacklevel=2)
+        if result.status == "completed" and result.returned:
+            return result.value
         return self._outcome(result, args, kwargs)
 
     def _on_start(self, pid: int) -> None:
@@ -565,6 +585,20 @@ class Pynisher(Generic[P, T]):
         if tb:
             raise err from _traceback_cause(err, tb)
         raise err
+
+
+#: `pynisher._run`, imported at the first call rather than with `pynisher` (it loads the native
+#: engine), and kept here: a function-level import runs importlib's Python code on every call.
+_run_module: Any = None
+
+
+def _execution_layer() -> Any:
+    global _run_module
+    if _run_module is None:
+        from pynisher import _run
+
+        _run_module = _run
+    return _run_module
 
 
 def _limit_warnings(memory: Optional[int], cpu_time: Optional[float], wall_time: Optional[float]) -> List[str]:

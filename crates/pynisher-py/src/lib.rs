@@ -567,6 +567,26 @@ fn run_command<'py>(
     outcome_dict(py, &outcome, pid)
 }
 
+/// Whether this process has a child, living or a zombie, of any of its threads: a wait that
+/// neither blocks nor reaps (Linux waits for the children of every thread of a process). A call's
+/// child asks this before it looks for the function's processes to end; unlike `os.waitid`, no
+/// exception is built for the common answer (a Python exception in a forked child touches, and so
+/// copies, a dozen pages).
+#[pyfunction]
+fn has_children() -> bool {
+    use rustix::process::{waitid, WaitId, WaitIdOptions};
+    let any_state = WaitIdOptions::EXITED
+        | WaitIdOptions::STOPPED
+        | WaitIdOptions::CONTINUED
+        | WaitIdOptions::NOHANG
+        | WaitIdOptions::NOWAIT;
+    // Any error but "no child" (an interrupted call) answers yes: the caller then looks closer.
+    !matches!(
+        waitid(WaitId::All, any_state),
+        Err(rustix::io::Errno::CHILD)
+    )
+}
+
 /// Checks a dict of limits as a call would, without starting anything; raises `ValueError` naming
 /// the first bad parameter.
 #[pyfunction]
@@ -631,6 +651,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<StartedCall>()?;
     m.add_function(wrap_pyfunction!(run_command, m)?)?;
     m.add_function(wrap_pyfunction!(check_limits, m)?)?;
+    m.add_function(wrap_pyfunction!(has_children, m)?)?;
     m.add_function(wrap_pyfunction!(available_backends, m)?)?;
     m.add_function(wrap_pyfunction!(cancel_all, m)?)?;
     m.add_function(wrap_pyfunction!(install_guard, m)?)?;
