@@ -13,26 +13,33 @@
 //! wait only and the previous value is restored after it; a byte that arrived in between on our
 //! pipe is passed on to the previous descriptor, so its owner misses no signal.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
 
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::PyDict;
 
 /// The process's wake pipe (read end, write end), tagged with the pid that made it: a forked child
 /// inherits the static but must not share the pipe with its parent.
 static PIPE: Mutex<Option<(i32, OwnedFd, OwnedFd)>> = Mutex::new(None);
 
+/// `signal.set_wakeup_fd` and its keyword arguments, looked up once: every call's wait sets and
+/// restores the descriptor, and an import per call touched a dozen pages of a caller that had
+/// just forked.
+static SET_WAKEUP_FD: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static NO_FULL_BUFFER_WARNING: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
+
 /// Python's wake-up descriptor pointed at our pipe for the duration of one wait.
 pub(crate) struct SignalWake {
-    read: OwnedFd,
+    read_fd: i32,
     write_fd: i32,
     previous: i32,
 }
 
-/// A duplicate of the read end, and the write end's number (the write end itself stays in
-/// `PIPE`, open for the process's life, as Python's wake-up descriptor must).
-fn pipe_for_this_process() -> Option<(OwnedFd, i32)> {
+/// The numbers of the pipe's read and write ends. Both stay open in `PIPE` for the process's life
+/// (as Python's wake-up descriptor must), so they can be borrowed without a duplicate.
+fn pipe_for_this_process() -> Option<(i32, i32)> {
     let pid = rustix::process::getpid().as_raw_nonzero().get();
     let mut slot = PIPE.lock().ok()?;
     if slot.as_ref().is_none_or(|(owner, _, _)| *owner != pid) {
@@ -48,7 +55,7 @@ fn pipe_for_this_process() -> Option<(OwnedFd, i32)> {
         }
     }
     let (_, r, w) = slot.as_ref()?;
-    Some((r.try_clone().ok()?, w.as_raw_fd()))
+    Some((r.as_raw_fd(), w.as_raw_fd()))
 }
 
 fn drain(fd: BorrowedFd<'_>) -> Vec<u8> {
@@ -64,37 +71,46 @@ impl SignalWake {
     /// Points Python's wake-up descriptor at our pipe, unless another owner holds it (then
     /// `None`: the caller checks for signals on an interval). Main thread only.
     pub(crate) fn install(py: Python<'_>) -> Option<SignalWake> {
-        let (read, write_fd) = pipe_for_this_process()?;
-        drain(read.as_fd());
-        let signal = py.import("signal").ok()?;
-        let kwargs = PyDict::new(py);
-        kwargs.set_item("warn_on_full_buffer", false).ok()?;
-        let previous: i32 = signal
-            .call_method("set_wakeup_fd", (write_fd,), Some(&kwargs))
+        let (read_fd, write_fd) = pipe_for_this_process()?;
+        let set_wakeup_fd = SET_WAKEUP_FD.import(py, "signal", "set_wakeup_fd").ok()?;
+        let kwargs = NO_FULL_BUFFER_WARNING
+            .get_or_try_init(py, || -> PyResult<Py<PyDict>> {
+                let kwargs = PyDict::new(py);
+                kwargs.set_item("warn_on_full_buffer", false)?;
+                Ok(kwargs.unbind())
+            })
+            .ok()?
+            .bind(py);
+        let wake = SignalWake {
+            read_fd,
+            write_fd,
+            previous: -1,
+        };
+        drain(wake.fd());
+        let previous: i32 = set_wakeup_fd
+            .call((write_fd,), Some(kwargs))
             .ok()?
             .extract()
             .ok()?;
         if previous != -1 && previous != write_fd {
             // Someone else's: give it back and pass on what reached us meanwhile.
-            let _ = signal.call_method1("set_wakeup_fd", (previous,));
-            forward(previous, &drain(read.as_fd()));
+            let _ = set_wakeup_fd.call1((previous,));
+            forward(previous, &drain(wake.fd()));
             return None;
         }
-        Some(SignalWake {
-            read,
-            write_fd,
-            previous,
-        })
+        Some(SignalWake { previous, ..wake })
     }
 
     /// The descriptor the engine polls: readable once a signal has arrived.
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.read.as_fd()
+        // SAFETY: the read end stays open in `PIPE` for the process's life (a pipe inherited
+        // from a parent process is forgotten there, never closed).
+        unsafe { BorrowedFd::borrow_raw(self.read_fd) }
     }
 
     /// Reads the bytes of the signals that arrived (so the pipe is quiet again).
     pub(crate) fn consume(&self) {
-        drain(self.read.as_fd());
+        drain(self.fd());
     }
 
     /// Makes the pipe readable (a signal was already pending before the wait began).
@@ -106,12 +122,12 @@ impl SignalWake {
 
     /// Restores the previous wake-up descriptor.
     pub(crate) fn restore(self, py: Python<'_>) {
-        if let Ok(signal) = py.import("signal") {
-            let _ = signal.call_method1("set_wakeup_fd", (self.previous,));
+        if let Ok(set_wakeup_fd) = SET_WAKEUP_FD.import(py, "signal", "set_wakeup_fd") {
+            let _ = set_wakeup_fd.call1((self.previous,));
         }
         // A wait nested in a signal handler of an outer wait leaves the bytes to the outer one.
         if self.previous != self.write_fd {
-            drain(self.read.as_fd());
+            drain(self.fd());
         }
     }
 }
