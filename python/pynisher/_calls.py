@@ -5,6 +5,7 @@ interpreter with its settings, the interpreter to start, and this process's engi
 
 from __future__ import annotations
 
+import marshal
 import os
 import pickle
 import sys
@@ -85,6 +86,8 @@ def decode_result(data: bytes) -> Tuple[bool, Any, Optional[BaseException], str]
     `pynisher.exceptions.PynisherException` in ``exception`` that says what happened.
     """
     try:
+        if data[:1] == _worker.SCALAR:
+            return True, marshal.loads(memoryview(data)[1:]), None, ""
         message = pickle.loads(data)
     except BaseException as err:
         return (

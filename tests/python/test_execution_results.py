@@ -88,6 +88,26 @@ def test_returns_the_function_value(ctx):
     assert result.context == ctx
 
 
+class Count(int):
+    """An int subclass: must come back as itself, not as a plain int."""
+
+
+def identity(value):
+    return value
+
+
+SCALARS = [None, True, False, 0, -1, 2**100, 1.5, float("inf"), -0.0, 3 + 4j, "", "é\udc80", b"\x00\xff"]
+
+
+@pytest.mark.parametrize("ctx", CONTEXTS)
+def test_scalar_return_values_come_back_with_their_exact_type_and_value(ctx):
+    # Scalars travel marshalled, everything else pickled: both must give back what was returned.
+    for value in SCALARS + [Count(5), (1, "a"), [None], {"k": 1.5}]:
+        result = run_limited(identity, (value,), {}, wall_time=30, context=ctx)
+        assert result.returned, (value, result)
+        assert type(result.value) is type(value) and repr(result.value) == repr(value), (ctx, value)
+
+
 @pytest.mark.parametrize("ctx", CONTEXTS)
 def test_lambdas_and_closures_run_in_every_context(ctx):
     offset = 40
