@@ -1,19 +1,24 @@
-//! Cgroup leaves do not accumulate: none is left after many calls, and leaves of a dead
-//! supervisor are emptied and removed by the next process that uses the hierarchy.
+//! Cgroup leaves do not accumulate: a caller holds only the few leaves made ahead of its next
+//! call or left behind by its last one, none is left once it exits (normally, or killed with a
+//! guard), a forked copy leaves its parent's alone, and leaves of a dead supervisor are emptied
+//! and removed by the next process that uses the hierarchy.
 //!
 //! A separate test binary (its own process) so that no other test's call is in flight while the
-//! directories are counted.
+//! directories are counted; the callers whose exit is checked are helpers run in processes of
+//! their own.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use pynisher::{Backend, Command, Limits, Status};
+use pynisher::{Backend, Command, Limits, MemoryMeasure, Status};
 
 use pynisher_testkit::Trials;
 
 fn main() {
+    // The guarded helper names this binary as its guard program.
+    pynisher::guard::serve_if_requested();
     // A helper's run (`--ignored`, in a fresh process) must not detect cgroups before its own
     // set-up: detection sweeps stale leaves, and the sweep is what the helpers test.
     let helper_run = std::env::args().any(|a| a == "--ignored");
@@ -25,13 +30,38 @@ fn main() {
     Trials::default()
         .needs(
             cgroups.clone(),
-            "no_cgroup_directory_is_left_after_1000_calls",
-            no_cgroup_directory_is_left_after_1000_calls,
+            "a_caller_holds_few_leaves_over_1000_calls_and_none_after_a_normal_exit",
+            a_caller_holds_few_leaves_over_1000_calls_and_none_after_a_normal_exit,
         )
+        .helper("helper_makes_1000_calls", helper_makes_1000_calls)
         .needs(
-            cgroups,
+            cgroups.clone(),
             "concurrent_calls_from_eight_threads_get_their_own_leaves_and_leave_none",
             concurrent_calls_from_eight_threads_get_their_own_leaves_and_leave_none,
+        )
+        .helper(
+            "helper_calls_from_eight_threads",
+            helper_calls_from_eight_threads,
+        )
+        .needs(
+            cgroups.clone(),
+            "a_guarded_caller_killed_after_its_calls_leaves_no_leaf",
+            a_guarded_caller_killed_after_its_calls_leaves_no_leaf,
+        )
+        .helper(
+            "helper_calls_guarded_then_is_killed",
+            helper_calls_guarded_then_is_killed,
+        )
+        .needs(
+            cgroups.clone(),
+            "a_forked_copy_of_a_caller_leaves_its_parents_leaves_alone",
+            a_forked_copy_of_a_caller_leaves_its_parents_leaves_alone,
+        )
+        .helper("helper_forks_after_calls", helper_forks_after_calls)
+        .needs(
+            cgroups,
+            "a_calls_counters_do_not_include_the_previous_calls",
+            a_calls_counters_do_not_include_the_previous_calls,
         )
         .needs(
             v2_as_root.clone(),
@@ -131,8 +161,72 @@ fn my_leaves(parent: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-fn no_cgroup_directory_is_left_after_1000_calls() {
+/// Leaves under `parent` made by process `pid`.
+fn leaves_of(parent: &Path, pid: u32) -> Vec<PathBuf> {
+    let prefix = format!("call-{pid}-");
+    std::fs::read_dir(parent)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every leaf parent of every cgroup backend here.
+fn all_leaf_parents() -> Vec<PathBuf> {
+    backends_with_leaf_parents()
+        .into_iter()
+        .flat_map(leaf_parents)
+        .collect()
+}
+
+/// Runs a helper in a fresh process; returns its pid and what it printed once it has ended.
+fn run_helper_process(name: &str) -> (u32, std::process::ExitStatus, String) {
+    let me = std::env::current_exe().unwrap();
+    let child = std::process::Command::new(me)
+        .args([
+            "--exact",
+            name,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    (pid, out.status, text)
+}
+
+/// Waits (bounded) until process `pid` has no leaf left anywhere; the leaves left otherwise.
+fn leaves_left_by(pid: u32, within: Duration) -> Vec<PathBuf> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let left: Vec<PathBuf> = all_leaf_parents()
+            .iter()
+            .flat_map(|p| leaves_of(p, pid))
+            .collect();
+        if left.is_empty() || std::time::Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn a_caller_holds_few_leaves_over_1000_calls_and_none_after_a_normal_exit() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (pid, status, out) = run_helper_process("helper_makes_1000_calls");
+    assert!(status.success(), "{out}");
+    // A normal exit: the exit handler removed what was made ahead and left behind.
+    let left = leaves_left_by(pid, Duration::ZERO);
+    assert!(left.is_empty(), "left behind after exit: {left:?}");
+}
+
+fn helper_makes_1000_calls() {
     for backend in backends_with_leaf_parents() {
         let parents = leaf_parents(backend);
         let limits = Limits::new()
@@ -144,16 +238,24 @@ fn no_cgroup_directory_is_left_after_1000_calls() {
             let outcome = limits.run_command(&Command::new("true")).unwrap();
             assert_eq!(outcome.status, Status::Completed, "{backend:?} call {i}");
             assert_eq!(outcome.containment.backend, backend);
-        }
-        for parent in &parents {
-            let left = my_leaves(parent);
-            assert!(left.is_empty(), "{backend:?}: left behind {left:?}");
+            // One made ahead for the next call, one left behind by this one.
+            for parent in &parents {
+                let held = my_leaves(parent);
+                assert!(held.len() <= 2, "{backend:?} call {i}: {held:?}");
+            }
         }
     }
 }
 
 fn concurrent_calls_from_eight_threads_get_their_own_leaves_and_leave_none() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (pid, status, out) = run_helper_process("helper_calls_from_eight_threads");
+    assert!(status.success(), "{out}");
+    let left = leaves_left_by(pid, Duration::ZERO);
+    assert!(left.is_empty(), "left behind after exit: {left:?}");
+}
+
+fn helper_calls_from_eight_threads() {
     for backend in backends_with_leaf_parents() {
         let threads: Vec<_> = (0..8)
             .map(|t| {
@@ -188,9 +290,133 @@ fn concurrent_calls_from_eight_threads_get_their_own_leaves_and_leave_none() {
             all.extend(t.join().unwrap());
         }
         assert_eq!(all.len(), 800, "{backend:?}: calls shared a leaf");
+        // At most one made ahead and one left behind per thread that was in a call at once.
         for parent in leaf_parents(backend) {
-            let left = my_leaves(&parent);
-            assert!(left.is_empty(), "{backend:?}: left behind {left:?}");
+            let held = my_leaves(&parent);
+            assert!(held.len() <= 16, "{backend:?}: {held:?}");
+        }
+    }
+}
+
+fn a_guarded_caller_killed_after_its_calls_leaves_no_leaf() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (pid, status, out) = run_helper_process("helper_calls_guarded_then_is_killed");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{out}");
+    let held: usize = out
+        .lines()
+        .find_map(|l| l.split_once("leaves held: ").map(|(_, n)| n))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("the helper did not report its leaves: {out}"));
+    assert!(held > 0, "the helper held no leaf when it was killed");
+    // The guard empties and removes what was registered: prepared and pending leaves alike.
+    let left = leaves_left_by(pid, Duration::from_secs(5));
+    assert!(left.is_empty(), "left behind by a killed caller: {left:?}");
+}
+
+fn helper_calls_guarded_then_is_killed() {
+    pynisher::guard::install(pynisher::guard::GuardProgram::current_exe()).unwrap();
+    for backend in backends_with_leaf_parents() {
+        let limits = Limits::new().backend(backend).max_processes(8);
+        for _ in 0..5 {
+            let outcome = limits.run_command(&Command::new("true")).unwrap();
+            assert_eq!(outcome.status, Status::Completed);
+        }
+    }
+    let held: usize = all_leaf_parents().iter().map(|p| my_leaves(p).len()).sum();
+    println!("leaves held: {held}");
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    // SAFETY: raise(2) on our own process; SIGKILL cannot be caught, no handler runs.
+    unsafe { libc::raise(libc::SIGKILL) };
+}
+
+fn a_forked_copy_of_a_caller_leaves_its_parents_leaves_alone() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (pid, status, out) = run_helper_process("helper_forks_after_calls");
+    assert!(status.success(), "{out}");
+    let left = leaves_left_by(pid, Duration::ZERO);
+    assert!(left.is_empty(), "left behind after exit: {left:?}");
+}
+
+fn helper_forks_after_calls() {
+    let run = |backend| {
+        let outcome = Limits::new()
+            .backend(backend)
+            .run_command(&Command::new("true"))
+            .unwrap();
+        assert_eq!(outcome.status, Status::Completed);
+    };
+    for backend in backends_with_leaf_parents() {
+        run(backend);
+    }
+    let ours: Vec<PathBuf> = all_leaf_parents()
+        .iter()
+        .flat_map(|p| my_leaves(p))
+        .collect();
+    assert!(!ours.is_empty(), "no leaf made ahead or left behind");
+    // SAFETY: the child only makes calls through the engine and exits; the helper runs its test
+    // on one thread (--test-threads=1), so the child is a complete copy.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        let ok = std::panic::catch_unwind(|| {
+            for backend in backends_with_leaf_parents() {
+                run(backend);
+            }
+        })
+        .is_ok();
+        // A normal exit: the exit handler runs in the copy too (it must touch only its own).
+        // SAFETY: exit(3) ends this forked copy, running its exit handlers.
+        unsafe { libc::exit(if ok { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child with a pointer to a local.
+    unsafe { libc::waitpid(child, &mut status, 0) };
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{status}"
+    );
+    let gone: Vec<&PathBuf> = ours.iter().filter(|l| !l.exists()).collect();
+    assert!(
+        gone.is_empty(),
+        "the forked copy removed its parent's {gone:?}"
+    );
+    let copy_left = leaves_left_by(child as u32, Duration::ZERO);
+    assert!(copy_left.is_empty(), "the copy left {copy_left:?}");
+    // The parent's prepared leaves still serve it.
+    for backend in backends_with_leaf_parents() {
+        run(backend);
+    }
+}
+
+fn a_calls_counters_do_not_include_the_previous_calls() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let busy = Command::new("python3").args([
+        "-c",
+        "import time\nb = bytearray(96 << 20)\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass",
+    ]);
+    for backend in backends_with_leaf_parents() {
+        let limits = Limits::new().backend(backend);
+        let first = limits.run_command(&busy).unwrap();
+        assert_eq!(first.status, Status::Completed, "{first:?}");
+        assert!(
+            first.cpu_time.total() >= Duration::from_millis(300),
+            "{first:?}"
+        );
+        let second = limits.run_command(&Command::new("true")).unwrap();
+        assert_eq!(second.status, Status::Completed);
+        assert!(
+            second.cpu_time.total() < Duration::from_millis(100),
+            "{backend:?}: {:?}",
+            second.cpu_time
+        );
+        // The peak of the call's cgroup (a v2 hierarchy without the memory controller measures
+        // none).
+        let cgroup_peaks = (first.memory_measure == MemoryMeasure::CgroupPeak)
+            .then_some((first.peak_memory, second.peak_memory));
+        if let Some((Some(a), Some(b))) = cgroup_peaks {
+            assert!(a >= 96 << 20, "{backend:?}: first peak {a}");
+            assert!(b < 32 << 20, "{backend:?}: second peak {b} after {a}");
         }
     }
 }

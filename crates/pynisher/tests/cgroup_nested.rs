@@ -1,5 +1,7 @@
 //! A call made from inside a call (a closure that uses pynisher itself) gets a leaf nested in the
-//! outer call's leaf, and the outer call's clean-up removes both.
+//! outer call's leaf, and the outer call's clean-up removes both (the outer leaf's removal is
+//! deferred to a later idle time or the exit, so the caller is a helper process whose exit is
+//! checked).
 //!
 //! Its own test binary: the closure child is forked while no other test thread can hold a lock.
 
@@ -21,6 +23,7 @@ fn main() {
             "a_call_inside_a_call_is_nested_in_the_outer_leaf_and_cleaned_up_with_it",
             a_call_inside_a_call_is_nested_in_the_outer_leaf_and_cleaned_up_with_it,
         )
+        .helper("helper_calls_inside_a_call", helper_calls_inside_a_call)
         .run()
 }
 
@@ -32,6 +35,37 @@ fn cgroup_backends() -> Vec<Backend> {
 }
 
 fn a_call_inside_a_call_is_nested_in_the_outer_leaf_and_cleaned_up_with_it() {
+    let me = std::env::current_exe().unwrap();
+    let helper = std::process::Command::new(me)
+        .args([
+            "--exact",
+            "helper_calls_inside_a_call",
+            "--ignored",
+            "--nocapture",
+        ])
+        .spawn()
+        .unwrap();
+    let pid = helper.id();
+    let out = helper.wait_with_output().unwrap();
+    assert!(out.status.success(), "the helper failed");
+    // The outer leaves (with the inner ones' parent directories in them) are gone.
+    let leftovers: Vec<String> = [
+        "/sys/fs/cgroup/unified/pynisher",
+        "/sys/fs/cgroup/pids/pynisher",
+        "/sys/fs/cgroup/freezer/pynisher",
+        "/sys/fs/cgroup/cpuacct/pynisher",
+    ]
+    .iter()
+    .filter_map(|d| std::fs::read_dir(d).ok())
+    .flatten()
+    .filter_map(Result::ok)
+    .map(|e| e.file_name().to_string_lossy().into_owned())
+    .filter(|n| n.starts_with(&format!("call-{pid}-")))
+    .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn helper_calls_inside_a_call() {
     for backend in cgroup_backends() {
         let outer = Limits::new()
             .backend(backend)
@@ -70,19 +104,5 @@ fn a_call_inside_a_call_is_nested_in_the_outer_leaf_and_cleaned_up_with_it() {
             .count();
         assert!(nested >= 1, "{backend:?}: not nested:\n{cgroups}");
         eprintln!("{backend:?} inner cgroups:\n{cgroups}");
-        // The outer leaf (with the inner one's parent directory in it) is gone.
-        let me = std::process::id();
-        let leftovers: Vec<String> = [
-            "/sys/fs/cgroup/unified/pynisher",
-            "/sys/fs/cgroup/pids/pynisher",
-        ]
-        .iter()
-        .filter_map(|d| std::fs::read_dir(d).ok())
-        .flatten()
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(&format!("call-{me}-")))
-        .collect();
-        assert!(leftovers.is_empty(), "{backend:?}: {leftovers:?}");
     }
 }

@@ -80,14 +80,30 @@ pub(crate) trait CallContainer: Send {
         None
     }
 
-    /// Files to which the child itself writes `0` before it runs any user code, each moving the
-    /// calling thread (the child's only one) into a cgroup; when not empty,
-    /// [`CallContainer::adopt`] is not called. Moving *oneself* through a v1 `tasks` file skips
-    /// the kernel's global thread-group lock and its RCU grace period, which moving another
-    /// process cannot.
-    fn self_join_files(&self) -> Vec<std::path::PathBuf> {
+    /// Descriptors (opened by the supervisor, inherited by the child) to which the child itself
+    /// writes `0` before it runs any user code, each moving the calling thread (the child's only
+    /// one) into a cgroup; when not empty, [`CallContainer::adopt`] is not called. Moving
+    /// *oneself* through a v1 `tasks` file skips the kernel's global thread-group lock and its
+    /// RCU grace period, which moving another process cannot; the kernel checks the permission
+    /// against whoever opened the file, so the child needs no `open` of its own.
+    fn self_join_fds(&self) -> Vec<std::os::fd::RawFd> {
         Vec::new()
     }
+
+    /// Takes the call's guard registration (`guard::Ticket`, boxed) to keep until the
+    /// container's leaves are really removed, which may be after the call (`ahead.rs`); gives it
+    /// back when the container does not need it (it has one from when its leaves were made).
+    fn keep_registration(
+        &mut self,
+        registration: super::Registration,
+    ) -> Option<super::Registration> {
+        Some(registration)
+    }
+
+    /// The supervisor's idle time (after the release, before it waits): removes leaves left
+    /// behind by earlier calls and prepares the next call's (`ahead.rs`), registering them with
+    /// `register`.
+    fn work_ahead(&mut self, _register: super::Register<'_>) {}
 
     /// Whether the child must wait for [`CallContainer::adopt`] before it may run user code. A
     /// backend whose membership the child establishes itself (its own process group) answers

@@ -13,31 +13,155 @@
 //!   per call otherwise; the live count comes from the freezer leaf either way).
 //! - kill: freeze, SIGKILL everything listed, thaw; repeat until empty. Frozen tasks cannot fork,
 //!   so a fork bomb cannot outrun the kill.
+//!
+//! The memory, cpuacct and freezer leaves of a call are made ahead and removed behind
+//! (`ahead.rs`); a pids leaf is made and removed on the call's own path (only calls with a
+//! process limit have one). The child joins every leaf itself, writing `0` to the `tasks` files
+//! the supervisor opened before the fork.
 
 use std::fs::File;
-use std::path::PathBuf;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::ahead::{Pool, Prepared, Ready, Register, Registration};
 use super::cgroupfs::{
     cg_err, cgroup_containment, count_lines, keyed, kill_until_empty, leaf_name, open_file,
-    pids_max_value, pread, pread_all, procs_recursive, read_keyed, read_u64, remove_tree,
-    signal_every, survivors_error, write_file, KILL_BUDGET,
+    pids_max_value, pread, pread_all, procs_recursive, read_keyed, remove_tree, signal_every,
+    survivors_error, write_file, KILL_BUDGET,
 };
 use super::detect::V1Env;
-use super::{CallContainer, MainProcess, Sample};
+use super::{CallContainer, MainProcess, Remains, Sample};
 use crate::{Backend, Containment, CpuTime, Error, Limits, MemoryLimitKind};
 
-/// One call's leaves in the cgroup v1 hierarchies.
-pub(crate) struct CgroupV1Container {
+/// The v1 leaves made ahead of calls, and those left behind (`ahead.rs`).
+static AHEAD: Pool<V1Leaves> = Pool::new();
+
+/// One call's leaves in the memory, cpuacct and freezer hierarchies (fewer directories where
+/// hierarchies are co-mounted), with the files the call reads and joins through already open.
+pub(super) struct V1Leaves {
     memory: PathBuf,
-    pids: PathBuf,
     freezer: PathBuf,
-    /// The distinct leaf directories (co-mounted hierarchies share one).
-    leaves: Vec<PathBuf>,
+    /// The distinct directories, as made.
+    dirs: Vec<PathBuf>,
     cpu_usage: File,
     cpu_stat: File,
     mem_usage: File,
+    mem_peak: File,
+    oom_control: File,
     procs: File,
+    /// The freezer leaf directory: its link count says whether it has cgroups below it.
+    freezer_dir: File,
+    /// Each directory's `tasks`, open for writing: the child joins through them.
+    tasks: Vec<File>,
+}
+
+impl V1Leaves {
+    /// Makes fresh leaves under `env`'s parents and opens their files.
+    fn make(env: &V1Env) -> Result<Self, Error> {
+        let name = leaf_name();
+        let memory = env.memory.join(&name);
+        let cpuacct = env.cpuacct.join(&name);
+        let freezer = env.freezer.join(&name);
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for dir in [&memory, &cpuacct, &freezer] {
+            if dirs.contains(dir) {
+                continue;
+            }
+            if let Err(e) = std::fs::create_dir(dir) {
+                remove_made(&dirs);
+                return Err(cg_err(dir, e));
+            }
+            dirs.push(dir.clone());
+        }
+        let opened = (|| {
+            let tasks = dirs
+                .iter()
+                .map(|d| open_for_writing(&d.join("tasks")))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok::<_, Error>((
+                open_file(&cpuacct.join("cpuacct.usage"))?,
+                open_file(&cpuacct.join("cpuacct.stat"))?,
+                open_file(&memory.join("memory.usage_in_bytes"))?,
+                open_file(&memory.join("memory.max_usage_in_bytes"))?,
+                open_file(&memory.join("memory.oom_control"))?,
+                open_file(&freezer.join("cgroup.procs"))?,
+                open_file(&freezer)?,
+                tasks,
+            ))
+        })();
+        match opened {
+            Ok((
+                cpu_usage,
+                cpu_stat,
+                mem_usage,
+                mem_peak,
+                oom_control,
+                procs,
+                freezer_dir,
+                tasks,
+            )) => Ok(V1Leaves {
+                memory,
+                freezer,
+                dirs,
+                cpu_usage,
+                cpu_stat,
+                mem_usage,
+                mem_peak,
+                oom_control,
+                procs,
+                freezer_dir,
+                tasks,
+            }),
+            Err(e) => {
+                remove_made(&dirs);
+                Err(e)
+            }
+        }
+    }
+
+    /// Freezer first: emptying it empties the others.
+    fn remains(&self) -> Remains {
+        let mut leaves = vec![self.freezer.clone()];
+        leaves.extend(self.dirs.iter().filter(|l| **l != self.freezer).cloned());
+        Remains::cgroups(&leaves)
+    }
+}
+
+impl Prepared for V1Leaves {
+    fn dirs(&self) -> Vec<PathBuf> {
+        self.dirs.clone()
+    }
+}
+
+fn remove_made(dirs: &[PathBuf]) {
+    for made in dirs {
+        let _ = std::fs::remove_dir(made);
+    }
+}
+
+fn open_for_writing(path: &Path) -> Result<File, Error> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| cg_err(path, e))
+}
+
+/// One call's leaves in the cgroup v1 hierarchies.
+pub(crate) struct CgroupV1Container {
+    env: V1Env,
+    made: V1Leaves,
+    memory: PathBuf,
+    pids: PathBuf,
+    freezer: PathBuf,
+    /// The distinct leaf directories (co-mounted hierarchies share one), the pids leaf included.
+    leaves: Vec<PathBuf>,
+    /// The pids leaf when it was made for this call and the registration does not cover it.
+    uncovered: Option<PathBuf>,
+    /// The guard registration of the leaves, kept until they are removed.
+    registration: Option<Registration>,
+    /// The pids leaf's `tasks`, open for writing, when the call made one.
+    pids_tasks: Option<File>,
     procs_buf: Vec<u8>,
     enforce_memory: bool,
     enforce_pids: bool,
@@ -54,69 +178,50 @@ struct Settings {
 }
 
 impl CgroupV1Container {
-    /// Creates the call's leaves and writes its limits into them.
+    /// Takes leaves made ahead (or makes them now) and writes the call's limits into them.
     pub(super) fn open(env: &V1Env, limits: &Limits) -> Result<Self, Error> {
-        let name = leaf_name();
-        let memory = env.memory.join(&name);
-        let cpuacct = env.cpuacct.join(&name);
-        let pids = env.pids.join(&name);
-        let freezer = env.freezer.join(&name);
-        let mut leaves: Vec<PathBuf> = Vec::new();
-        let remove_all = |leaves: &[PathBuf]| {
-            for made in leaves {
-                let _ = std::fs::remove_dir(made);
-            }
-        };
-        let wanted_pids = limits.max_processes.is_some();
-        for dir in [&memory, &cpuacct, &pids, &freezer] {
-            if leaves.contains(dir) || (dir == &pids && !wanted_pids) {
-                continue;
-            }
-            if let Err(e) = std::fs::create_dir(dir) {
-                remove_all(&leaves);
-                return Err(cg_err(dir, e));
-            }
-            leaves.push(dir.clone());
-        }
-        let opened = Self::configure(env, limits, &memory, &pids).and_then(|settings| {
-            Ok((
-                settings,
-                open_file(&cpuacct.join("cpuacct.usage"))?,
-                open_file(&cpuacct.join("cpuacct.stat"))?,
-                open_file(&memory.join("memory.usage_in_bytes"))?,
-                open_file(&freezer.join("cgroup.procs"))?,
-            ))
-        });
-        let (settings, cpu_usage, cpu_stat, mem_usage, procs) = match opened {
-            Ok(v) => v,
-            Err(e) => {
-                remove_all(&leaves);
-                return Err(e);
-            }
-        };
-        Ok(CgroupV1Container {
-            memory,
-            pids,
-            freezer,
-            leaves,
-            cpu_usage,
-            cpu_stat,
-            mem_usage,
-            procs,
+        let (made, registration) =
+            match AHEAD.take(|l| l.memory.parent() == Some(env.memory.as_path())) {
+                Some(Ready { leaf, registration }) => (leaf, registration),
+                None => (V1Leaves::make(env)?, None),
+            };
+        let name = made.memory.file_name().unwrap_or_default().to_owned();
+        let mut c = CgroupV1Container {
+            env: env.clone(),
+            memory: made.memory.clone(),
+            pids: env.pids.join(&name),
+            freezer: made.freezer.clone(),
+            leaves: made.dirs.clone(),
+            made,
+            uncovered: None,
+            registration,
+            pids_tasks: None,
             procs_buf: Vec::with_capacity(256),
-            enforce_memory: settings.enforce_memory,
-            enforce_pids: settings.enforce_pids,
-            notes: settings.notes,
+            enforce_memory: false,
+            enforce_pids: false,
+            notes: Vec::new(),
             closed: false,
             kept: false,
-        })
+        };
+        // From here on, an error drops `c`, which removes what was made.
+        if limits.max_processes.is_some() && !c.leaves.contains(&c.pids) {
+            std::fs::create_dir(&c.pids).map_err(|e| cg_err(&c.pids, e))?;
+            c.leaves.push(c.pids.clone());
+            c.uncovered = Some(c.pids.clone());
+            c.pids_tasks = Some(open_for_writing(&c.pids.join("tasks"))?);
+        }
+        let settings = Self::configure(env, limits, &c.memory, &c.pids)?;
+        c.enforce_memory = settings.enforce_memory;
+        c.enforce_pids = settings.enforce_pids;
+        c.notes = settings.notes;
+        Ok(c)
     }
 
     fn configure(
         env: &V1Env,
         limits: &Limits,
-        memory: &std::path::Path,
-        pids: &std::path::Path,
+        memory: &Path,
+        pids: &Path,
     ) -> Result<Settings, Error> {
         let mut notes = Vec::new();
         let enforce_memory = match limits.memory {
@@ -161,15 +266,31 @@ impl CgroupV1Container {
 
     fn cpu(&self) -> Option<CpuTime> {
         let mut buf = [0u8; 64];
-        let total: u64 = pread(&self.cpu_usage, &mut buf)?.trim().parse().ok()?;
+        let total: u64 = pread(&self.made.cpu_usage, &mut buf)?.trim().parse().ok()?;
         let mut buf = [0u8; 128];
-        let stat = pread(&self.cpu_stat, &mut buf)?;
+        let stat = pread(&self.made.cpu_stat, &mut buf)?;
         let user = keyed(stat, "user").unwrap_or(0);
         let system = keyed(stat, "system").unwrap_or(0);
         Some(split_cpu(total, user, system))
     }
 
+    /// Whether no process is in the call's leaves, through the open files (no path lookups):
+    /// the freezer leaf lists none and has no cgroup below it (else the slower recursive look).
+    fn empty(&mut self) -> bool {
+        let listed =
+            pread_all(&self.made.procs, &mut self.procs_buf).map(|()| self.procs_buf.len());
+        let below = rustix::fs::fstat(&self.made.freezer_dir).map(|st| st.st_nlink > 2);
+        match (listed, below) {
+            (Ok(0), Ok(false)) => true,
+            (Ok(n), Ok(false)) if n > 0 => false,
+            _ => procs_recursive(&self.freezer).is_empty(),
+        }
+    }
+
     fn kill_everything(&mut self) -> Result<u64, Error> {
+        if self.empty() {
+            return Ok(0);
+        }
         let state = self.freezer.join("freezer.state");
         let (killed, empty) = kill_until_empty(&self.freezer, Some(&state), KILL_BUDGET);
         if empty {
@@ -179,6 +300,7 @@ impl CgroupV1Container {
         }
     }
 
+    /// Removes the leaves now (waiting briefly for busy ones), then ends the registration.
     fn remove_leaves(&mut self) -> Result<(), Error> {
         self.closed = true;
         let mut first = Ok(());
@@ -188,6 +310,9 @@ impl CgroupV1Container {
                     first = Err(e);
                 }
             }
+        }
+        if first.is_ok() {
+            self.registration = None;
         }
         first
     }
@@ -223,17 +348,39 @@ impl CallContainer for CgroupV1Container {
         self.enforce_pids
     }
 
-    fn remains(&self) -> super::Remains {
+    fn remains(&self) -> Remains {
         let mut leaves = vec![self.freezer.clone()];
         leaves.extend(self.leaves.iter().filter(|l| **l != self.freezer).cloned());
-        super::Remains::cgroups(&leaves)
+        Remains::cgroups(&leaves)
     }
 
-    fn self_join_files(&self) -> Vec<PathBuf> {
-        self.leaves.iter().map(|leaf| leaf.join("tasks")).collect()
+    fn self_join_fds(&self) -> Vec<RawFd> {
+        let made = self.made.tasks.iter().map(|f| f.as_raw_fd());
+        made.chain(self.pids_tasks.as_ref().map(|f| f.as_raw_fd()))
+            .collect()
+    }
+
+    fn keep_registration(&mut self, registration: Registration) -> Option<Registration> {
+        if self.registration.is_some() {
+            return Some(registration);
+        }
+        // The call's own registration covers every leaf, the pids leaf included.
+        self.registration = Some(registration);
+        self.uncovered = None;
+        None
+    }
+
+    fn work_ahead(&mut self, register: Register<'_>) {
+        let env = &self.env;
+        AHEAD.work(|| {
+            let leaf = V1Leaves::make(env).ok()?;
+            let registration = register(leaf.remains());
+            Some(Ready { leaf, registration })
+        });
     }
 
     fn adopt(&mut self, pid: i32) -> Result<(), Error> {
+        // Not called while the child joins by itself (`self_join_fds`); kept for completeness.
         let pid = pid.to_string();
         for leaf in &self.leaves {
             write_file(&leaf.join("cgroup.procs"), &pid)?;
@@ -242,11 +389,12 @@ impl CallContainer for CgroupV1Container {
     }
 
     fn sample(&mut self, _main: MainProcess) -> Sample {
-        let live = pread_all(&self.procs, &mut self.procs_buf)
+        let live = pread_all(&self.made.procs, &mut self.procs_buf)
             .ok()
             .map(|()| count_lines(&self.procs_buf));
         let mut buf = [0u8; 32];
-        let memory_current = pread(&self.mem_usage, &mut buf).and_then(|s| s.trim().parse().ok());
+        let memory_current =
+            pread(&self.made.mem_usage, &mut buf).and_then(|s| s.trim().parse().ok());
         Sample {
             cpu: self.cpu(),
             live_processes: live,
@@ -255,11 +403,15 @@ impl CallContainer for CgroupV1Container {
     }
 
     fn memory_peak(&mut self) -> Option<u64> {
-        read_u64(&self.memory.join("memory.max_usage_in_bytes"))
+        let mut buf = [0u8; 32];
+        pread(&self.made.mem_peak, &mut buf)?.trim().parse().ok()
     }
 
     fn oom_kills(&mut self) -> u64 {
-        read_keyed(&self.memory.join("memory.oom_control"), "oom_kill").unwrap_or(0)
+        let mut buf = [0u8; 256];
+        pread(&self.made.oom_control, &mut buf)
+            .and_then(|text| keyed(text, "oom_kill"))
+            .unwrap_or(0)
     }
 
     fn processes_refused(&mut self) -> u64 {
@@ -290,16 +442,25 @@ impl CallContainer for CgroupV1Container {
         if self.closed {
             return Ok(());
         }
-        if self.kept && !procs_recursive(&self.freezer).is_empty() {
-            // The survivors keep their leaf (and its limits); the stale-leaf sweep removes it.
+        if self.kept && !self.empty() {
+            // The survivors keep their leaf (and its limits) and outlive the caller, as asked:
+            // the guard is told, and the stale-leaf sweep removes the leaf.
             self.closed = true;
+            self.registration = None;
             return Ok(());
         }
         // Normally already empty after kill_all; a leaf that still holds processes cannot go.
-        if !procs_recursive(&self.freezer).is_empty() {
-            let _ = self.kill_everything();
+        if !self.empty() && self.kill_everything().is_err() {
+            return self.remove_leaves();
         }
-        self.remove_leaves()
+        // Empty: only the rmdirs are left, for a later call's idle time (`ahead.rs`); what the
+        // registration does not cover goes now.
+        self.closed = true;
+        let uncovered = self.uncovered.take();
+        let mut covered = std::mem::take(&mut self.leaves);
+        covered.retain(|l| Some(l) != uncovered.as_ref());
+        AHEAD.defer(covered, self.registration.take());
+        uncovered.map_or(Ok(()), |pids| remove_tree(&pids))
     }
 }
 
@@ -316,6 +477,7 @@ impl Drop for CgroupV1Container {
 
 #[cfg(test)]
 mod tests {
+    use super::super::cgroupfs::read_u64;
     use super::super::test_support::*;
     use super::*;
 
@@ -346,7 +508,12 @@ mod tests {
             let leaves = c.leaves.clone();
             assert_eq!(leaves.len(), 4);
             assert!(leaves.iter().all(|l| l.is_dir()));
+            let pids = c.pids.clone();
             c.close().unwrap();
+            // The pids leaf (not made ahead) goes at once; the others in a later idle time.
+            assert!(!pids.exists(), "{leaves:?}");
+            assert!(c.memory.is_dir());
+            AHEAD.work(|| None);
             assert!(leaves.iter().all(|l| !l.exists()));
         }
 

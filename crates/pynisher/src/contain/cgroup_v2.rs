@@ -7,12 +7,19 @@
 //! `memory.events` and the peak from `memory.peak`; with `pids` the process limit is `pids.max`.
 //! Without them the memory limit falls back to `RLIMIT_AS` and the process limit to the
 //! supervisor's polling of the live process count; the guarantees say so.
+//!
+//! The leaf is made ahead and removed behind (`ahead.rs`). A program is created in it
+//! (`clone3` with `CLONE_INTO_CGROUP`); a closure's child, forked, joins it itself by writing `0`
+//! to the leaf's `cgroup.procs` that the supervisor opened before the fork (see
+//! docs/cgroups.md for why a closure is not cloned into its leaf).
 
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+use super::ahead::{Pool, Prepared, Ready, Register, Registration};
 
 use super::cgroupfs::{
     cg_err, cgroup_containment, count_lines, keyed, kill_until_empty, leaf_name, open_file,
@@ -20,18 +27,76 @@ use super::cgroupfs::{
     signal_every, survivors_error, write_file, KILL_BUDGET,
 };
 use super::detect::V2Env;
-use super::{CallContainer, MainProcess, Sample};
+use super::{CallContainer, MainProcess, Remains, Sample};
 use crate::{Backend, Containment, CpuTime, Error, Limits, MemoryLimitKind};
 
-/// One call's leaf in a cgroup v2 hierarchy.
-pub(crate) struct CgroupV2Container {
+/// The v2 leaves made ahead of calls, and those left behind (`ahead.rs`).
+static AHEAD: Pool<V2Leaf> = Pool::new();
+
+/// One call's leaf, with the files the call reads and joins through already open.
+pub(super) struct V2Leaf {
     leaf: PathBuf,
     /// The leaf directory, for `clone3(CLONE_INTO_CGROUP)`.
     dir: File,
     cpu_stat: File,
     procs: File,
+    /// `cgroup.procs` open for writing: the adoption, or the child's own join.
+    procs_write: File,
     events: File,
     memory_current: Option<File>,
+}
+
+impl V2Leaf {
+    /// Makes a fresh leaf under `env.parent` and opens its files.
+    fn make(env: &V2Env) -> Result<Self, Error> {
+        let leaf = env.parent.join(leaf_name());
+        std::fs::create_dir(&leaf).map_err(|e| cg_err(&leaf, e))?;
+        let opened = (|| {
+            let memory_current = if env.has_memory {
+                Some(open_file(&leaf.join("memory.current"))?)
+            } else {
+                None
+            };
+            let dir = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+                .open(&leaf)
+                .map_err(|e| cg_err(&leaf, e))?;
+            let procs_path = leaf.join("cgroup.procs");
+            let procs_write = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&procs_path)
+                .map_err(|e| cg_err(&procs_path, e))?;
+            Ok::<_, Error>(V2Leaf {
+                dir,
+                cpu_stat: open_file(&leaf.join("cpu.stat"))?,
+                procs: open_file(&procs_path)?,
+                procs_write,
+                events: open_file(&leaf.join("cgroup.events"))?,
+                memory_current,
+                leaf: leaf.clone(),
+            })
+        })();
+        if opened.is_err() {
+            let _ = std::fs::remove_dir(&leaf);
+        }
+        opened
+    }
+}
+
+impl Prepared for V2Leaf {
+    fn dirs(&self) -> Vec<PathBuf> {
+        vec![self.leaf.clone()]
+    }
+}
+
+/// One call's leaf in a cgroup v2 hierarchy.
+pub(crate) struct CgroupV2Container {
+    env: V2Env,
+    made: V2Leaf,
+    leaf: PathBuf,
+    /// The guard registration of the leaf, kept until it is removed.
+    registration: Option<Registration>,
     procs_buf: Vec<u8>,
     has_memory: bool,
     has_pids: bool,
@@ -44,21 +109,44 @@ pub(crate) struct CgroupV2Container {
     kept: bool,
 }
 
+struct Settings {
+    enforce_memory: bool,
+    enforce_pids: bool,
+    notes: Vec<String>,
+}
+
 impl CgroupV2Container {
-    /// Creates the call's leaf and writes its limits into it.
+    /// Takes a leaf made ahead (or makes one now) and writes the call's limits into it.
     pub(super) fn open(env: &V2Env, limits: &Limits) -> Result<Self, Error> {
-        let leaf = env.parent.join(leaf_name());
-        std::fs::create_dir(&leaf).map_err(|e| cg_err(&leaf, e))?;
-        match Self::configure(env, limits, leaf.clone()) {
-            Ok(c) => Ok(c),
+        let (made, registration) = match AHEAD.take(|l| l.leaf.parent() == Some(&env.parent)) {
+            Some(Ready { leaf, registration }) => (leaf, registration),
+            None => (V2Leaf::make(env)?, None),
+        };
+        match Self::configure(env, limits, &made.leaf) {
+            Ok(settings) => Ok(CgroupV2Container {
+                env: env.clone(),
+                leaf: made.leaf.clone(),
+                made,
+                registration,
+                procs_buf: Vec::with_capacity(256),
+                has_memory: env.has_memory,
+                has_pids: env.has_pids,
+                has_kill: env.has_kill,
+                enforce_memory: settings.enforce_memory,
+                enforce_pids: settings.enforce_pids,
+                notes: settings.notes,
+                closed: false,
+                kept: false,
+            }),
             Err(e) => {
-                let _ = std::fs::remove_dir(&leaf);
+                let _ = std::fs::remove_dir(&made.leaf);
+                drop(registration);
                 Err(e)
             }
         }
     }
 
-    fn configure(env: &V2Env, limits: &Limits, leaf: PathBuf) -> Result<Self, Error> {
+    fn configure(env: &V2Env, limits: &Limits, leaf: &std::path::Path) -> Result<Settings, Error> {
         let mut notes = env.notes.clone();
         let wants_memory = limits.memory.is_some();
         let enforce_memory = match limits.memory {
@@ -119,38 +207,16 @@ impl CgroupV2Container {
                 "no cgroup.kill (kernel before 5.14): processes are killed one by one".into(),
             );
         }
-        let memory_current = if env.has_memory {
-            Some(open_file(&leaf.join("memory.current"))?)
-        } else {
-            None
-        };
-        let dir = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-            .open(&leaf)
-            .map_err(|e| cg_err(&leaf, e))?;
-        Ok(CgroupV2Container {
-            dir,
-            cpu_stat: open_file(&leaf.join("cpu.stat"))?,
-            procs: open_file(&leaf.join("cgroup.procs"))?,
-            events: open_file(&leaf.join("cgroup.events"))?,
-            memory_current,
-            procs_buf: Vec::with_capacity(256),
-            has_memory: env.has_memory,
-            has_pids: env.has_pids,
-            has_kill: env.has_kill,
+        Ok(Settings {
             enforce_memory,
             enforce_pids,
             notes,
-            closed: false,
-            kept: false,
-            leaf,
         })
     }
 
     fn cpu(&self) -> Option<CpuTime> {
         let mut buf = [0u8; 1024];
-        let stat = pread(&self.cpu_stat, &mut buf)?;
+        let stat = pread(&self.made.cpu_stat, &mut buf)?;
         Some(split_usec(
             keyed(stat, "usage_usec")?,
             keyed(stat, "user_usec").unwrap_or(0),
@@ -159,7 +225,7 @@ impl CgroupV2Container {
 
     fn populated(&self) -> Option<bool> {
         let mut buf = [0u8; 128];
-        keyed(pread(&self.events, &mut buf)?, "populated").map(|v| v != 0)
+        keyed(pread(&self.made.events, &mut buf)?, "populated").map(|v| v != 0)
     }
 
     /// Waits until `cgroup.events` says `populated 0`, woken by the kernel's POLLPRI on change.
@@ -176,7 +242,7 @@ impl CgroupV2Container {
             }
             let ms = (deadline - now).as_millis().clamp(1, 100) as libc::c_int;
             let mut pfd = libc::pollfd {
-                fd: self.events.as_raw_fd(),
+                fd: self.made.events.as_raw_fd(),
                 events: libc::POLLPRI,
                 revents: 0,
             };
@@ -205,9 +271,12 @@ impl CgroupV2Container {
         }
     }
 
+    /// Removes the leaf now (waiting briefly if it is busy), then ends the registration.
     fn remove_leaf(&mut self) -> Result<(), Error> {
         self.closed = true;
-        remove_tree(&self.leaf)
+        remove_tree(&self.leaf)?;
+        self.registration = None;
+        Ok(())
     }
 }
 
@@ -239,22 +308,45 @@ impl CallContainer for CgroupV2Container {
     }
 
     fn adopt(&mut self, pid: i32) -> Result<(), Error> {
-        write_file(&self.leaf.join("cgroup.procs"), &pid.to_string())
+        rustix::io::write(&self.made.procs_write, pid.to_string().as_bytes())
+            .map(|_| ())
+            .map_err(|e| cg_err(&self.leaf.join("cgroup.procs"), e.into()))
     }
 
-    fn remains(&self) -> super::Remains {
-        super::Remains::cgroups(std::slice::from_ref(&self.leaf))
+    fn remains(&self) -> Remains {
+        Remains::cgroups(std::slice::from_ref(&self.leaf))
     }
 
     fn birth_cgroup(&self) -> Option<BorrowedFd<'_>> {
-        Some(self.dir.as_fd())
+        Some(self.made.dir.as_fd())
+    }
+
+    fn self_join_fds(&self) -> Vec<RawFd> {
+        vec![self.made.procs_write.as_raw_fd()]
+    }
+
+    fn keep_registration(&mut self, registration: Registration) -> Option<Registration> {
+        if self.registration.is_some() {
+            return Some(registration);
+        }
+        self.registration = Some(registration);
+        None
+    }
+
+    fn work_ahead(&mut self, register: Register<'_>) {
+        let env = &self.env;
+        AHEAD.work(|| {
+            let leaf = V2Leaf::make(env).ok()?;
+            let registration = register(Remains::cgroups(std::slice::from_ref(&leaf.leaf)));
+            Some(Ready { leaf, registration })
+        });
     }
 
     fn sample(&mut self, _main: MainProcess) -> Sample {
-        let live = pread_all(&self.procs, &mut self.procs_buf)
+        let live = pread_all(&self.made.procs, &mut self.procs_buf)
             .ok()
             .map(|()| count_lines(&self.procs_buf));
-        let memory_current = self.memory_current.as_ref().and_then(|f| {
+        let memory_current = self.made.memory_current.as_ref().and_then(|f| {
             let mut buf = [0u8; 32];
             pread(f, &mut buf).and_then(|s| s.trim().parse().ok())
         });
@@ -307,14 +399,22 @@ impl CallContainer for CgroupV2Container {
             return Ok(());
         }
         if self.kept && !procs_recursive(&self.leaf).is_empty() {
-            // The survivors keep their leaf (and its limits); the stale-leaf sweep removes it.
+            // The survivors keep their leaf (and its limits) and outlive the caller, as asked:
+            // the guard is told, and the stale-leaf sweep removes the leaf.
             self.closed = true;
+            self.registration = None;
             return Ok(());
         }
-        if self.populated() != Some(false) && !procs_recursive(&self.leaf).is_empty() {
-            let _ = self.kill_everything();
+        if self.populated() != Some(false)
+            && !procs_recursive(&self.leaf).is_empty()
+            && self.kill_everything().is_err()
+        {
+            return self.remove_leaf();
         }
-        self.remove_leaf()
+        // Empty: only the rmdir is left, for a later call's idle time (`ahead.rs`).
+        self.closed = true;
+        AHEAD.defer(vec![self.leaf.clone()], self.registration.take());
+        Ok(())
     }
 }
 
@@ -469,6 +569,9 @@ mod tests {
             let leaf = c.leaf.clone();
             assert!(leaf.is_dir());
             c.close().unwrap();
+            // Removed in a later call's idle time.
+            assert!(leaf.is_dir());
+            AHEAD.work(|| None);
             assert!(!leaf.exists());
         }
     }

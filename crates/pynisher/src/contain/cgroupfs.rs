@@ -343,6 +343,20 @@ pub(super) fn remove_tree(dir: &Path) -> Result<(), Error> {
     }
 }
 
+/// Removes `dir` and every cgroup below it, deepest first, without waiting: an error when one is
+/// still busy (its last process not yet gone) or cannot be removed.
+pub(super) fn try_remove_tree(dir: &Path) -> io::Result<()> {
+    if has_subdirs(dir) {
+        for sub in subdirs(dir) {
+            try_remove_tree(&sub)?;
+        }
+    }
+    match std::fs::remove_dir(dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Whether any process has `pid` (one we may not signal counts: EPERM).
 fn pid_exists(pid: i32) -> bool {
     // SAFETY: signal 0 only checks for existence and permission.

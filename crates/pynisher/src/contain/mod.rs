@@ -3,8 +3,9 @@
 //! Dependencies run one way: `select` (the Auto rule) → the backends (`cgroup_v1`, `cgroup_v2`,
 //! `process_group`) → `detect` (what this machine offers; `delegation` decides where v2 leaves
 //! go) and `cgroupfs` (cgroup file I/O and the leaf lifecycle); `backend` defines the trait they
-//! all implement.
+//! all implement; `ahead` makes cgroup leaves before calls need them and removes them after.
 
+mod ahead;
 mod backend;
 mod cgroup_v1;
 mod cgroup_v2;
@@ -18,6 +19,7 @@ mod select;
 #[cfg(test)]
 mod test_support;
 
+pub(crate) use ahead::{leave_nothing_behind, Register, Registration};
 pub(crate) use backend::{CallContainer, MainProcess, Sample};
 pub(crate) use emergency::{destroy, Remains};
 pub use select::available_backends;

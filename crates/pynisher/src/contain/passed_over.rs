@@ -1,10 +1,9 @@
 //! A container that also says why Auto passed over stronger backends (`select.rs`): every call
 //! goes to the wrapped container; only the notes in [`CallContainer::containment`] grow.
 
-use std::os::fd::BorrowedFd;
-use std::path::PathBuf;
+use std::os::fd::{BorrowedFd, RawFd};
 
-use super::{CallContainer, MainProcess, Remains, Sample};
+use super::{CallContainer, MainProcess, Register, Registration, Remains, Sample};
 use crate::{Containment, CpuTime, Error};
 
 pub(super) struct PassedOver {
@@ -40,8 +39,17 @@ impl CallContainer for PassedOver {
     fn birth_cgroup(&self) -> Option<BorrowedFd<'_>> {
         self.inner.birth_cgroup()
     }
-    fn self_join_files(&self) -> Vec<PathBuf> {
-        self.inner.self_join_files()
+    fn self_join_fds(&self) -> Vec<RawFd> {
+        self.inner.self_join_fds()
+    }
+    fn keep_registration(&mut self, registration: Registration) -> Option<Registration> {
+        self.inner.keep_registration(registration)
+    }
+    fn work_ahead(&mut self, register: Register<'_>) {
+        self.inner.work_ahead(register)
+    }
+    fn keep_processes(&mut self) {
+        self.inner.keep_processes()
     }
     fn child_waits_for_adoption(&self) -> bool {
         self.inner.child_waits_for_adoption()

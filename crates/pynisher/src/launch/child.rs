@@ -54,18 +54,16 @@ pub(crate) struct ChildPlan<'f> {
     pub(crate) rlimit_cpu: Option<(u64, u64)>,
     /// `RLIMIT_AS` in bytes; decided after the container is known.
     pub(crate) rlimit_as: Option<u64>,
-    /// cgroup files the child writes `0` to, joining the call's cgroups itself.
-    pub(crate) join_files: Vec<CString>,
+    /// cgroup files (open descriptors) the child writes `0` to, joining the call's cgroups
+    /// itself.
+    pub(crate) join_fds: Vec<libc::c_int>,
 }
 
 impl<'f> ChildPlan<'f> {
-    /// Sets the cgroup files the child joins by itself.
-    pub(crate) fn join_cgroups(&mut self, files: Vec<std::path::PathBuf>) -> Result<(), Error> {
-        self.join_files = files
-            .iter()
-            .map(|f| cstring("cgroup", f.as_os_str().as_bytes()))
-            .collect::<Result<_, _>>()?;
-        Ok(())
+    /// Sets the cgroup files (descriptors the supervisor keeps open until the child is
+    /// released) the child joins by itself.
+    pub(crate) fn join_cgroups(&mut self, fds: Vec<libc::c_int>) {
+        self.join_fds = fds;
     }
 
     pub(crate) fn new(limits: &Limits, payload: Payload<'f>) -> Result<Self, Error> {
@@ -88,7 +86,7 @@ impl<'f> ChildPlan<'f> {
             wants_result,
             rlimit_cpu,
             rlimit_as: None,
-            join_files: Vec::new(),
+            join_fds: Vec::new(),
         })
     }
 
@@ -300,7 +298,7 @@ pub(crate) unsafe fn child_main(plan: ChildPlan<'_>, fds: &ChildFds) -> ! {
     // SAFETY: as above.
     let record = unsafe { wait_for_release(fds) };
     // SAFETY: as above.
-    unsafe { join_cgroups(&plan.join_files, fds) };
+    unsafe { join_cgroups(&plan.join_fds, fds) };
     // SAFETY: as above.
     unsafe { wire_descriptors(plan.exec.is_some(), fds) };
     // SAFETY: as above.
@@ -424,16 +422,12 @@ unsafe fn wait_for_release(fds: &ChildFds) -> ReleaseRecord {
 /// # Safety
 /// Only in the forked child, under `child_main`'s contract (the descriptors in `fds` are the
 /// child's own copies).
-unsafe fn join_cgroups(files: &[CString], fds: &ChildFds) {
-    for file in files {
-        // SAFETY: open/write/close with a C string prepared before the fork and a static byte;
-        // the descriptor is ours and closed at once.
-        unsafe {
-            let fd = libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-            if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                fail(fds, step::JOIN);
-            }
-            libc::close(fd);
+unsafe fn join_cgroups(files: &[libc::c_int], fds: &ChildFds) {
+    for &file in files {
+        // SAFETY: write(2) of a static byte to a descriptor the supervisor opened before the
+        // fork (our copy; close-on-exec, so a program does not keep it).
+        if unsafe { libc::write(file, b"0".as_ptr().cast(), 1) } != 1 {
+            fail(fds, step::JOIN);
         }
     }
 }

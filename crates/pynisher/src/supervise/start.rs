@@ -51,7 +51,7 @@ pub(crate) struct Started {
     pub(super) setup_error: OwnedFd,
     /// The call's registration with the guard: dropped (the guard told the call is over) after
     /// the container is closed, so it is the last field.
-    pub(super) _guard: Option<guard::Ticket>,
+    pub(super) _guard: Option<contain::Registration>,
 }
 
 impl Started {
@@ -290,8 +290,14 @@ pub(super) fn fork_call(
         guard_group,
     };
 
-    plan.join_cgroups(container.self_join_files())?;
-    let child_joins_itself = !plan.join_files.is_empty();
+    // A program is created in its cgroup when the backend allows it (and no reaper stands
+    // between); any other child joins by itself when the backend offers that.
+    let born_in_cgroup =
+        plan.exec.is_some() && reaper_pipes.is_none() && container.birth_cgroup().is_some();
+    if !born_in_cgroup {
+        plan.join_cgroups(container.self_join_fds());
+    }
+    let child_joins_itself = !plan.join_fds.is_empty();
     let released_before_fork =
         !park && (!container.child_waits_for_adoption() || child_joins_itself);
     let record = plan.release_record();
@@ -398,6 +404,12 @@ pub(super) fn fork_call(
     if let Some(ticket) = &ticket {
         ticket.start_guard();
     }
+    // Leaves whose removal is deferred stay registered until they are gone.
+    let ticket = ticket.and_then(|t| container.keep_registration(Box::new(t)));
+    // Idle time while the child runs: the next call's leaves, the last call's rmdirs.
+    container.work_ahead(&|remains| {
+        guard::register(remains).map(|t| Box::new(t) as contain::Registration)
+    });
 
     let started = Started {
         // `fork`/`clone` returned a pid (neither an error nor 0, checked above), and the reaper's

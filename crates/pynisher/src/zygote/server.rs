@@ -88,6 +88,9 @@ fn call_supervisor_main(call: OwnedFd) -> ! {
         Ok(()) => 0,
         Err(_) => 1,
     };
+    // No exit handler runs after `_exit`: remove the leaves made ahead and left behind now (the
+    // caller has the outcome already).
+    crate::contain::leave_nothing_behind();
     // SAFETY: _exit ends this process without running the caller's copied destructors.
     unsafe { libc::_exit(code) }
 }
