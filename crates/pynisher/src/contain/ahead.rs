@@ -78,6 +78,17 @@ pub(super) struct Behind {
     pub registration: Option<Registration>,
 }
 
+/// The process that makes no leaves ahead (it makes one call, then ends: see
+/// [`one_call_per_process`]).
+static ONE_CALL: AtomicI32 = AtomicI32::new(0);
+
+/// This process makes one call and ends (the engine's zygote's per-call supervisor): a leaf made
+/// ahead would only be removed again, so none is made; what its call leaves behind is removed
+/// by [`leave_nothing_behind`] after the outcome is sent.
+pub(crate) fn one_call_per_process() {
+    ONE_CALL.store(my_pid(), Ordering::Relaxed);
+}
+
 fn my_pid() -> i32 {
     rustix::process::getpid().as_raw_nonzero().get()
 }
@@ -159,7 +170,7 @@ impl<T: Prepared> Pool<T> {
             return;
         }
         let behind = std::mem::take(&mut state.behind);
-        let wanted = state.ready.len() < READY;
+        let wanted = state.ready.len() < READY && ONE_CALL.load(Ordering::Relaxed) != state.owner;
         drop(state);
         let mut busy = Vec::new();
         for b in behind {

@@ -83,6 +83,7 @@ fn call_supervisor_main(call: OwnedFd) -> ! {
     // Orphans of the call come to us, and the engine reaps them (we are a dedicated process, so
     // the process-wide attribute touches no one else).
     let _ = crate::become_subreaper();
+    crate::contain::one_call_per_process();
     let mut stream = UnixStream::from(call);
     let code = match serve(&mut stream) {
         Ok(()) => 0,
