@@ -11,6 +11,7 @@ __all__ = [
     "MEMORY_MEASURES",
     "NotEnforceableError",
     "RESULT_FD_ENV",
+    "ParkedCall",
     "StartedCall",
     "__version__",
     "_guard_main",
@@ -20,6 +21,7 @@ __all__ = [
     "guard_pid",
     "has_children",
     "install_guard",
+    "park_fork",
     "run_command",
     "run_fork",
     "start_fork",
@@ -128,3 +130,15 @@ class StartedCall:
     def wait(self, *, cancel_fd: Optional[int] = None) -> _RawOutcome: ...
 
 def start_fork(child: Callable[[], bytes], limits: Mapping[str, object]) -> StartedCall: ...
+
+class ParkedCall:
+    """A child forked by `park_fork`, waiting in its own container; dropping it (or `discard()`)
+    kills and reaps it and removes its container."""
+
+    @property
+    def pid(self) -> int: ...
+    def fits(self, limits: Mapping[str, object]) -> bool: ...
+    def release(self, limits: Mapping[str, object]) -> StartedCall: ...
+    def discard(self) -> None: ...
+
+def park_fork(child: Callable[[], bytes], limits: Mapping[str, object]) -> ParkedCall: ...

@@ -52,7 +52,7 @@ import time
 from functools import partial
 from typing import Any, Dict, List, Optional, Tuple
 
-from pynisher import _calls, _core, _worker
+from pynisher import _calls, _core, _warm, _worker
 
 _LENGTH = struct.Struct("<Q")
 _PID = struct.Struct("<i")
@@ -394,6 +394,9 @@ class _ServerState:
         self.in_flight: set = set()
         self.in_flight_changed = threading.Condition()
         self.waiters = _Waiters(self)
+        #: The server's ends of the parked children's sockets (closed in every call's child).
+        self.parked_fds: set = set()
+        self.warm = _warm.WarmPool(partial(_call_child, self), _recv_request, self.parked_fds)
 
     def handle_one(self) -> bool:
         """Handles one control message; False when the control socket is closed."""
@@ -420,8 +423,8 @@ class _ServerState:
         return True
 
     def start_call(self, fds: List[int]) -> None:
-        """Reads a call's request and forks its child (in this, the main thread: no thread
-        start on the way), then hands the wait to a waiter thread."""
+        """Reads a call's request and hands it to the parked child, or forks its child (in this,
+        the main thread: no thread start on the way), then hands the wait to a waiter thread."""
         conn_fd, out_fd, err_fd = fds
         self.call_fds.update(fds)
         conn = socket.socket(fileno=conn_fd)
@@ -432,8 +435,10 @@ class _ServerState:
                 self.call_fds.update(passed)
             limits, settings, blob = pickle.loads(request)
             capture = bool(limits.get("capture_output"))
-            child = partial(_call_child, self, settings, blob, fds, capture)
-            started = _core.start_fork(child, limits)
+            started = self.warm.start(limits, settings, blob, fds, capture)
+            if started is None:
+                child = partial(_call_child, self, settings, blob, fds, capture)
+                started = _core.start_fork(child, limits)
             try:
                 _send_message(conn, _STARTED + _PID.pack(started.pid))
             except OSError:
@@ -546,7 +551,7 @@ def _call_child(
     if not capture_output:
         os.dup2(out_fd, 1)
         os.dup2(err_fd, 2)
-    inherited = set(state.call_fds) | {state.control.fileno()}
+    inherited = set(state.call_fds) | set(state.parked_fds) | {state.control.fileno()}
     if state.caller_fd is not None:
         inherited.add(state.caller_fd)
     for fd in inherited - {0, 1, 2} - set(passed):
@@ -593,8 +598,13 @@ def serve(caller_fd: int) -> None:
         if caller is not None:
             poller.register(caller, select.POLLIN)
         while True:
-            for fd, _ in poller.poll():
+            # Idle with no child parked: fork the next one now, off the next call's path.
+            events = poller.poll(0 if state.warm.needs_refill() else None)
+            if not events:
+                state.warm.refill()
+            for fd, _ in events:
                 if fd == caller or not state.handle_one():
                     return
     finally:
+        state.warm.discard()
         state.end_calls_in_flight()

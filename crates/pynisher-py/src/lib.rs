@@ -7,6 +7,7 @@
 //! modules), never here.
 
 mod wake;
+mod warm;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::fd::{BorrowedFd, RawFd};
@@ -17,7 +18,7 @@ use std::time::Duration;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
-use pyo3::{create_exception, ffi};
+use pyo3::create_exception;
 
 use wake::SignalWake;
 
@@ -446,29 +447,10 @@ fn run_fork<'py>(
 /// Forks `child()` under `limits`, wrapped as `os.fork()` wraps a fork (see [`run_fork`]);
 /// returns the child's pid and what waits for it.
 fn fork_child(child: &Bound<'_, PyAny>, limits: &Limits) -> PyResult<(i32, Waiter)> {
-    let body = || -> Result<Vec<u8>, String> {
-        // SAFETY: this runs only in the forked child, first thing before any other Python API
-        // use, as CPython's own os.fork does; the forking thread held the interpreter lock, so it
-        // is this thread's after the fork.
-        unsafe { ffi::PyOS_AfterFork_Child() };
-        let encoded = child
-            .call0()
-            .map_err(|err| format!("the child's Python code failed: {err}"))?;
-        let bytes = encoded
-            .cast::<PyBytes>()
-            .map_err(|_| "the child's Python code did not return bytes".to_string())?;
-        Ok(bytes.as_bytes().to_vec())
-    };
-    // SAFETY: we hold the interpreter lock (`child` is a bound reference), as os.fork requires for
-    // PyOS_BeforeFork; every BeforeFork is paired with AfterFork_Parent below, and the child calls
-    // AfterFork_Child first (see `body`).
-    unsafe { ffi::PyOS_BeforeFork() };
     // SAFETY: the child copies only this thread. Python's own locks are reset by
     // PyOS_AfterFork_Child; like os.fork, we cannot vouch for locks held by other threads of the
     // caller (user mutexes, C libraries), which is the documented hazard of the fork context.
-    let started = unsafe { limits.spawn_closure_bytes(body) };
-    // SAFETY: parent side of the PyOS_BeforeFork above, still holding the interpreter lock.
-    unsafe { ffi::PyOS_AfterFork_Parent() };
+    let started = warm::fork_wrapped(child, |body| unsafe { limits.spawn_closure_bytes(body) });
     let running = started.map_err(engine_error)?;
     let pid = running.pid();
     let waiter: Waiter =
@@ -486,6 +468,15 @@ type Waiter = Box<dyn FnOnce(&mut dyn Observer) -> Outcome8 + Send>;
 struct StartedCall {
     pid: i32,
     waiter: std::sync::Mutex<Option<Waiter>>,
+}
+
+impl StartedCall {
+    fn new(pid: i32, waiter: Waiter) -> Self {
+        StartedCall {
+            pid,
+            waiter: std::sync::Mutex::new(Some(waiter)),
+        }
+    }
 }
 
 #[pymethods]
@@ -517,10 +508,7 @@ impl StartedCall {
 fn start_fork<'py>(child: Bound<'py, PyAny>, limits: &Bound<'py, PyDict>) -> PyResult<StartedCall> {
     let limits = limits_from_dict(limits)?;
     let (pid, waiter) = fork_child(&child, &limits)?;
-    Ok(StartedCall {
-        pid,
-        waiter: std::sync::Mutex::new(Some(waiter)),
-    })
+    Ok(StartedCall::new(pid, waiter))
 }
 
 /// Runs `argv` under `limits` as a program that sends one result frame on the descriptor named
@@ -649,6 +637,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run_fork, m)?)?;
     m.add_function(wrap_pyfunction!(start_fork, m)?)?;
     m.add_class::<StartedCall>()?;
+    m.add_function(wrap_pyfunction!(warm::park_fork, m)?)?;
+    m.add_class::<warm::ParkedCall>()?;
     m.add_function(wrap_pyfunction!(run_command, m)?)?;
     m.add_function(wrap_pyfunction!(check_limits, m)?)?;
     m.add_function(wrap_pyfunction!(has_children, m)?)?;

@@ -1,0 +1,136 @@
+"""The forkserver's warm children: a child forked ahead of the next call, parked.
+
+The server (`_forkserver`) keeps one child forked with the engine's `park_fork` (a copy of the
+server's interpreter in a fresh container of its own, blocked before it runs anything), made for
+the limits of the last call. A call whose limits it fits (all but the per-call ones: wall and CPU
+time, grace period, soft signals) is handed to it: the engine releases it with the call's limits
+(its rlimits, the wall clock from now), then the call's payload and descriptors go to it over a
+socket of its own; the next warm child is forked when the server is idle. A call it does not fit
+(another memory limit, backend, capture) discards it (killed, reaped, container removed) and is
+started the cold way. Every call still runs in a process no other call touched.
+
+When the server exits (its caller exited or closed the connection), it discards its parked child;
+if the server is killed, its engine guard kills the parked child as any call of the server (and
+the child's release pipe closes, so it exits on its own).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import struct
+from functools import partial
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+
+from pynisher import _core
+
+_LENGTH = struct.Struct("<Q")
+#: Set to "0" in the caller's environment (read when its server starts) to start every call the
+#: cold way: the benchmarks' same-run baseline, and a way out should parking misbehave somewhere.
+ENABLED_ENV = "PYNISHER_FORKSERVER_WARM"
+
+#: Runs a call in a child: (settings, blob, fds, capture_output) -> the encoded result, where fds
+#: are [the call's connection (unused), stdout, stderr, passed...].
+RunCall = Callable[[Dict[str, Any], bytes, List[int], bool], bytes]
+#: Reads a length-prefixed request and the descriptors sent with its first bytes.
+RecvRequest = Callable[[socket.socket], Tuple[bytes, List[int]]]
+
+
+class _Warm:
+    """One parked child and the server's end of its socket."""
+
+    def __init__(self, parked: "_core.ParkedCall", sock: socket.socket, limits: Dict[str, Any]) -> None:
+        self.parked = parked
+        self.sock = sock
+        self.limits = limits
+
+
+class WarmPool:
+    """The server's parked child (at most one), made for the limits of the last call."""
+
+    def __init__(self, run_call: RunCall, recv_request: RecvRequest, parked_fds: Set[int]) -> None:
+        self.run_call = run_call
+        self.recv_request = recv_request
+        #: The server's ends of the parked children's sockets (closed in every call's child).
+        self.parked_fds = parked_fds
+        self.warm: Optional[_Warm] = None
+        self.enabled = os.environ.get(ENABLED_ENV, "1") != "0"
+        #: The limits to park the next child for (those of the last call started), if any.
+        self.wanted: Optional[Dict[str, Any]] = None
+
+    def needs_refill(self) -> bool:
+        return self.warm is None and self.wanted is not None
+
+    def refill(self) -> None:
+        """Forks the next warm child (when the server is idle)."""
+        limits, self.wanted = self.wanted, None
+        if limits is None or self.warm is not None:
+            return
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.parked_fds.add(ours.fileno())
+        try:
+            child = partial(_warm_child, self.run_call, self.recv_request, theirs.fileno())
+            parked = _core.park_fork(child, limits)
+        except Exception:
+            # Limits a parked child cannot take (the call itself reported what was wrong): the
+            # next call starts the cold way.
+            self._close(ours)
+            return
+        finally:
+            theirs.close()
+        self.warm = _Warm(parked, ours, limits)
+
+    def start(
+        self, limits: Dict[str, Any], settings: Dict[str, Any], blob: bytes, fds: List[int], capture: bool
+    ) -> Optional["_core.StartedCall"]:
+        """Hands the call to the parked child if it fits ``limits``; None if there is none that
+        fits (a parked child that does not fit is discarded). Always wants a child parked for
+        ``limits`` next."""
+        warm, self.warm = self.warm, None
+        self.wanted = limits if self.enabled else None
+        if warm is None:
+            return None
+        if warm.limits != limits and not warm.parked.fits(limits):
+            self.discard_one(warm)
+            return None
+        try:
+            started = warm.parked.release(limits)
+        except BaseException:
+            self.discard_one(warm)
+            raise
+        payload = pickle.dumps((settings, blob, capture), protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            socket.send_fds(warm.sock, [_LENGTH.pack(len(payload))], fds[1:])
+            warm.sock.sendall(payload)
+        except OSError:
+            pass  # the child is gone already: its outcome says why
+        self._close(warm.sock)
+        return started
+
+    def discard(self) -> None:
+        """Discards the parked child (the server is exiting)."""
+        warm, self.warm = self.warm, None
+        self.wanted = None
+        if warm is not None:
+            self.discard_one(warm)
+
+    def discard_one(self, warm: _Warm) -> None:
+        warm.parked.discard()
+        self._close(warm.sock)
+
+    def _close(self, sock: socket.socket) -> None:
+        self.parked_fds.discard(sock.fileno())
+        sock.close()
+
+
+def _warm_child(run_call: RunCall, recv_request: RecvRequest, sock_fd: int) -> bytes:
+    """Runs in the warm child once released: receives the call (its payload, the caller's stdout
+    and stderr, and the descriptors passed with it), then runs it."""
+    sock = socket.socket(fileno=sock_fd)
+    try:
+        payload, fds = recv_request(sock)
+    finally:
+        sock.close()
+    settings, blob, capture = pickle.loads(payload)
+    return run_call(settings, blob, [-1] + fds, capture)
