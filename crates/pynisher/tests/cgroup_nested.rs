@@ -24,7 +24,34 @@ fn main() {
             a_call_inside_a_call_is_nested_in_the_outer_leaf_and_cleaned_up_with_it,
         )
         .helper("helper_calls_inside_a_call", helper_calls_inside_a_call)
+        .needs(
+            (!pynisher::available_backends().contains(&Backend::CgroupV1))
+                .then(|| "needs the cgroup1 backend (a v1 freezer)".to_string()),
+            "a_nested_leaf_left_frozen_inside_a_killed_call_does_not_keep_it_alive",
+            a_nested_leaf_left_frozen_inside_a_killed_call_does_not_keep_it_alive,
+        )
         .run()
+}
+
+/// A nested call's supervisor killed between its own freeze and thaw leaves its leaf FROZEN; the
+/// outer call's kill must still end the processes in it (they cannot die while frozen).
+fn a_nested_leaf_left_frozen_inside_a_killed_call_does_not_keep_it_alive() {
+    // The call makes a freezer cgroup below its own leaf, puts a sleeper in it, freezes it, and
+    // sleeps past its wall-time limit.
+    let script = r#"
+        leaf=/sys/fs/cgroup/freezer$(sed -n 's/^[0-9]*:freezer://p' /proc/self/cgroup)/nested
+        mkdir "$leaf" || exit 3
+        sleep 100 &
+        echo $! > "$leaf/cgroup.procs" || exit 4
+        echo FROZEN > "$leaf/freezer.state" || exit 5
+        sleep 100
+    "#;
+    let outcome = Limits::new()
+        .backend(Backend::CgroupV1)
+        .wall_time(Duration::from_millis(500))
+        .run_command(&Command::new("sh").arg("-c").arg(script))
+        .expect("the outer call ends, frozen nested leaf and all");
+    assert_eq!(outcome.status, Status::WallTimeout, "{outcome:?}");
 }
 
 fn cgroup_backends() -> Vec<Backend> {

@@ -288,7 +288,7 @@ pub(super) fn kill_until_empty(
             }
         }
         if let Some(state) = freezer_state {
-            let _ = std::fs::write(state, "THAWED");
+            thaw_v1_tree(state);
         }
         if pids.is_empty() {
             return (killed, true);
@@ -303,6 +303,19 @@ pub(super) fn kill_until_empty(
         }
         if Instant::now() >= deadline {
             return (killed, procs_recursive(dir).is_empty());
+        }
+    }
+}
+
+/// Thaws the freezer cgroup of `state` and every one below it. A nested call's leaf below ours
+/// stays FROZEN if its supervisor (one of the processes just killed) died between its own freeze
+/// and thaw; its killed processes could then never die.
+fn thaw_v1_tree(state: &Path) {
+    let _ = std::fs::write(state, "THAWED");
+    let Some(dir) = state.parent() else { return };
+    if has_subdirs(dir) {
+        for sub in subdirs(dir) {
+            thaw_v1_tree(&sub.join("freezer.state"));
         }
     }
 }
