@@ -396,6 +396,9 @@ class _ServerState:
         self.waiters = _Waiters(self)
         #: The server's ends of the parked children's sockets (closed in every call's child).
         self.parked_fds: set = set()
+        #: Written when the last call in flight ended: the main loop then forks the next warm
+        #: child (a fork holds the interpreter lock, which the calls' waiters need).
+        self.idle_read, self.idle_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self.warm = _warm.WarmPool(partial(_call_child, self), _recv_request, self.parked_fds)
 
     def handle_one(self) -> bool:
@@ -469,7 +472,13 @@ class _ServerState:
         with self.in_flight_changed:
             self.in_flight.discard(started.pid)
             self.in_flight_changed.notify_all()
+            idle = not self.in_flight
         self.end_call(conn, fds, reply)
+        if idle:
+            try:
+                os.write(self.idle_write, b"i")
+            except OSError:
+                pass  # a wake-up is pending already
 
     def end_calls_in_flight(self, timeout: float = 2.0) -> None:
         """The caller is gone: its calls see their sockets hang up and are cancelled by their
@@ -551,7 +560,8 @@ def _call_child(
     if not capture_output:
         os.dup2(out_fd, 1)
         os.dup2(err_fd, 2)
-    inherited = set(state.call_fds) | set(state.parked_fds) | {state.control.fileno()}
+    inherited = set(state.call_fds) | set(state.parked_fds)
+    inherited |= {state.control.fileno(), state.idle_read, state.idle_write}
     if state.caller_fd is not None:
         inherited.add(state.caller_fd)
     for fd in inherited - {0, 1, 2} - set(passed):
@@ -597,13 +607,17 @@ def serve(caller_fd: int) -> None:
         poller.register(control, select.POLLIN)
         if caller is not None:
             poller.register(caller, select.POLLIN)
+        poller.register(state.idle_read, select.POLLIN)
         while True:
-            # Idle with no child parked: fork the next one now, off the next call's path.
-            events = poller.poll(0 if state.warm.needs_refill() else None)
+            # No call in flight and no child parked: fork the next one now, off the calls' path.
+            idle = state.warm.needs_refill() and not state.in_flight
+            events = poller.poll(0 if idle else None)
             if not events:
                 state.warm.refill()
             for fd, _ in events:
-                if fd == caller or not state.handle_one():
+                if fd == state.idle_read:
+                    os.read(state.idle_read, 64)
+                elif fd == caller or not state.handle_one():
                     return
     finally:
         state.warm.discard()

@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use pyo3::create_exception;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
-use pyo3::create_exception;
 
 use wake::SignalWake;
 
@@ -450,7 +450,12 @@ fn fork_child(child: &Bound<'_, PyAny>, limits: &Limits) -> PyResult<(i32, Waite
     // SAFETY: the child copies only this thread. Python's own locks are reset by
     // PyOS_AfterFork_Child; like os.fork, we cannot vouch for locks held by other threads of the
     // caller (user mutexes, C libraries), which is the documented hazard of the fork context.
-    let started = warm::fork_wrapped(child, |body| unsafe { limits.spawn_closure_bytes(body) });
+    let started = warm::fork_wrapped(child.py(), || unsafe {
+        limits.spawn_closure_bytes(|| {
+            warm::after_fork_in_child();
+            warm::call_in_child(child)
+        })
+    });
     let running = started.map_err(engine_error)?;
     let pid = running.pid();
     let waiter: Waiter =

@@ -12,34 +12,34 @@ use pynisher::{Observer, Parked};
 
 use crate::{engine_error, limits_from_dict, EngineError, StartedCall, Waiter};
 
-/// A Python callable as the body of a forked child.
-pub(crate) type Body<'a> = Box<dyn FnOnce() -> Result<Vec<u8>, String> + 'a>;
+/// In the forked child, first thing before any other Python API use, as CPython's own os.fork
+/// does (the forking thread held the interpreter lock, so it is this thread's after the fork).
+pub(crate) fn after_fork_in_child() {
+    // SAFETY: only ever called in a child forked by `fork_wrapped`, before any other Python API
+    // use (see above).
+    unsafe { ffi::PyOS_AfterFork_Child() };
+}
 
-/// Runs `fork` (an engine call that forks a child running the body it is given), wrapped exactly as
-/// `os.fork()` wraps a fork (`PyOS_BeforeFork` / `PyOS_AfterFork_*`, so `os.register_at_fork`
-/// hooks run). The body calls `child()`, which must return `bytes`.
-pub(crate) fn fork_wrapped<'a, R>(
-    child: &'a Bound<'_, PyAny>,
-    fork: impl FnOnce(Body<'a>) -> R,
-) -> R {
-    let body: Body<'a> = Box::new(move || {
-        // SAFETY: this runs only in the forked child, first thing before any other Python API
-        // use, as CPython's own os.fork does; the forking thread held the interpreter lock, so it
-        // is this thread's after the fork.
-        unsafe { ffi::PyOS_AfterFork_Child() };
-        let encoded = child
-            .call0()
-            .map_err(|err| format!("the child's Python code failed: {err}"))?;
-        let bytes = encoded
-            .cast::<PyBytes>()
-            .map_err(|_| "the child's Python code did not return bytes".to_string())?;
-        Ok(bytes.as_bytes().to_vec())
-    });
-    // SAFETY: we hold the interpreter lock (`child` is a bound reference), as os.fork requires for
-    // PyOS_BeforeFork; it is paired with AfterFork_Parent below, and the child calls
-    // AfterFork_Child first (see `body`).
+/// In the forked child: calls `child()`, which must return `bytes`.
+pub(crate) fn call_in_child(child: &Bound<'_, PyAny>) -> Result<Vec<u8>, String> {
+    let encoded = child
+        .call0()
+        .map_err(|err| format!("the child's Python code failed: {err}"))?;
+    let bytes = encoded
+        .cast::<PyBytes>()
+        .map_err(|_| "the child's Python code did not return bytes".to_string())?;
+    Ok(bytes.as_bytes().to_vec())
+}
+
+/// Runs `fork` (an engine call that forks a child whose first Python step is
+/// [`after_fork_in_child`]), wrapped exactly as `os.fork()` wraps a fork (`PyOS_BeforeFork` /
+/// `PyOS_AfterFork_Parent`, so `os.register_at_fork` hooks run). `_py` proves the interpreter
+/// lock is held.
+pub(crate) fn fork_wrapped<R>(_py: Python<'_>, fork: impl FnOnce() -> R) -> R {
+    // SAFETY: we hold the interpreter lock (`_py`), as os.fork requires for PyOS_BeforeFork; it
+    // is paired with AfterFork_Parent below, and the child calls AfterFork_Child first.
     unsafe { ffi::PyOS_BeforeFork() };
-    let forked = fork(body);
+    let forked = fork();
     // SAFETY: parent side of the PyOS_BeforeFork above, still holding the interpreter lock.
     unsafe { ffi::PyOS_AfterFork_Parent() };
     forked
@@ -104,7 +104,9 @@ impl ParkedCall {
 }
 
 /// Forks `child()` (which returns `bytes`, as for [`crate::start_fork`]) into a fresh container
-/// made for `limits`, and parks it before it runs anything: see [`ParkedCall`].
+/// made for `limits`, and parks it before it runs anything of the call: see [`ParkedCall`]. The
+/// interpreter's after-fork reset (`PyOS_AfterFork_Child`, with the `os.register_at_fork`
+/// hooks) runs while it is parked, in its container, off the call's path.
 #[pyfunction]
 pub(crate) fn park_fork(
     child: Bound<'_, PyAny>,
@@ -114,8 +116,10 @@ pub(crate) fn park_fork(
     // SAFETY: as for `start_fork`: the child copies only this thread; Python's own locks are
     // reset by PyOS_AfterFork_Child; locks held by other threads are the fork context's
     // documented hazard.
-    let parked = fork_wrapped(&child, |body| unsafe { limits.park_closure_bytes(body) })
-        .map_err(engine_error)?;
+    let parked = fork_wrapped(child.py(), || unsafe {
+        limits.park_closure_bytes(after_fork_in_child, || call_in_child(&child))
+    })
+    .map_err(engine_error)?;
     Ok(ParkedCall {
         pid: parked.pid(),
         parked: Mutex::new(Some(parked)),

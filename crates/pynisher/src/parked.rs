@@ -32,13 +32,15 @@ fn raw_bytes(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
 impl Limits {
     /// Forks a child that will run `f`, in a fresh container made for these limits, and parks it
     /// before `f` runs (see [`Parked`]); `f` returns the bytes to send back, as for
-    /// [`Limits::spawn_closure_bytes`].
+    /// [`Limits::spawn_closure_bytes`]. Once in its container the child runs `prepare` (work
+    /// that would otherwise be on the call's path: an interpreter's after-fork reset), then
+    /// waits: `prepare` runs without the per-call rlimits and before the wall clock starts.
     ///
     /// ```no_run
     /// use std::time::Duration;
     /// let template = pynisher::Limits::new().memory(256 << 20);
     /// // SAFETY: this example has one thread.
-    /// let parked = unsafe { template.park_closure_bytes(|| Ok(b"42".to_vec())) }?;
+    /// let parked = unsafe { template.park_closure_bytes(|| {}, || Ok(b"42".to_vec())) }?;
     /// // Later: the call's own limits (same memory, its own wall time).
     /// let call = template.clone().wall_time(Duration::from_secs(1));
     /// assert!(parked.fits(&call));
@@ -49,15 +51,17 @@ impl Limits {
     ///
     /// # Safety
     /// As for [`Limits::spawn_closure_unchecked`].
-    pub unsafe fn park_closure_bytes<F>(&self, f: F) -> Result<Parked, Error>
+    pub unsafe fn park_closure_bytes<P, F>(&self, prepare: P, f: F) -> Result<Parked, Error>
     where
+        P: FnOnce(),
         F: FnOnce() -> Result<Vec<u8>, String>,
     {
         self.validate()?;
-        let plan = ChildPlan::new(
+        let mut plan = ChildPlan::new(
             self,
             Payload::Closure(Box::new(move || f().map(Encoded::Heap))),
         )?;
+        plan.prepare = Some(Box::new(prepare));
         Ok(Parked {
             inner: supervise::park(self, plan)?,
         })

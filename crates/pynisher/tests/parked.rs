@@ -36,10 +36,13 @@ fn a_parked_child_runs_nothing_before_its_release() {
         let path = marker.clone();
         // SAFETY: the closure writes a file with std::fs (no lock another test thread holds).
         let parked = unsafe {
-            on(b).park_closure_bytes(move || {
-                std::fs::write(&path, b"ran").map_err(|e| e.to_string())?;
-                Ok(b"done".to_vec())
-            })
+            on(b).park_closure_bytes(
+                || {},
+                move || {
+                    std::fs::write(&path, b"ran").map_err(|e| e.to_string())?;
+                    Ok(b"done".to_vec())
+                },
+            )
         }
         .unwrap();
         std::thread::sleep(Duration::from_millis(200));
@@ -62,10 +65,13 @@ fn the_wall_clock_of_a_parked_child_starts_at_its_release() {
         let limits = on(b).wall_time(Duration::from_millis(300));
         // SAFETY: the closure only sleeps.
         let parked = unsafe {
-            limits.park_closure_bytes(|| {
-                std::thread::sleep(Duration::from_millis(50));
-                Ok(Vec::new())
-            })
+            limits.park_closure_bytes(
+                || {},
+                || {
+                    std::thread::sleep(Duration::from_millis(50));
+                    Ok(Vec::new())
+                },
+            )
         }
         .unwrap();
         // Parked longer than the wall-time limit: none of it counts.
@@ -94,7 +100,7 @@ fn cpu_rlimit() -> Result<Vec<u8>, String> {
 fn a_released_child_gets_the_cpu_limit_of_its_call_not_of_its_fork() {
     for b in backends() {
         // SAFETY: the closure only calls getrlimit.
-        let parked = unsafe { on(b).park_closure_bytes(cpu_rlimit) }.unwrap();
+        let parked = unsafe { on(b).park_closure_bytes(|| {}, cpu_rlimit) }.unwrap();
         let call = on(b)
             .cpu_time(Duration::from_secs(5))
             .grace_period(Duration::from_secs(1));
@@ -112,7 +118,7 @@ fn a_parked_child_that_does_not_fit_the_call_is_refused_and_removed() {
     for b in backends() {
         let parked_for = on(b).memory(512 << 20);
         // SAFETY: the closure only returns.
-        let parked = unsafe { parked_for.park_closure_bytes(|| Ok(Vec::new())) }.unwrap();
+        let parked = unsafe { parked_for.park_closure_bytes(|| {}, || Ok(Vec::new())) }.unwrap();
         let pid = parked.pid();
         let other = on(b).memory(256 << 20);
         assert!(!parked.fits(&other), "{b:?}");
@@ -132,7 +138,7 @@ fn dropping_a_parked_child_kills_and_reaps_it() {
     for b in backends() {
         let before = common::zombie_children();
         // SAFETY: the closure only returns.
-        let parked = unsafe { on(b).park_closure_bytes(|| Ok(Vec::new())) }.unwrap();
+        let parked = unsafe { on(b).park_closure_bytes(|| {}, || Ok(Vec::new())) }.unwrap();
         let pid = parked.pid();
         drop(parked);
         assert!(!alive(pid), "{b:?}: the dropped child {pid} is still alive");
@@ -140,5 +146,42 @@ fn dropping_a_parked_child_kills_and_reaps_it() {
             common::zombie_children() <= before,
             "{b:?}: a zombie was left"
         );
+    }
+}
+
+#[test]
+fn a_parked_child_prepares_in_its_container_before_its_release() {
+    for b in backends() {
+        let marker =
+            std::env::temp_dir().join(format!("pynisher-prepared-{}-{b:?}", std::process::id()));
+        let _ = std::fs::remove_file(&marker);
+        let path = marker.clone();
+        // SAFETY: the closures read /proc and write a file with std::fs (no lock another test
+        // thread holds).
+        let parked = unsafe {
+            on(b).park_closure_bytes(
+                move || {
+                    let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+                    let _ = std::fs::write(&path, cgroup);
+                },
+                || {
+                    Ok(std::fs::read_to_string("/proc/self/cgroup")
+                        .unwrap_or_default()
+                        .into_bytes())
+                },
+            )
+        }
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !marker.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        let prepared_in = std::fs::read_to_string(&marker).expect("the parked child prepared");
+        let o = parked.release(&on(b)).unwrap().wait().unwrap();
+        assert_eq!(o.status, Status::Completed, "{b:?}");
+        // Prepared where the call then runs: its own container (the same cgroups).
+        assert_eq!(prepared_in.as_bytes(), o.value.unwrap().as_slice(), "{b:?}");
+        let _ = std::fs::remove_file(&marker);
     }
 }

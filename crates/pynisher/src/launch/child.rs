@@ -57,6 +57,9 @@ pub(crate) struct ChildPlan<'f> {
     /// cgroup files (open descriptors) the child writes `0` to, joining the call's cgroups
     /// itself.
     pub(crate) join_fds: Vec<libc::c_int>,
+    /// A parked child's preparation: run once it is in its container, before it waits for its
+    /// call's release record (a parked child gets two messages on its release pipe).
+    pub(crate) prepare: Option<Box<dyn FnOnce() + 'f>>,
 }
 
 impl<'f> ChildPlan<'f> {
@@ -87,6 +90,7 @@ impl<'f> ChildPlan<'f> {
             rlimit_cpu,
             rlimit_as: None,
             join_fds: Vec::new(),
+            prepare: None,
         })
     }
 
@@ -296,9 +300,18 @@ pub(crate) unsafe fn child_main(plan: ChildPlan<'_>, fds: &ChildFds) -> ! {
         unsafe { super::dispositions::reset_for_exec() };
     }
     // SAFETY: as above.
-    let record = unsafe { wait_for_release(fds) };
+    let mut record = unsafe { wait_for_release(fds) };
     // SAFETY: as above.
     unsafe { join_cgroups(&plan.join_fds, fds) };
+    if let Some(prepare) = plan.prepare {
+        // A parked child, in its container now: it prepares (the caller's code, e.g. an
+        // interpreter's after-fork reset), then waits for its call.
+        prepare();
+        // SAFETY: as above.
+        record = unsafe { wait_for_release(fds) };
+    }
+    // SAFETY: closing our copy of the release pipe, which nothing else in this child uses.
+    unsafe { libc::close(fds.release_read) };
     // SAFETY: as above.
     unsafe { wire_descriptors(plan.exec.is_some(), fds) };
     // SAFETY: as above.
@@ -383,9 +396,9 @@ pub(crate) unsafe fn die_with_parent(fds: &ChildFds) {
     }
 }
 
-/// Blocks until the supervisor has placed us in the container and sent the release record (the
-/// call's rlimits); exits if it gave up (end of file: adoption failed, a parked child was
-/// discarded, or the supervisor died).
+/// Blocks until the supervisor has placed us in the container and sent a release record (the
+/// call's rlimits; a parked child's first record only says it is placed); exits if it gave up
+/// (end of file: adoption failed, a parked child was discarded, or the supervisor died).
 ///
 /// # Safety
 /// Only in the forked child, under `child_main`'s contract (the descriptors in `fds` are the
@@ -412,8 +425,6 @@ unsafe fn wait_for_release(fds: &ChildFds) -> ReleaseRecord {
             unsafe { libc::_exit(SETUP_FAILED_EXIT) };
         }
     }
-    // SAFETY: closing our copy of the release pipe, which nothing else in this child uses.
-    unsafe { libc::close(fds.release_read) };
     ReleaseRecord::decode(&record)
 }
 

@@ -1,6 +1,7 @@
-//! A child forked ahead of its call: in its own fresh container, blocked on its release pipe
-//! before it runs anything of the call. Released later with the call's limits (the per-call
-//! rlimits travel in the release record; the wall clock starts at the release).
+//! A child forked ahead of its call: in its own fresh container, where it runs its `prepare`
+//! step, then blocks on its release pipe before it runs anything of the call. Released later
+//! with the call's limits (the per-call rlimits travel in the release record; the wall clock
+//! starts at the release).
 
 use std::os::fd::OwnedFd;
 use std::time::Instant;
@@ -23,7 +24,9 @@ pub(crate) struct ParkedStart {
 }
 
 /// Forks a child for `plan` into a fresh container made for `limits`, and leaves it parked.
-pub(crate) fn park(limits: &Limits, plan: ChildPlan<'_>) -> Result<ParkedStart, Error> {
+pub(crate) fn park(limits: &Limits, mut plan: ChildPlan<'_>) -> Result<ParkedStart, Error> {
+    // The child tells a parked start by its prepare step (it then waits for two records).
+    plan.prepare.get_or_insert_with(|| Box::new(|| {}));
     let (started, release) = fork_call(limits, plan, true)?;
     let (release, record) = release.expect("a parked start keeps its release pipe");
     Ok(ParkedStart {

@@ -122,9 +122,10 @@ pub(crate) fn start(limits: &Limits, plan: ChildPlan<'_>) -> Result<Started, Err
     fork_call(limits, plan, false).map(|(started, _)| started)
 }
 
-/// Forks the child and places it in its container; releases it unless `park`, when the release
-/// pipe's write end is returned instead, with the record this call's limits would write
-/// (`super::park` writes the record at hand-off).
+/// Forks the child, places it in its container and releases it. With `park` (a plan with a
+/// `prepare` step) that first release only lets it prepare: the release pipe's write end is
+/// returned, with the record of these limits, and `super::park` writes the call's record at
+/// hand-off.
 pub(super) fn fork_call(
     limits: &Limits,
     mut plan: ChildPlan<'_>,
@@ -298,8 +299,7 @@ pub(super) fn fork_call(
         plan.join_cgroups(container.self_join_fds());
     }
     let child_joins_itself = !plan.join_fds.is_empty();
-    let released_before_fork =
-        !park && (!container.child_waits_for_adoption() || child_joins_itself);
+    let released_before_fork = !container.child_waits_for_adoption() || child_joins_itself;
     let record = plan.release_record();
     if released_before_fork {
         rustix::io::write(&release_write, &record.encode())
@@ -390,7 +390,7 @@ pub(super) fn fork_call(
         }
     }
     // Release the child: from here on it runs inside its container.
-    if !released_before_fork && !park {
+    if !released_before_fork {
         if let Err(e) = rustix::io::write(&release_write, &record.encode()) {
             return Err(give_up(
                 &mut container,
