@@ -131,6 +131,7 @@ class StartedCall:
 
 def start_fork(child: Callable[[], bytes], limits: Mapping[str, object]) -> StartedCall: ...
 
+@final
 class ParkedCall:
     """A child forked by `park_fork`, waiting in its own container; dropping it (or `discard()`)
     kills and reaps it and removes its container."""
