@@ -17,8 +17,8 @@
 //! 4. **process group** otherwise.
 //!
 //! A v2 hierarchy without a memory controller ranks below v1 even for calls without limits: v1
-//! measures the peak memory of the call, and a closure child (which cannot be *created* in its
-//! cgroup, see `supervisor.rs`) joins a v1 leaf by itself without the grace period that moving a
+//! measures the peak memory of the call, and a closure child (forked, not created in its cgroup:
+//! docs/architecture.md, step 5) joins a v1 leaf by itself without the grace period that moving a
 //! process into a v2 cgroup costs (5–16 ms per call here).
 //!
 //! A memory limit of the explicit kind [`MemoryLimitKind::Resident`] that no cgroup can enforce is
