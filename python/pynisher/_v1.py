@@ -474,7 +474,9 @@ class Pynisher(Generic[P, T]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T:
         """Call the function in a limited child process and return its result (see class doc)."""
         run = _run_module or _execution_layer()
-        if self.warnings:
+        if self.warnings and (
+            self._limit_warnings[1] or self._limit_warnings[0] != (self.memory, self.cpu_time, self.wall_time)
+        ):
             self._warn_about_limits()
         target: Callable[..., Any] = self.func
         if self._wrap_errors is not False:
