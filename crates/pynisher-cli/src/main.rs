@@ -47,6 +47,8 @@ fn main() {
     pynisher::guard::serve_if_requested();
     // Forked rather than run again (pynisher is single-threaded then): no second start-up.
     pynisher::guard::install_deferred(pynisher::guard::GuardProgram::current_exe_forked());
+    // One call, then exit: no cgroup leaf is made ahead for a next call that never comes.
+    pynisher::one_call_per_process();
     // First, while this is the only thread: every thread created later inherits the blocked mask,
     // so the cancel signals reach nobody but the signalfd.
     let signals = match CancelSignals::block_and_open() {

@@ -82,10 +82,19 @@ pub(super) struct Behind {
 /// [`one_call_per_process`]).
 static ONE_CALL: AtomicI32 = AtomicI32::new(0);
 
-/// This process makes one call and ends (the engine's zygote's per-call supervisor): a leaf made
-/// ahead would only be removed again, so none is made; what its call leaves behind is removed
-/// by [`leave_nothing_behind`] after the outcome is sent.
-pub(crate) fn one_call_per_process() {
+/// Tells the engine that this process makes one call and ends (the `pynisher` command, the
+/// engine's zygote's per-call supervisor): a cgroup leaf made ahead for a next call would only be
+/// removed again, so none is made. What the call leaves behind is still removed before the
+/// process exits (its `atexit` handler; a process that ends with `_exit` calls
+/// `leave_nothing_behind` first). Calls keep working as before if it makes more.
+///
+/// ```
+/// pynisher::one_call_per_process();
+/// let outcome = pynisher::Limits::new().run_command(&pynisher::Command::new("true"))?;
+/// assert_eq!(outcome.status, pynisher::Status::Completed);
+/// # Ok::<(), pynisher::Error>(())
+/// ```
+pub fn one_call_per_process() {
     ONE_CALL.store(my_pid(), Ordering::Relaxed);
 }
 

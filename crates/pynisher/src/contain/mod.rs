@@ -19,7 +19,8 @@ mod select;
 #[cfg(test)]
 mod test_support;
 
-pub(crate) use ahead::{leave_nothing_behind, one_call_per_process, Register, Registration};
+pub use ahead::one_call_per_process;
+pub(crate) use ahead::{leave_nothing_behind, Register, Registration};
 pub(crate) use backend::{CallContainer, MainProcess, Sample};
 pub(crate) use emergency::{destroy, Remains};
 pub use select::available_backends;
