@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use super::ahead::{Pool, Prepared, Ready, Register, Registration};
 use super::cgroupfs::{
-    cg_err, cgroup_containment, count_lines, keyed, kill_until_empty, leaf_name, open_file,
+    cg_err, cgroup_containment, count_lines, keyed, kill_until_empty, leaf_name, open_dir, open_in,
     pids_max_value, pread, pread_all, procs_recursive, read_keyed, remove_tree, signal_every,
     survivors_error, write_file, KILL_BUDGET,
 };
@@ -75,18 +75,28 @@ impl V1Leaves {
             dirs.push(dir.clone());
         }
         let opened = (|| {
-            let tasks = dirs
-                .iter()
-                .map(|d| open_for_writing(&d.join("tasks")))
-                .collect::<Result<Vec<_>, _>>()?;
+            // Each control file is opened relative to its directory (no walk of the whole path).
+            let (mem_dir, cpu_dir, freezer_dir) =
+                (open_dir(&memory)?, open_dir(&cpuacct)?, open_dir(&freezer)?);
+            let mut tasks = Vec::with_capacity(dirs.len());
+            for (dir, path) in [
+                (&mem_dir, &memory),
+                (&cpu_dir, &cpuacct),
+                (&freezer_dir, &freezer),
+            ] {
+                if !tasks.iter().any(|(p, _)| *p == path) {
+                    tasks.push((path, open_in(dir, path, "tasks", true)?));
+                }
+            }
+            let tasks = tasks.into_iter().map(|(_, f)| f).collect();
             Ok::<_, Error>((
-                open_file(&cpuacct.join("cpuacct.usage"))?,
-                open_file(&cpuacct.join("cpuacct.stat"))?,
-                open_file(&memory.join("memory.usage_in_bytes"))?,
-                open_file(&memory.join("memory.max_usage_in_bytes"))?,
-                open_file(&memory.join("memory.oom_control"))?,
-                open_file(&freezer.join("cgroup.procs"))?,
-                open_file(&freezer)?,
+                open_in(&cpu_dir, &cpuacct, "cpuacct.usage", false)?,
+                open_in(&cpu_dir, &cpuacct, "cpuacct.stat", false)?,
+                open_in(&mem_dir, &memory, "memory.usage_in_bytes", false)?,
+                open_in(&mem_dir, &memory, "memory.max_usage_in_bytes", false)?,
+                open_in(&mem_dir, &memory, "memory.oom_control", false)?,
+                open_in(&freezer_dir, &freezer, "cgroup.procs", false)?,
+                freezer_dir,
                 tasks,
             ))
         })();

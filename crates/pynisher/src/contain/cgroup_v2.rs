@@ -15,14 +15,13 @@
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::ahead::{Pool, Prepared, Ready, Register, Registration};
 
 use super::cgroupfs::{
-    cg_err, cgroup_containment, count_lines, keyed, kill_until_empty, leaf_name, open_file,
+    cg_err, cgroup_containment, count_lines, keyed, kill_until_empty, leaf_name, open_dir, open_in,
     pids_max_value, pread, pread_all, procs_recursive, read_keyed, read_u64, remove_tree,
     signal_every, survivors_error, write_file, KILL_BUDGET,
 };
@@ -52,28 +51,20 @@ impl V2Leaf {
         let leaf = env.parent.join(leaf_name());
         std::fs::create_dir(&leaf).map_err(|e| cg_err(&leaf, e))?;
         let opened = (|| {
+            // The directory (also for `clone3`), and its files opened relative to it.
+            let dir = open_dir(&leaf)?;
             let memory_current = if env.has_memory {
-                Some(open_file(&leaf.join("memory.current"))?)
+                Some(open_in(&dir, &leaf, "memory.current", false)?)
             } else {
                 None
             };
-            let dir = std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-                .open(&leaf)
-                .map_err(|e| cg_err(&leaf, e))?;
-            let procs_path = leaf.join("cgroup.procs");
-            let procs_write = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&procs_path)
-                .map_err(|e| cg_err(&procs_path, e))?;
             Ok::<_, Error>(V2Leaf {
-                dir,
-                cpu_stat: open_file(&leaf.join("cpu.stat"))?,
-                procs: open_file(&procs_path)?,
-                procs_write,
-                events: open_file(&leaf.join("cgroup.events"))?,
+                cpu_stat: open_in(&dir, &leaf, "cpu.stat", false)?,
+                procs: open_in(&dir, &leaf, "cgroup.procs", false)?,
+                procs_write: open_in(&dir, &leaf, "cgroup.procs", true)?,
+                events: open_in(&dir, &leaf, "cgroup.events", false)?,
                 memory_current,
+                dir,
                 leaf: leaf.clone(),
             })
         })();

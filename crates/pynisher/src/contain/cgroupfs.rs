@@ -169,8 +169,30 @@ pub(super) fn write_file(path: &Path, value: &str) -> Result<(), Error> {
     std::fs::write(path, value).map_err(|e| cg_err(path, e))
 }
 
-pub(super) fn open_file(path: &Path) -> Result<File, Error> {
-    File::open(path).map_err(|e| cg_err(path, e))
+/// Opens a cgroup directory, to open its control files relative to it ([`open_in`]).
+pub(super) fn open_dir(path: &Path) -> Result<File, Error> {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map(File::from)
+    .map_err(|e| cg_err(path, e.into()))
+}
+
+/// Opens the control file `name` of the cgroup directory `dir` (opened from `dir_path`)
+/// relative to it, for reading or writing: no walk of the whole path per file.
+pub(super) fn open_in(dir: &File, dir_path: &Path, name: &str, write: bool) -> Result<File, Error> {
+    use rustix::fs::{Mode, OFlags};
+    let access = if write {
+        OFlags::WRONLY
+    } else {
+        OFlags::RDONLY
+    };
+    rustix::fs::openat(dir, name, access | OFlags::CLOEXEC, Mode::empty())
+        .map(File::from)
+        .map_err(|e| cg_err(&dir_path.join(name), e.into()))
 }
 
 /// Reads a small control file from offset 0 through an fd opened once: a `pread` at offset 0
