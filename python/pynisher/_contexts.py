@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Tuple
 
-__all__ = ["ENGINE_METHODS", "engine_method", "fixed_method", "resolve"]
+__all__ = ["ENGINE_METHODS", "default_method", "engine_method", "fixed_method", "resolve"]
 
 #: The start methods the engine implements (same order as upstream's `pynisher.contexts`).
 ENGINE_METHODS = ("fork", "spawn", "forkserver")
@@ -92,3 +92,15 @@ def fixed_method(context: Any) -> Any:
     if isinstance(context, multiprocessing.context.DefaultContext):
         return None
     return engine_method(context.get_start_method())
+
+
+def default_method() -> str:
+    """The engine start method of the interpreter's default, as `resolve(None)` gives it,
+    without the context object (asked on every call of an API object made with
+    ``context=None``; never fixes the default)."""
+    import multiprocessing
+
+    method = multiprocessing.get_start_method(allow_none=True)
+    if method is None:
+        method = multiprocessing.get_all_start_methods()[0]
+    return engine_method(method)

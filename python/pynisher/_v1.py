@@ -449,7 +449,7 @@ class Pynisher(Generic[P, T]):
             self.wall_time,
             self.cpu_time,
             self.memory,
-            self._fixed_method or _start_method(self._context)[0],
+            self._fixed_method or _contexts.default_method(),
             backend,
             getenv(BACKEND_ENV) if backend is None else None,
             self.strict,
