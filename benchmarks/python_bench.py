@@ -153,6 +153,73 @@ def inner_fork_vs_bare(n):
     return {"ours": _stats(ours), "bare": _stats(floor)}
 
 
+def inner_forkserver_vs_bare(n):
+    """The forkserver context (wall_time and memory set) and the bare fork floor, alternating
+    call by call in one caller. The server's warm children are on unless the environment says
+    PYNISHER_FORKSERVER_WARM=0 (the cold baseline: a child forked per call)."""
+    import pynisher
+    import _bench_target
+
+    limited = pynisher.limit(_bench_target.trivial, wall_time=10, memory=(2, "GB"), context="forkserver")
+    getpid = pynisher.limit(os.getpid, wall_time=10, memory=(2, "GB"), context="forkserver")
+
+    def bare():
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.write(w, b"4")
+            os._exit(0)
+        os.close(w)
+        os.read(r, 1)
+        os.close(r)
+        os.waitpid(pid, 0)
+
+    for _ in range(5):
+        limited()
+        bare()
+    ours, floor = [], []
+    for _ in range(n):
+        start = time.perf_counter()
+        limited()
+        ours.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        bare()
+        floor.append(time.perf_counter() - start)
+    pids = [getpid() for _ in range(20)]
+    return {"ours": _stats(ours), "bare": _stats(floor), "fresh_pids": len(set(pids)) == len(pids)}
+
+
+def inner_throughput(threads, seconds, start_at):
+    """Trivial forkserver calls (wall_time and memory set) from ``threads`` threads of this
+    caller for ``seconds``, starting at the wall-clock time ``start_at`` (so that two callers
+    run at once)."""
+    import threading
+
+    import pynisher
+    import _bench_target
+
+    limited = pynisher.limit(_bench_target.trivial, wall_time=10, memory=(2, "GB"), context="forkserver")
+    limited()  # the server is up
+    counts = [0] * threads
+    stop = threading.Event()
+
+    def work(i):
+        while not stop.is_set():
+            limited()
+            counts[i] += 1
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    time.sleep(max(0.0, start_at - time.time()))
+    begin = time.perf_counter()
+    for w in workers:
+        w.start()
+    time.sleep(seconds)
+    stop.set()
+    for w in workers:
+        w.join()
+    return {"calls": sum(counts), "seconds": time.perf_counter() - begin}
+
+
 def inner_walltime(context, reps):
     import pynisher
     import _bench_target
@@ -216,6 +283,10 @@ def inner_main(argv):
         result = inner_bare_fork(int(argv[1]), int(argv[2]))
     elif what == "fork_vs_bare":
         result = inner_fork_vs_bare(int(argv[1]))
+    elif what == "forkserver_vs_bare":
+        result = inner_forkserver_vs_bare(int(argv[1]))
+    elif what == "throughput":
+        result = inner_throughput(int(argv[1]), float(argv[2]), float(argv[3]))
     elif what == "walltime":
         result = inner_walltime(argv[1], int(argv[2]))
     elif what == "ctrl_c":
@@ -252,8 +323,8 @@ def ours_python() -> Path:
     return venv if venv.exists() else Path(sys.executable)
 
 
-def run_inner(python: Path, *args) -> dict:
-    env = dict(os.environ)
+def run_inner(python: Path, *args, env_extra=None) -> dict:
+    env = dict(os.environ, **(env_extra or {}))
     env["PYTHONPATH"] = os.pathsep.join([str(HERE)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     done = subprocess.run(
         [str(python), str(Path(__file__).resolve()), "--inner", *map(str, args)],
@@ -331,6 +402,46 @@ def main() -> None:
     )
     print(f"(best of {rounds} fresh-interpreter rounds; round medians in --json)")
 
+    # Warm children (the default) and the cold baseline, alternating fresh callers.
+    fs_pairs: dict = {"warm": [], "cold": []}
+    for _ in range(rounds):
+        fs_pairs["warm"].append(run_inner(ours, "forkserver_vs_bare", n_fast))
+        fs_pairs["cold"].append(
+            run_inner(ours, "forkserver_vs_bare", n_fast, env_extra={"PYNISHER_FORKSERVER_WARM": "0"})
+        )
+    fs_paired = {k: min(v, key=lambda r: r["ours"]["median_ms"] / r["bare"]["median_ms"]) for k, v in fs_pairs.items()}
+    out["forkserver_vs_bare_interleaved"] = fs_paired
+    for kind, label in (("warm", "warm children"), ("cold", "cold, PYNISHER_FORKSERVER_WARM=0")):
+        r = fs_paired[kind]
+        print(
+            f"interleaved in one caller: ours forkserver ({label}) {fmt(r['ours'])}, "
+            f"bare fork {fmt(r['bare'])}, ratio {r['ours']['median_ms'] / r['bare']['median_ms']:.2f}x, "
+            f"fresh pid per call: {r['fresh_pids']}"
+        )
+
+    seconds = 2.0 if args.quick else 5.0
+    throughput: dict = {}
+    for threads in (1, 2, 4):
+        r = run_inner(ours, "throughput", threads, seconds, 0)
+        throughput[f"{threads} thread{'s' if threads > 1 else ''}"] = r["calls"] / r["seconds"]
+    start_at = time.time() + 3.0
+    procs = [
+        subprocess.Popen(
+            [str(ours), str(Path(__file__).resolve()), "--inner", "throughput", "1", str(seconds), str(start_at)],
+            stdout=subprocess.PIPE, text=True, cwd=str(HERE),
+            env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])),
+        )
+        for _ in range(2)
+    ]
+    both = [json.loads(p.communicate(timeout=120)[0].strip().splitlines()[-1]) for p in procs]
+    throughput["2 processes"] = sum(r["calls"] / r["seconds"] for r in both)
+    out["throughput"] = throughput
+    one = throughput["1 thread"]
+    print("\nThroughput, forkserver, trivial calls with wall_time and memory set (calls/s)")
+    print(f"{'callers':<12} {'calls/s':>9} {'ratio':>7}")
+    for label, rate in throughput.items():
+        print(f"{label:<12} {rate:9.0f} {rate / one:6.2f}x")
+
     sizes = {"50MiB": 50, "2GiB": 2048}
     rss: dict = {}
     for label, mib in sizes.items():
@@ -377,6 +488,13 @@ def main() -> None:
          overhead["forkserver"]["ours_limit"]["median_ms"] <= 0.3 * bare["median_ms"],
          f"{overhead['forkserver']['ours_limit']['median_ms']:.2f} ms, "
          f"ratio {overhead['forkserver']['ours_limit']['median_ms'] / bare['median_ms']:.2f}x"),
+        ("forkserver (wall_time and memory set) <= 0.3x a bare os.fork round trip, interleaved in one caller",
+         fs_paired["warm"]["ours"]["median_ms"] <= 0.3 * fs_paired["warm"]["bare"]["median_ms"],
+         f"{fs_paired['warm']['ours']['median_ms'] / fs_paired['warm']['bare']['median_ms']:.2f}x "
+         f"(cold: {fs_paired['cold']['ours']['median_ms'] / fs_paired['cold']['bare']['median_ms']:.2f}x)"),
+        ("forkserver: more threads, not fewer calls/s (2 and 4 threads >= 1 thread)",
+         throughput["2 threads"] >= throughput["1 thread"] and throughput["4 threads"] >= throughput["1 thread"],
+         ", ".join(f"{k} {v:.0f}/s" for k, v in throughput.items())),
         ("forkserver flat 50 MiB -> 2 GiB (within 1.2x)",
          rss["2GiB"]["ours_forkserver"]["median_ms"] <= 1.2 * rss["50MiB"]["ours_forkserver"]["median_ms"],
          f"{rss['2GiB']['ours_forkserver']['median_ms'] / rss['50MiB']['ours_forkserver']['median_ms']:.2f}x"),

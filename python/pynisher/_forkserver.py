@@ -276,7 +276,12 @@ def run(func, args, kwargs, limits: Dict[str, Any], soft: Dict[str, Optional[int
     """Runs one call through the server; returns the engine's outcome dict (see `_core`)."""
     _calls.interpreter("forkserver")
     blob, fds = _calls.encode_call_or_raise(func, args, kwargs, "forkserver", with_fds=True)
-    request = pickle.dumps((limits, _calls.call_settings(soft, limits), blob), protocol=pickle.HIGHEST_PROTOCOL)
+    # Whether the caller wants the call's pid (a STARTED message before the outcome): one message
+    # fewer each way when it does not.
+    wants_pid = on_start is not None
+    request = pickle.dumps(
+        (limits, _calls.call_settings(soft, limits), blob, wants_pid), protocol=pickle.HIGHEST_PROTOCOL
+    )
     try:
         reply = _exchange(func, request, fds, on_start)
     except ConnectionResetError:
@@ -436,16 +441,17 @@ class _ServerState:
             if passed:
                 fds.extend(passed)
                 self.call_fds.update(passed)
-            limits, settings, blob = pickle.loads(request)
+            limits, settings, blob, wants_pid = pickle.loads(request)
             capture = bool(limits.get("capture_output"))
             started = self.warm.start(limits, settings, blob, fds, capture)
             if started is None:
                 child = partial(_call_child, self, settings, blob, fds, capture)
                 started = _core.start_fork(child, limits)
-            try:
-                _send_message(conn, _STARTED + _PID.pack(started.pid))
-            except OSError:
-                pass  # the caller hung up: the waiter sees it and cancels the call
+            if wants_pid:
+                try:
+                    _send_message(conn, _STARTED + _PID.pack(started.pid))
+                except OSError:
+                    pass  # the caller hung up: the waiter sees it and cancels the call
         except (OSError, EOFError):
             self.end_call(conn, fds, None)
         except ValueError as err:
