@@ -443,7 +443,8 @@ class _ServerState:
                 self.call_fds.update(passed)
             limits, settings, blob, wants_pid = pickle.loads(request)
             capture = bool(limits.get("capture_output"))
-            started = self.warm.start(limits, settings, blob, fds, capture)
+            started = self.warm.start(limits, settings, blob, fds, capture, len(self.in_flight))
+            warm = started is not None
             if started is None:
                 child = partial(_call_child, self, settings, blob, fds, capture)
                 started = _core.start_fork(child, limits)
@@ -465,6 +466,10 @@ class _ServerState:
         else:
             with self.in_flight_changed:
                 self.in_flight.add(started.pid)
+            if warm and self.warm.needs_refill():
+                # The next warm child is forked now, while this call's child runs on the other
+                # CPU, and before a waiter thread needs the interpreter lock for its outcome.
+                self.warm.refill()
             self.waiters.submit(conn, fds, started)
 
     def finish_call(self, conn: socket.socket, fds: List[int], started: Any) -> None:
@@ -615,8 +620,10 @@ def serve(caller_fd: int) -> None:
             poller.register(caller, select.POLLIN)
         poller.register(state.idle_read, select.POLLIN)
         while True:
-            # No call in flight and no child parked: fork the next one now, off the calls' path.
-            idle = state.warm.needs_refill() and not state.in_flight
+            # Fork the next warm child now, off the calls' path: when no call is in flight (a fork
+            # holds the interpreter lock a call's waiter needs for its outcome), or when several
+            # are (calls from several threads: they would need forks of their own anyway).
+            idle = state.warm.needs_refill() and len(state.in_flight) != 1
             events = poller.poll(0 if idle else None)
             if not events:
                 state.warm.refill()
@@ -626,5 +633,5 @@ def serve(caller_fd: int) -> None:
                 elif fd == caller or not state.handle_one():
                     return
     finally:
-        state.warm.discard()
+        state.warm.discard_all()
         state.end_calls_in_flight()

@@ -1,17 +1,19 @@
 """The forkserver's warm children: a child forked ahead of the next call, parked.
 
-The server (`_forkserver`) keeps one child forked with the engine's `park_fork` (a copy of the
-server's interpreter in a fresh container of its own, blocked before it runs anything), made for
+The server (`_forkserver`) keeps a child (or, with calls from several threads, up to
+`MAX_PARKED`) forked with the engine's `park_fork` (a copy of the server's interpreter in a fresh
+container of its own, reset after the fork, blocked before it runs anything of a call), made for
 the limits of the last call. A call whose limits it fits (all but the per-call ones: wall and CPU
 time, grace period, soft signals) is handed to it: the engine releases it with the call's limits
 (its rlimits, the wall clock from now), then the call's payload and descriptors go to it over a
-socket of its own; the next warm child is forked when the server is idle. A call it does not fit
-(another memory limit, backend, capture) discards it (killed, reaped, container removed) and is
-started the cold way. Every call still runs in a process no other call touched.
+socket of its own; the next warm child is forked when no call is in flight (a fork holds the
+interpreter lock the waiting threads need to send outcomes), or at once when several are. A call
+they do not fit (another memory limit, backend, capture) discards them (killed, reaped, containers
+removed) and is started the cold way. Every call still runs in a process no other call touched.
 
-When the server exits (its caller exited or closed the connection), it discards its parked child;
-if the server is killed, its engine guard kills the parked child as any call of the server (and
-the child's release pipe closes, so it exits on its own).
+When the server exits (its caller exited or closed the connection), it discards its parked
+children; if the server is killed, its engine guard kills them as any call of the server (and a
+parked child's release pipe closes, so it exits on its own).
 """
 
 from __future__ import annotations
@@ -46,26 +48,33 @@ class _Warm:
         self.limits = limits
 
 
+#: At most this many children are kept parked (as many as calls were in flight at once).
+MAX_PARKED = 4
+
+
 class WarmPool:
-    """The server's parked child (at most one), made for the limits of the last call."""
+    """The server's parked children, made for the limits of the last call: as many as calls
+    were in flight at the last start (at least one, at most `MAX_PARKED`)."""
 
     def __init__(self, run_call: RunCall, recv_request: RecvRequest, parked_fds: Set[int]) -> None:
         self.run_call = run_call
         self.recv_request = recv_request
         #: The server's ends of the parked children's sockets (closed in every call's child).
         self.parked_fds = parked_fds
-        self.warm: Optional[_Warm] = None
+        self.parked: List[_Warm] = []
         self.enabled = os.environ.get(ENABLED_ENV, "1") != "0"
-        #: The limits to park the next child for (those of the last call started), if any.
+        #: The limits to park children for (those of the last call started), if any.
         self.wanted: Optional[Dict[str, Any]] = None
+        self.target = 1
 
     def needs_refill(self) -> bool:
-        return self.warm is None and self.wanted is not None
+        return self.wanted is not None and len(self.parked) < self.target
 
     def refill(self) -> None:
-        """Forks the next warm child (when the server is idle)."""
-        limits, self.wanted = self.wanted, None
-        if limits is None or self.warm is not None:
+        """Forks one more warm child (the server's main loop calls this when it has nothing
+        else to do: see `_forkserver.serve` for when)."""
+        limits = self.wanted
+        if limits is None:
             return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.parked_fds.add(ours.fileno())
@@ -74,25 +83,34 @@ class WarmPool:
             parked = _core.park_fork(child, limits)
         except Exception:
             # Limits a parked child cannot take (the call itself reported what was wrong): the
-            # next call starts the cold way.
+            # next calls start the cold way.
+            self.wanted = None
             self._close(ours)
             return
         finally:
             theirs.close()
-        self.warm = _Warm(parked, ours, limits)
+        self.parked.append(_Warm(parked, ours, limits))
 
     def start(
-        self, limits: Dict[str, Any], settings: Dict[str, Any], blob: bytes, fds: List[int], capture: bool
+        self,
+        limits: Dict[str, Any],
+        settings: Dict[str, Any],
+        blob: bytes,
+        fds: List[int],
+        capture: bool,
+        in_flight: int,
     ) -> Optional["_core.StartedCall"]:
-        """Hands the call to the parked child if it fits ``limits``; None if there is none that
-        fits (a parked child that does not fit is discarded). Always wants a child parked for
-        ``limits`` next."""
-        warm, self.warm = self.warm, None
+        """Hands the call to a parked child if one fits ``limits``; None if none fits (parked
+        children that do not fit are discarded: they were all made for other limits). From now
+        on children are parked for ``limits``, as many as ``in_flight`` + 1 (this call)."""
         self.wanted = limits if self.enabled else None
-        if warm is None:
+        self.target = max(1, min(MAX_PARKED, in_flight + 1))
+        if not self.parked:
             return None
+        warm = self.parked.pop()
         if warm.limits != limits and not warm.parked.fits(limits):
             self.discard_one(warm)
+            self.discard_all(keep_wanted=True)
             return None
         try:
             started = warm.parked.release(limits)
@@ -108,11 +126,12 @@ class WarmPool:
         self._close(warm.sock)
         return started
 
-    def discard(self) -> None:
-        """Discards the parked child (the server is exiting)."""
-        warm, self.warm = self.warm, None
-        self.wanted = None
-        if warm is not None:
+    def discard_all(self, keep_wanted: bool = False) -> None:
+        """Discards every parked child (the server is exiting, or the limits changed)."""
+        parked, self.parked = self.parked, []
+        if not keep_wanted:
+            self.wanted = None
+        for warm in parked:
             self.discard_one(warm)
 
     def discard_one(self, warm: _Warm) -> None:
