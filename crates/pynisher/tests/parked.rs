@@ -185,3 +185,24 @@ fn a_parked_child_prepares_in_its_container_before_its_release() {
         let _ = std::fs::remove_file(&marker);
     }
 }
+
+#[test]
+fn a_parked_child_holds_no_pipe_end_of_a_call_in_flight() {
+    for b in backends() {
+        // A call in flight whose stdin is fed by us: it ends only when the write end closes.
+        let running = on(b)
+            .wall_time(Duration::from_secs(3))
+            .capture_output(true)
+            .spawn_command(
+                &pynisher::Command::new("cat").stdin(pynisher::Stdin::Bytes(b"fed".to_vec())),
+            )
+            .unwrap();
+        // Forked while that call is in flight: a copy of the caller, pipe ends included.
+        // SAFETY: the closure only returns.
+        let parked = unsafe { on(b).park_closure_bytes(|| {}, || Ok(Vec::new())) }.unwrap();
+        let o = running.wait().unwrap();
+        assert_eq!(o.status, Status::Completed, "{b:?}: the parked child kept cat's stdin open");
+        assert_eq!(o.stdout.map(|c| c.bytes), Some(b"fed".to_vec()), "{b:?}");
+        drop(parked);
+    }
+}

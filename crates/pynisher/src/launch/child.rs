@@ -304,8 +304,11 @@ pub(crate) unsafe fn child_main(plan: ChildPlan<'_>, fds: &ChildFds) -> ! {
     // SAFETY: as above.
     unsafe { join_cgroups(&plan.join_fds, fds) };
     if let Some(prepare) = plan.prepare {
-        // A parked child, in its container now: it prepares (the caller's code, e.g. an
-        // interpreter's after-fork reset), then waits for its call.
+        // A parked child, in its container now: it lets go of other calls' pipe ends at once
+        // (parked, it could hold them indefinitely: a reaper waiting for its go pipe's end of
+        // file would wait with it), prepares (the caller's code, e.g. an interpreter's
+        // after-fork reset), then waits for its call.
+        close_other_calls_pipes(fds);
         prepare();
         // SAFETY: as above.
         record = unsafe { wait_for_release(fds) };
@@ -320,26 +323,29 @@ pub(crate) unsafe fn child_main(plan: ChildPlan<'_>, fds: &ChildFds) -> ! {
         // SAFETY: as above.
         (Some(image), _) => unsafe { exec(&image, fds) },
         (None, Some(closure)) => {
-            let result_fd = fds.result.unwrap_or(-1);
-            // A copy of the caller: other threads' calls must not wait on its copies of their
-            // pipe ends. Its own call's descriptors stay (no `fstat` needed for them).
-            let own = [
-                fds.release_read,
-                fds.error_write,
-                result_fd,
-                fds.stdout.unwrap_or(-1),
-                fds.stderr.unwrap_or(-1),
-                fds.stdin.unwrap_or(-1),
-            ];
-            let mut keep = [-1; 12];
-            keep[..6].copy_from_slice(&own);
-            keep[6..].copy_from_slice(&fds.supervisor_ends);
-            crate::sys::inflight::close_others(&keep);
-            super::closure::run_and_exit(closure, fds.error_write, result_fd)
+            close_other_calls_pipes(fds);
+            super::closure::run_and_exit(closure, fds.error_write, fds.result.unwrap_or(-1))
         }
         // SAFETY: _exit(2) ends this child; it touches no memory.
         (None, None) => unsafe { libc::_exit(SETUP_FAILED_EXIT) },
     }
+}
+
+/// A closure child is a copy of the caller: other threads' calls must not wait on its copies of
+/// their pipe ends. Its own call's descriptors stay (no `fstat` needed for them). Async-signal-safe.
+fn close_other_calls_pipes(fds: &ChildFds) {
+    let own = [
+        fds.release_read,
+        fds.error_write,
+        fds.result.unwrap_or(-1),
+        fds.stdout.unwrap_or(-1),
+        fds.stderr.unwrap_or(-1),
+        fds.stdin.unwrap_or(-1),
+    ];
+    let mut keep = [-1; 12];
+    keep[..6].copy_from_slice(&own);
+    keep[6..].copy_from_slice(&fds.supervisor_ends);
+    crate::sys::inflight::close_others(&keep);
 }
 
 /// Own process group (signals for the call reach the whole group), told to the guard (process-group
