@@ -201,7 +201,11 @@ fn a_parked_child_holds_no_pipe_end_of_a_call_in_flight() {
         // SAFETY: the closure only returns.
         let parked = unsafe { on(b).park_closure_bytes(|| {}, || Ok(Vec::new())) }.unwrap();
         let o = running.wait().unwrap();
-        assert_eq!(o.status, Status::Completed, "{b:?}: the parked child kept cat's stdin open");
+        assert_eq!(
+            o.status,
+            Status::Completed,
+            "{b:?}: the parked child kept cat's stdin open"
+        );
         assert_eq!(o.stdout.map(|c| c.bytes), Some(b"fed".to_vec()), "{b:?}");
         drop(parked);
     }
