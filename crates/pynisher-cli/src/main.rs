@@ -283,9 +283,7 @@ impl Run {
 fn wants_subreaper(backend: pynisher::Backend) -> bool {
     match backend {
         pynisher::Backend::ProcessGroup => false,
-        pynisher::Backend::Auto => pynisher::available_backends()
-            .first()
-            .is_some_and(|b| *b != pynisher::Backend::ProcessGroup),
+        pynisher::Backend::Auto => pynisher::preferred_backend() != pynisher::Backend::ProcessGroup,
         pynisher::Backend::CgroupV2 | pynisher::Backend::CgroupV1 => true,
     }
 }

@@ -102,7 +102,7 @@ mod weakness;
 mod zygote;
 
 pub use call::{NoObserver, Observer, Progress};
-pub use contain::{available_backends, one_call_per_process};
+pub use contain::{available_backends, one_call_per_process, preferred_backend};
 pub use error::{Error, ErrorChain};
 pub use launch::{Command, Stdin};
 #[doc(hidden)]

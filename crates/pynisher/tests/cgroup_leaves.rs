@@ -22,10 +22,14 @@ fn main() {
     // A helper's run (`--ignored`, in a fresh process) must not detect cgroups before its own
     // set-up: detection sweeps stale leaves, and the sweep is what the helpers test.
     let helper_run = std::env::args().any(|a| a == "--ignored");
-    let (cgroups, v2_as_root) = if helper_run {
-        (None, None)
+    let (cgroups, v2_as_root, v2_below_v1) = if helper_run {
+        (None, None, None)
     } else {
-        (leaves_lacking(), v2_as_root_lacking())
+        (
+            leaves_lacking(),
+            v2_as_root_lacking(),
+            v2_below_v1_lacking(),
+        )
     };
     Trials::default()
         .needs(
@@ -79,13 +83,22 @@ fn main() {
             helper_meets_a_stale_leaf_of_its_own_pid,
         )
         .needs(
-            v2_as_root,
+            v2_as_root.clone(),
             "a_leaf_name_that_is_already_taken_is_said_aloud_never_a_silent_downgrade",
             a_leaf_name_that_is_already_taken_is_said_aloud_never_a_silent_downgrade,
         )
         .helper(
             "helper_finds_its_leaf_names_taken",
             helper_finds_its_leaf_names_taken,
+        )
+        .needs(
+            v2_below_v1,
+            "a_v2_hierarchy_ranked_below_v1_is_not_probed_or_swept_by_an_auto_call",
+            a_v2_hierarchy_ranked_below_v1_is_not_probed_or_swept_by_an_auto_call,
+        )
+        .helper(
+            "helper_leaves_v2_alone_until_asked",
+            helper_leaves_v2_alone_until_asked,
         )
         .run()
 }
@@ -120,6 +133,63 @@ fn v2_as_root_lacking() -> Option<String> {
         return Some("needs the cgroup v2 leaf parent at /sys/fs/cgroup/unified".into());
     }
     None
+}
+
+/// The hybrid layout of CI: a usable cgroup v1 and, beside it, a writable cgroup v2 hierarchy
+/// (leaf parent at /sys/fs/cgroup/unified) that does not offer `memory`, so ranks below v1.
+fn v2_below_v1_lacking() -> Option<String> {
+    if let Some(why) = v2_as_root_lacking() {
+        return Some(why);
+    }
+    if !pynisher::available_backends().contains(&Backend::CgroupV1) {
+        return Some("needs cgroup v1".into());
+    }
+    if v2_offers_memory() {
+        return Some("needs a cgroup v2 hierarchy without the memory controller".into());
+    }
+    None
+}
+
+/// Whether this process's cgroup v2 directory offers `memory` to the leaves below it.
+fn v2_offers_memory() -> bool {
+    leaf_parents(Backend::CgroupV2).first().is_some_and(|p| {
+        std::fs::read_to_string(p.parent().unwrap().join("cgroup.controllers"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .any(|c| c == "memory")
+    })
+}
+
+fn a_v2_hierarchy_ranked_below_v1_is_not_probed_or_swept_by_an_auto_call() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    run_helper("helper_leaves_v2_alone_until_asked");
+}
+
+fn helper_leaves_v2_alone_until_asked() {
+    // Before this process's first call: an empty leaf of a dead owner (no process has a pid
+    // above PID_MAX_LIMIT) in the v2 parent, which only v2's detection sweeps.
+    let parent = leaf_parents(Backend::CgroupV2).into_iter().next().unwrap();
+    let stale = parent.join(format!("call-4194305-1-{}", std::process::id()));
+    std::fs::create_dir(&stale).unwrap();
+    let outcome = Limits::new().run_command(&Command::new("true")).unwrap();
+    let untouched = stale.exists();
+    assert_eq!(pynisher::preferred_backend(), Backend::CgroupV1);
+    let still_untouched = stale.exists();
+    // Asking for the list detects v2, and its sweep removes the dead owner's leaf.
+    let listed = pynisher::available_backends();
+    let swept = !stale.exists();
+    let _ = std::fs::remove_dir(&stale);
+    assert_eq!(outcome.status, Status::Completed);
+    assert_eq!(outcome.containment.backend, Backend::CgroupV1);
+    let notes = &outcome.containment.guarantees.notes;
+    assert!(!notes.iter().any(|n| n.contains("v2")), "{notes:?}");
+    assert!(
+        untouched,
+        "an Auto call on v1 detected cgroup v2 (its sweep ran)"
+    );
+    assert!(still_untouched, "preferred_backend detected cgroup v2");
+    assert_eq!(listed[..2], [Backend::CgroupV1, Backend::CgroupV2]);
+    assert!(swept, "available_backends did not detect cgroup v2");
 }
 
 /// Tests that count leaves run one at a time.
@@ -554,13 +624,18 @@ fn helper_finds_its_leaf_names_taken() {
     }
     assert_eq!(outcome.status, Status::Completed);
     let notes = &outcome.containment.guarantees.notes;
-    assert!(
-        notes
-            .iter()
-            .any(|n| n.contains("cgroup v2 not used") && n.contains("exists")),
-        "Auto passed cgroup v2 over without a word: {:?} {notes:?}",
-        outcome.containment.backend
-    );
+    // The parent's `cgroup.controllers` are what a leaf could get: without `memory`, v2 ranks
+    // below a usable v1, and Auto does not look at it (nothing is passed over).
+    if v2_offers_memory() || outcome.containment.backend != Backend::CgroupV1 {
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("cgroup v2 not used") && n.contains("exists")),
+            "Auto passed cgroup v2 over without a word: {:?} {notes:?}",
+            outcome.containment.backend
+        );
+    }
     let err = forced.expect_err("a forced cgroup v2 cannot work here");
+    assert!(err.to_string().contains("exists"), "{err}");
     assert!(err.to_string().contains("cgroup"), "{err}");
 }

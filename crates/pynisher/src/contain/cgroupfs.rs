@@ -109,7 +109,7 @@ fn start_time(pid: i32) -> Option<u64> {
 }
 
 /// Who made a leaf, from its name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) struct LeafOwner {
     pub pid: i32,
     /// The owner's start time; `None` for names from before it was recorded (`call-<pid>-<n>`).
@@ -418,10 +418,17 @@ pub(crate) fn empty_and_remove(leaf: &Path) -> Result<(), Error> {
     remove_tree(leaf)
 }
 
+/// Whether each leaf owner seen by one detection's sweeps is dead: a live owner (a long-running
+/// caller with many leaves, in four v1 hierarchies) costs one `/proc/<pid>/stat` read per
+/// detection, not one per leaf.
+pub(super) type OwnerVerdicts = std::collections::HashMap<LeafOwner, bool>;
+
 /// Empties and removes the call leaves under `parent` whose supervisor is provably dead, and
 /// removes the empty caller leaves (`delegation.rs`) of dead callers. A caller leaf is never
-/// emptied by force: the caller's other processes may still live there.
-pub(super) fn remove_stale_leaves(parent: &Path) {
+/// emptied by force: the caller's other processes may still live there. One directory read when
+/// nothing is stale, and one owner check per distinct owner (`verdicts`, shared by the sweeps of
+/// one detection).
+pub(super) fn remove_stale_leaves(parent: &Path, verdicts: &mut OwnerVerdicts) {
     for leaf in subdirs(parent) {
         let Some(name) = leaf.file_name().and_then(|n| n.to_str()) else {
             continue;
@@ -429,7 +436,10 @@ pub(super) fn remove_stale_leaves(parent: &Path) {
         let Some(owner) = leaf_owner(name) else {
             continue;
         };
-        if !leaf_owner_is_dead(owner) {
+        if !*verdicts
+            .entry(owner)
+            .or_insert_with(|| leaf_owner_is_dead(owner))
+        {
             continue;
         }
         if name.starts_with("caller-") {

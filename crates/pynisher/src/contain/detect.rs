@@ -11,9 +11,9 @@
 //! caller's leftovers do not accumulate.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use super::cgroupfs::{leaf_name, remove_stale_leaves};
+use super::cgroupfs::{leaf_name, remove_stale_leaves, OwnerVerdicts};
 use super::delegation::{self, is_writable, read_words, LeafParent};
 
 // cgroup is the call's leaf, not its parent's cgroup).
@@ -48,7 +48,30 @@ pub(super) struct Environment {
     /// `/proc/self/cgroup` as read at detection: where this process's own cgroups are.
     own: String,
     pub v1: Result<V1Env, String>,
-    pub v2: Result<V2Env, String>,
+    /// Detected with the rest, or on first use when it cannot outrank cgroup v1 (see [`detect`]).
+    v2: OnceLock<Result<V2Env, String>>,
+    /// Where this process's cgroup v2 directory is, for a deferred v2 detection.
+    v2_base: Result<PathBuf, &'static str>,
+    /// Whether v2 could be chosen over v1: it offers `memory`, or v1 is unusable.
+    v2_may_outrank_v1: bool,
+}
+
+impl Environment {
+    /// The cgroup v2 findings, detected now if detection deferred them.
+    pub fn v2(&self) -> &Result<V2Env, String> {
+        self.v2
+            .get_or_init(|| detect_v2(self.v2_base.clone(), &mut OwnerVerdicts::new()))
+    }
+
+    /// The cgroup v2 findings when Auto could choose v2 over v1 (v2 offers the `memory`
+    /// controller, or v1 is unusable); `None` when v2 could only rank below a usable v1, so
+    /// that a process that will use v1 never probes or sweeps v2.
+    pub fn v2_for_auto(&self) -> Option<&Result<V2Env, String>> {
+        match self.v2.get() {
+            Some(found) => Some(found),
+            None => self.v2_may_outrank_v1.then(|| self.v2()),
+        }
+    }
 }
 
 pub(super) fn environment() -> Arc<Environment> {
@@ -76,6 +99,8 @@ fn refresh(cached: Option<&Environment>, pid: i32, own: String) -> Environment {
             own,
             v1: parent.v1.clone(),
             v2: parent.v2.clone(),
+            v2_base: parent.v2_base.clone(),
+            v2_may_outrank_v1: parent.v2_may_outrank_v1,
         },
         _ => detect(pid, own),
     }
@@ -85,8 +110,16 @@ fn detect(pid: i32, own_text: String) -> Environment {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mounts = parse_mountinfo(&mounts);
     let own = parse_proc_cgroup(&own_text);
-    let v1 = detect_v1(&own, &mounts);
-    let v2 = detect_v2(&own, &mounts);
+    let mut verdicts = OwnerVerdicts::new();
+    let v1 = detect_v1(&own, &mounts, &mut verdicts);
+    let v2_base = v2_base(&own, &mounts);
+    // A v2 hierarchy that does not offer `memory` ranks below a usable v1 (cgroup v1 with the
+    // usual empty cgroup2 mount beside it): its probe leaf and sweep wait until v2 is asked for.
+    let v2 = OnceLock::new();
+    let v2_may_outrank_v1 = v1.is_err() || offers_memory(&v2_base);
+    if v2_may_outrank_v1 {
+        let _ = v2.set(detect_v2(v2_base.clone(), &mut verdicts));
+    }
     // Detection may have moved this process into a caller leaf (`delegation.rs`): remember where
     // it is now, so that a forked child that stays there reuses these findings.
     let own_text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or(own_text);
@@ -94,6 +127,8 @@ fn detect(pid: i32, own_text: String) -> Environment {
         pid,
         v1,
         v2,
+        v2_base,
+        v2_may_outrank_v1,
         own: own_text,
     }
 }
@@ -188,7 +223,11 @@ fn dir_in_mount(m: &Mount, path: &str) -> Option<PathBuf> {
     })
 }
 
-fn detect_v1(own: &[(u32, Vec<String>, String)], mounts: &[Mount]) -> Result<V1Env, String> {
+fn detect_v1(
+    own: &[(u32, Vec<String>, String)],
+    mounts: &[Mount],
+    verdicts: &mut OwnerVerdicts,
+) -> Result<V1Env, String> {
     if !rustix::process::geteuid().is_root() {
         return Err("cgroup v1 leaves need root".into());
     }
@@ -218,7 +257,7 @@ fn detect_v1(own: &[(u32, Vec<String>, String)], mounts: &[Mount]) -> Result<V1E
     let has_memsw = memory.join("memory.memsw.limit_in_bytes").exists();
     // Freezer first: the stale leaves' processes are killed there, the others are then empty.
     for dir in [&freezer, &memory, &cpuacct, &pids] {
-        remove_stale_leaves(dir);
+        remove_stale_leaves(dir, verdicts);
     }
     Ok(V1Env {
         memory,
@@ -238,16 +277,34 @@ pub(super) fn v2_present(reason: &str) -> bool {
     reason != NOT_IN_V2 && reason != NO_V2_MOUNT
 }
 
-fn detect_v2(own: &[(u32, Vec<String>, String)], mounts: &[Mount]) -> Result<V2Env, String> {
+/// This process's cgroup v2 directory, or why there is none.
+fn v2_base(own: &[(u32, Vec<String>, String)], mounts: &[Mount]) -> Result<PathBuf, &'static str> {
     let (_, _, path) = own
         .iter()
         .find(|(id, c, _)| *id == 0 && c.is_empty())
         .ok_or(NOT_IN_V2)?;
-    let base = mounts
+    mounts
         .iter()
         .filter(|m| m.fstype == "cgroup2")
         .find_map(|m| dir_in_mount(m, path))
-        .ok_or(NO_V2_MOUNT)?;
+        .ok_or(NO_V2_MOUNT)
+}
+
+/// Whether the cgroup v2 directory offers the `memory` controller (`cgroup.controllers`), the
+/// condition for v2 to rank above v1.
+fn offers_memory(base: &Result<PathBuf, &'static str>) -> bool {
+    base.as_ref().is_ok_and(|b| {
+        read_words(&b.join("cgroup.controllers"))
+            .iter()
+            .any(|c| c == "memory")
+    })
+}
+
+fn detect_v2(
+    base: Result<PathBuf, &'static str>,
+    verdicts: &mut OwnerVerdicts,
+) -> Result<V2Env, String> {
+    let base = base?;
     // Moving the child from our cgroup into a leaf below it needs write access to the common
     // ancestor's cgroup.procs (the cgroup v2 delegation rule).
     if !is_writable(&base.join("cgroup.procs")) {
@@ -260,7 +317,7 @@ fn detect_v2(own: &[(u32, Vec<String>, String)], mounts: &[Mount]) -> Result<V2E
     let enabled = read_words(&parent.join("cgroup.subtree_control"));
     let has = |c: &str| enabled.iter().any(|e| e == c);
     let (has_memory, has_pids) = (has("memory"), has("pids"));
-    remove_stale_leaves(&parent);
+    remove_stale_leaves(&parent, verdicts);
     // Probe a leaf of our own: cgroup.kill only shows in non-root cgroups, and a leaf that is not
     // a plain `domain` (below a threaded cgroup) would refuse our processes at spawn time.
     let probe = parent.join(leaf_name());
@@ -330,13 +387,18 @@ mod tests {
             pid: 1,
             own: own.clone(),
             v1: Err("parent's finding".into()),
-            v2: Err("parent's finding".into()),
+            v2: OnceLock::from(Err("parent's finding".to_string())),
+            v2_base: Err(NO_V2_MOUNT),
+            v2_may_outrank_v1: true,
         };
         let child = refresh(Some(&parent), 2, own.clone());
         assert_eq!(child.pid, 2);
         assert_eq!(child.v1.unwrap_err(), "parent's finding");
         // Claiming other cgroups forces a fresh detection of the real ones.
         let moved = refresh(Some(&parent), 3, format!("{own}\n"));
-        assert_ne!(moved.v2.err().as_deref(), Some("parent's finding"));
+        assert_ne!(
+            moved.v2().as_ref().err().map(String::as_str),
+            Some("parent's finding")
+        );
     }
 }

@@ -23,5 +23,5 @@ pub use ahead::one_call_per_process;
 pub(crate) use ahead::{leave_nothing_behind, Register, Registration};
 pub(crate) use backend::{CallContainer, MainProcess, Sample};
 pub(crate) use emergency::{destroy, Remains};
-pub use select::available_backends;
 pub(crate) use select::open;
+pub use select::{available_backends, preferred_backend};

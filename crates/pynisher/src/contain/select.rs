@@ -48,18 +48,39 @@ use crate::{Backend, Error, Limits, MemoryLimitKind};
 pub fn available_backends() -> Vec<Backend> {
     let env = environment();
     let mut out = Vec::new();
-    let v2_full = env.v2.as_ref().is_ok_and(|v2| v2.has_memory && v2.has_pids);
+    let v2_full = env
+        .v2()
+        .as_ref()
+        .is_ok_and(|v2| v2.has_memory && v2.has_pids);
     if v2_full {
         out.push(Backend::CgroupV2);
     }
     if env.v1.is_ok() {
         out.push(Backend::CgroupV1);
     }
-    if env.v2.is_ok() && !v2_full {
+    if env.v2().is_ok() && !v2_full {
         out.push(Backend::CgroupV2);
     }
     out.push(Backend::ProcessGroup);
     out
+}
+
+/// The backend [`Backend::Auto`] tries first: the first of [`available_backends`], found without
+/// detecting a cgroup v2 hierarchy that could only rank below a usable cgroup v1 (no probe leaf,
+/// no sweep there: cheaper for a process that makes one call).
+///
+/// ```
+/// let first = pynisher::preferred_backend();
+/// assert_eq!(Some(&first), pynisher::available_backends().first());
+/// ```
+pub fn preferred_backend() -> Backend {
+    let env = environment();
+    match env.v2_for_auto() {
+        Some(Ok(v2)) if v2.has_memory && v2.has_pids => Backend::CgroupV2,
+        _ if env.v1.is_ok() => Backend::CgroupV1,
+        Some(Ok(_)) => Backend::CgroupV2,
+        _ => Backend::ProcessGroup,
+    }
 }
 
 /// Resolves `limits.backend` into a fresh container for one call (see the module doc for the rule).
@@ -95,7 +116,7 @@ pub(crate) fn open(limits: &Limits) -> Result<Box<dyn CallContainer>, Error> {
     match limits.backend {
         Backend::CgroupV2 => {
             let v2 = env
-                .v2
+                .v2()
                 .as_ref()
                 .map_err(|reason| Error::BackendUnavailable {
                     backend: Backend::CgroupV2.name(),
@@ -133,8 +154,9 @@ pub(crate) fn open(limits: &Limits) -> Result<Box<dyn CallContainer>, Error> {
             // the outcome's notes: a weaker containment is never passed off as a stronger one,
             // and never chosen without a word.
             let mut passed_over = Vec::new();
-            match &env.v2 {
-                Ok(v2) => {
+            // A v2 that could only rank below a usable v1 is not even detected (`v2_for_auto`).
+            match env.v2_for_auto() {
+                Some(Ok(v2)) => {
                     let has_needed = (!need_memory || v2.has_memory) && (!need_pids || v2.has_pids);
                     if has_needed && (v2.has_memory || env.v1.is_err()) {
                         match CgroupV2Container::open(v2, limits) {
@@ -145,10 +167,10 @@ pub(crate) fn open(limits: &Limits) -> Result<Box<dyn CallContainer>, Error> {
                         }
                     }
                 }
-                Err(reason) if v2_present(reason) => {
+                Some(Err(reason)) if v2_present(reason) => {
                     passed_over.push(format!("cgroup v2 not used: {reason}"));
                 }
-                Err(_) => {}
+                Some(Err(_)) | None => {}
             }
             if let Ok(v1) = &env.v1 {
                 match CgroupV1Container::open(v1, limits) {
@@ -157,7 +179,7 @@ pub(crate) fn open(limits: &Limits) -> Result<Box<dyn CallContainer>, Error> {
                 }
             }
             if must_enforce_memory {
-                let why = match (&env.v1, &env.v2) {
+                let why = match (&env.v1, env.v2()) {
                     (Err(v1), Err(v2)) => format!("cgroup v1: {v1}; cgroup v2: {v2}"),
                     (Err(v1), Ok(v2)) if !v2.has_memory => {
                         format!(
@@ -172,7 +194,7 @@ pub(crate) fn open(limits: &Limits) -> Result<Box<dyn CallContainer>, Error> {
                 };
                 return Err(no_resident(Backend::Auto, &why));
             }
-            if let Ok(v2) = &env.v2 {
+            if let Ok(v2) = env.v2() {
                 if !v2.has_memory {
                     match CgroupV2Container::open(v2, limits) {
                         Ok(c) => return Ok(noted(Box::new(c), passed_over)),
@@ -241,10 +263,11 @@ mod tests {
         let list = available_backends();
         assert_eq!(list.last(), Some(&Backend::ProcessGroup));
         assert_eq!(list.contains(&Backend::CgroupV1), env.v1.is_ok());
-        assert_eq!(list.contains(&Backend::CgroupV2), env.v2.is_ok());
+        assert_eq!(list.contains(&Backend::CgroupV2), env.v2().is_ok());
         eprintln!(
             "available here: {list:?}; v1: {:?}; v2: {:?}",
-            env.v1, env.v2
+            env.v1,
+            env.v2()
         );
     }
 
@@ -256,7 +279,7 @@ mod tests {
         #[ignore = "needs a writable cgroup v2 hierarchy without controllers: scripts/test.sh runs it where the machine has that"]
         fn explicit_resident_limit_on_a_controllerless_v2_is_refused() {
             let env = environment();
-            let v2 = env.v2.as_ref().expect("a writable cgroup v2 hierarchy");
+            let v2 = env.v2().as_ref().expect("a writable cgroup v2 hierarchy");
             assert!(
                 !v2.has_memory,
                 "this cgroup v2 hierarchy has a memory controller"
@@ -278,7 +301,7 @@ mod tests {
         #[ignore = "needs cgroup v1 as root and a controller-less cgroup v2: scripts/test.sh runs it where the machine has that"]
         fn auto_prefers_v1_when_v2_lacks_the_memory_controller() {
             let env = environment();
-            let v2 = env.v2.as_ref().expect("a writable cgroup v2 hierarchy");
+            let v2 = env.v2().as_ref().expect("a writable cgroup v2 hierarchy");
             assert!(env.v1.is_ok(), "cgroup v1 as root");
             assert!(
                 !v2.has_memory,

@@ -25,7 +25,7 @@ pub fn v1_env() -> Result<V1Env, String> {
 }
 
 pub fn v2_env() -> Result<V2Env, String> {
-    environment().v2.clone()
+    environment().v2().clone()
 }
 
 /// A forked child blocked on a pipe before `exec`.
