@@ -443,7 +443,7 @@ class _ServerState:
                 self.call_fds.update(passed)
             limits, settings, blob, wants_pid = pickle.loads(request)
             capture = bool(limits.get("capture_output"))
-            started = self.warm.start(limits, settings, blob, fds, capture, len(self.in_flight))
+            started = self.warm.start(limits, settings, blob, fds, capture)
             warm = started is not None
             if started is None:
                 child = partial(_call_child, self, settings, blob, fds, capture)
@@ -466,7 +466,7 @@ class _ServerState:
         else:
             with self.in_flight_changed:
                 self.in_flight.add(started.pid)
-            if warm and self.warm.needs_refill():
+            if warm and len(self.in_flight) == 1 and self.warm.needs_refill():
                 # The next warm child is forked now, while this call's child runs on the other
                 # CPU, and before a waiter thread needs the interpreter lock for its outcome.
                 self.warm.refill()
@@ -620,10 +620,9 @@ def serve(caller_fd: int) -> None:
             poller.register(caller, select.POLLIN)
         poller.register(state.idle_read, select.POLLIN)
         while True:
-            # Fork the next warm child now, off the calls' path: when no call is in flight (a fork
-            # holds the interpreter lock a call's waiter needs for its outcome), or when several
-            # are (calls from several threads: they would need forks of their own anyway).
-            idle = state.warm.needs_refill() and len(state.in_flight) != 1
+            # Fork the next warm child now, off the calls' path, when no call is in flight (a fork
+            # holds the interpreter lock a call's waiter needs for its outcome).
+            idle = state.warm.needs_refill() and not state.in_flight
             events = poller.poll(0 if idle else None)
             if not events:
                 state.warm.refill()

@@ -1,13 +1,13 @@
 """The forkserver's warm children: a child forked ahead of the next call, parked.
 
-The server (`_forkserver`) keeps a child (or, with calls from several threads, up to
-`MAX_PARKED`) forked with the engine's `park_fork` (a copy of the server's interpreter in a fresh
+The server (`_forkserver`) keeps a child forked with the engine's `park_fork` (a copy of the server's interpreter in a fresh
 container of its own, reset after the fork, blocked before it runs anything of a call), made for
 the limits of the last call. A call whose limits it fits (all but the per-call ones: wall and CPU
 time, grace period, soft signals) is handed to it: the engine releases it with the call's limits
 (its rlimits, the wall clock from now), then the call's payload and descriptors go to it over a
-socket of its own; the next warm child is forked when no call is in flight (a fork holds the
-interpreter lock the waiting threads need to send outcomes), or at once when several are. A call
+socket of its own; the next warm child is forked right after that hand-off (the fork overlaps
+the call's child) or when no call is in flight, never while other calls are (a fork holds the
+interpreter lock the waiting threads need to send outcomes). A call
 they do not fit (another memory limit, backend, capture) discards them (killed, reaped, containers
 removed) and is started the cold way. Every call still runs in a process no other call touched.
 
@@ -48,13 +48,12 @@ class _Warm:
         self.limits = limits
 
 
-#: At most this many children are kept parked (as many as calls were in flight at once).
-MAX_PARKED = 4
-
-
 class WarmPool:
-    """The server's parked children, made for the limits of the last call: as many as calls
-    were in flight at the last start (at least one, at most `MAX_PARKED`)."""
+    """The server's parked child, made for the limits of the last call. One: with calls from
+    several threads in flight, forks for parked children competed with the calls' waiters for
+    the interpreter lock and fewer calls per second got through than with a fork per call
+    (benchmarks/python_bench.py, throughput), so children are parked only for calls made one
+    after another (see `_forkserver.serve`)."""
 
     def __init__(self, run_call: RunCall, recv_request: RecvRequest, parked_fds: Set[int]) -> None:
         self.run_call = run_call
@@ -65,10 +64,9 @@ class WarmPool:
         self.enabled = os.environ.get(ENABLED_ENV, "1") != "0"
         #: The limits to park children for (those of the last call started), if any.
         self.wanted: Optional[Dict[str, Any]] = None
-        self.target = 1
 
     def needs_refill(self) -> bool:
-        return self.wanted is not None and len(self.parked) < self.target
+        return self.wanted is not None and not self.parked
 
     def refill(self) -> None:
         """Forks one more warm child (the server's main loop calls this when it has nothing
@@ -98,13 +96,11 @@ class WarmPool:
         blob: bytes,
         fds: List[int],
         capture: bool,
-        in_flight: int,
     ) -> Optional["_core.StartedCall"]:
         """Hands the call to a parked child if one fits ``limits``; None if none fits (parked
         children that do not fit are discarded: they were all made for other limits). From now
-        on children are parked for ``limits``, as many as ``in_flight`` + 1 (this call)."""
+        on children are parked for ``limits``."""
         self.wanted = limits if self.enabled else None
-        self.target = max(1, min(MAX_PARKED, in_flight + 1))
         if not self.parked:
             return None
         warm = self.parked.pop()
