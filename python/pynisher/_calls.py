@@ -11,7 +11,7 @@ import pickle
 import sys
 from typing import Any, Dict, Optional, Tuple
 
-from pynisher import _core, _worker, exceptions
+from pynisher import _core, _encode, _worker, exceptions
 
 
 def library_error(message: str, cause: Optional[BaseException] = None) -> BaseException:
@@ -47,8 +47,8 @@ def encode_call_or_raise(func, args, kwargs, context: str, with_fds: bool = Fals
     when ``with_fds``: then a (bytes, fds) pair); unpicklable calls raise PynisherException."""
     try:
         if with_fds:
-            return _worker.encode_call_with_fds(func, args, kwargs)
-        return _worker.encode_call(func, args, kwargs)
+            return _encode.encode_call_with_fds(func, args, kwargs)
+        return _encode.encode_call(func, args, kwargs)
     except Exception as err:
         raise library_error(
             f"Could not pickle the function or its arguments for the {context!r} context "

@@ -32,7 +32,6 @@ Behaves like pynisher 1.0.10 except for these deliberate, documented deviations:
 
 from __future__ import annotations
 
-import math
 import signal
 import sys
 import warnings as _warnings
@@ -52,8 +51,8 @@ from typing import (
 )
 
 from pynisher import _contexts
-from pynisher._bounds import check_bytes, check_seconds, shown
 from pynisher._guarantees import BACKEND_ENV, getenv, resolve_backend, warn_weaknesses
+from pynisher._v1_arguments import MIN_SECONDS, MemoryArg, TimeArg, _memory_bytes, _seconds
 from pynisher._wrap_errors import _normalise_wrap_errors, _WrapErrors
 from pynisher.exceptions import (
     CpuTimeoutException,
@@ -70,7 +69,7 @@ from pynisher.support import (
     supports_memory,
     supports_walltime,
 )
-from pynisher.util import callstring, memconvert, timeconvert
+from pynisher.util import callstring
 
 if sys.version_info >= (3, 10):
     from typing import ParamSpec
@@ -83,14 +82,9 @@ __all__ = ["EMPTY", "Pynisher", "limit", "restricted", "MIN_SECONDS"]
 
 T = TypeVar("T")
 
-#: Smallest accepted ``wall_time`` / ``cpu_time`` in seconds (upstream: 1).
-MIN_SECONDS = 0.01
-
 #: Below this memory limit a fresh interpreter can hardly run; `warnings=True` says so.
 _LOW_MEMORY_BYTES = 32 * 2**20
 
-MemoryArg = Union[int, float, Tuple[float, str], List[Any], None]
-TimeArg = Union[int, float, Tuple[float, str], List[Any], None]
 WrapErrors = Union[bool, List[Any], Tuple[Any, ...], Dict[str, Any]]
 
 
@@ -118,63 +112,6 @@ class _EMPTY:
 
 #: Returned by a call with ``raises=False`` when the function produced no result.
 EMPTY = _EMPTY()
-
-
-# --------------------------------------------------------------------------------------------
-# argument normalisation
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def _seconds(name: str, value: TimeArg) -> Optional[float]:
-    """``wall_time`` / ``cpu_time`` → seconds (int kept as int), validated, or None."""
-    if value is None:
-        return None
-    raw = value
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2 or not _is_number(value[0]) or not isinstance(value[1], str):
-            raise ValueError(f"`{name}` {raw!r} must be seconds or a (value, unit) tuple")
-        try:
-            value = timeconvert(value[0], frm=value[1])
-        except ValueError as e:
-            raise ValueError(f"`{name}` {raw!r}: {e}") from None
-        # Keep whole numbers as ints so messages read "2 seconds", not "2.0 seconds".
-        if float(value).is_integer():
-            value = int(value)
-    if not _is_number(value) or not math.isfinite(value):
-        raise ValueError(f"`{name}` {shown(raw)} must be a finite number of seconds")
-    if not value >= MIN_SECONDS:
-        raise ValueError(f"`{name}` {shown(raw)} must be >= {MIN_SECONDS} seconds")
-    check_seconds(name, raw, value)
-    return value
-
-
-def _memory_bytes(value: MemoryArg) -> Optional[int]:
-    """``memory`` → bytes (an int means bytes, as in 1.x), validated, or None."""
-    if value is None:
-        return None
-    raw = value
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2 or not _is_number(value[0]) or not isinstance(value[1], str):
-            raise ValueError(f"`memory` {raw!r} must be bytes or a (value, unit) tuple")
-        if not math.isfinite(value[0]):
-            raise ValueError(f"`memory` {shown(raw)} must be a finite amount of memory")
-        try:
-            value = memconvert(value[0], frm=value[1])
-        except ValueError as e:
-            raise ValueError(f"`memory` {shown(raw)}: {e}") from None
-        except OverflowError:  # finite, but too many bytes for a float
-            check_bytes("memory", raw, math.inf)
-    if not _is_number(value) or not math.isfinite(value):  # type: ignore[arg-type]
-        raise ValueError(f"`memory` {shown(raw)} must be a finite number of bytes")
-    assert isinstance(value, (int, float))
-    check_bytes("memory", raw, value)
-    value = round(value)
-    if not value >= 1:
-        raise ValueError(f"`memory` {shown(raw)} must be >= 1 Byte")
-    return value
 
 
 def _start_method(context: Any) -> Tuple[str, Any]:
