@@ -1,0 +1,64 @@
+//! What a `pynisher` run leaves in the cgroup hierarchies once it has exited: nothing. On a
+//! cgroup backend its call's emptied leaves are removed by its guard after pynisher exits (off the
+//! command's exit path), or by the stale-leaf sweep of a pynisher process that starts first.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{pynisher, TempDir};
+
+/// The call leaves (`…/call-…`) named in a `/proc/<pid>/cgroup` text, under their mount points.
+fn call_leaves(text: &str) -> Vec<PathBuf> {
+    let mut leaves = Vec::new();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next(), parts.next());
+        let (Some(controllers), Some(path)) = (controllers, path) else {
+            continue;
+        };
+        if !path.contains("/call-") {
+            continue;
+        }
+        let hierarchy = if controllers.is_empty() {
+            "unified".to_string()
+        } else {
+            controllers.replace("name=", "")
+        };
+        leaves.push(PathBuf::from(format!("/sys/fs/cgroup/{hierarchy}{path}")));
+    }
+    leaves
+}
+
+#[test]
+fn a_finished_run_leaves_no_cgroup_leaf_behind_once_it_has_exited() {
+    let dir = TempDir::new("leaves");
+    let file = dir.path_str("cgroup");
+    for backend in ["auto", "cgroup1"] {
+        let status = pynisher()
+            .args(["--backend", backend, "--", "sh", "-c"])
+            .arg(format!("cat /proc/self/cgroup > {file}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{backend}: {status:?}");
+        let leaves = call_leaves(&std::fs::read_to_string(&file).unwrap());
+        assert!(
+            !leaves.is_empty(),
+            "this machine has a cgroup backend (root, cgroup v1): the call must run in a leaf"
+        );
+        // The guard removes them right after pynisher's exit: bounded, never left for good.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while leaves.iter().any(|l| l.exists()) {
+            assert!(
+                Instant::now() < deadline,
+                "{backend}: leaves left behind: {leaves:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
