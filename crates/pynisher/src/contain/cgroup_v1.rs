@@ -89,45 +89,21 @@ impl V1Leaves {
                 }
             }
             let tasks = tasks.into_iter().map(|(_, f)| f).collect();
-            Ok::<_, Error>((
-                open_in(&cpu_dir, &cpuacct, "cpuacct.usage", false)?,
-                open_in(&cpu_dir, &cpuacct, "cpuacct.stat", false)?,
-                open_in(&mem_dir, &memory, "memory.usage_in_bytes", false)?,
-                open_in(&mem_dir, &memory, "memory.max_usage_in_bytes", false)?,
-                open_in(&mem_dir, &memory, "memory.oom_control", false)?,
-                open_in(&freezer_dir, &freezer, "cgroup.procs", false)?,
+            Ok::<_, Error>(V1Leaves {
+                cpu_usage: open_in(&cpu_dir, &cpuacct, "cpuacct.usage", false)?,
+                cpu_stat: open_in(&cpu_dir, &cpuacct, "cpuacct.stat", false)?,
+                mem_usage: open_in(&mem_dir, &memory, "memory.usage_in_bytes", false)?,
+                mem_peak: open_in(&mem_dir, &memory, "memory.max_usage_in_bytes", false)?,
+                oom_control: open_in(&mem_dir, &memory, "memory.oom_control", false)?,
+                procs: open_in(&freezer_dir, &freezer, "cgroup.procs", false)?,
+                memory: memory.clone(),
+                freezer: freezer.clone(),
+                dirs: dirs.clone(),
                 freezer_dir,
                 tasks,
-            ))
+            })
         })();
-        match opened {
-            Ok((
-                cpu_usage,
-                cpu_stat,
-                mem_usage,
-                mem_peak,
-                oom_control,
-                procs,
-                freezer_dir,
-                tasks,
-            )) => Ok(V1Leaves {
-                memory,
-                freezer,
-                dirs,
-                cpu_usage,
-                cpu_stat,
-                mem_usage,
-                mem_peak,
-                oom_control,
-                procs,
-                freezer_dir,
-                tasks,
-            }),
-            Err(e) => {
-                remove_made(&dirs);
-                Err(e)
-            }
-        }
+        opened.inspect_err(|_| remove_made(&dirs))
     }
 
     /// Freezer first: emptying it empties the others.
