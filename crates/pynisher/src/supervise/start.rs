@@ -319,6 +319,9 @@ pub(super) fn fork_call(
             _ => (unsafe { sys::clone_quiet(None) }.unwrap_or(-1), false),
         }
     } else {
+        // The child is a copy of this process, std's stdout buffer included: what the caller
+        // printed without a newline would come out a second time with the child's exit flush.
+        let _ = std::io::Write::flush(&mut std::io::stdout());
         // SAFETY: fork(2) has no memory-safety preconditions by itself; in the child we only call
         // `child_main` (or the reaper, which forks once more and then calls it), async-signal-safe
         // up to the closure the caller vouched for.
