@@ -77,6 +77,9 @@ pub fn init() -> Result<(), Error> {
     // the findings.
     let _ = crate::available_backends();
     let parent = rustix::process::getpid();
+    // The zygote copies std's stdout buffer: a line left unfinished now would be printed again by
+    // every call's process.
+    let _ = io::Write::flush(&mut io::stdout());
     // SAFETY: the process has a single thread (checked above; no other can appear meanwhile), so
     // the child is a complete copy and may run ordinary code.
     let pid = unsafe { libc::fork() };
