@@ -103,21 +103,39 @@ def inner_overhead(api, context, n, hold_mib):
     return _time_calls(call, n)
 
 
+def bare_fork_round_trip():
+    """The floor: os.fork, the child writes one byte to a pipe and exits, the parent reads and reaps."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(w, b"4")
+        os._exit(0)
+    os.close(w)
+    os.read(r, 1)
+    os.close(r)
+    os.waitpid(pid, 0)
+
+
+def interleaved_with_bare_fork(limited, n):
+    """``limited()`` and the bare fork floor, alternating call by call in one caller (same caller
+    state, same machine load): their timing stats."""
+    for _ in range(5):
+        limited()
+        bare_fork_round_trip()
+    ours, floor = [], []
+    for _ in range(n):
+        start = time.perf_counter()
+        limited()
+        ours.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        bare_fork_round_trip()
+        floor.append(time.perf_counter() - start)
+    return {"ours": _stats(ours), "bare": _stats(floor)}
+
+
 def inner_bare_fork(n, hold_mib):
     held = _hold_memory(hold_mib)  # noqa: F841
-
-    def call():
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.write(w, b"4")
-            os._exit(0)
-        os.close(w)
-        os.read(r, 1)
-        os.close(r)
-        os.waitpid(pid, 0)
-
-    return _time_calls(call, n)
+    return _time_calls(bare_fork_round_trip, n)
 
 
 def inner_fork_vs_bare(n):
@@ -128,29 +146,7 @@ def inner_fork_vs_bare(n):
 
     limited = pynisher.limit(_bench_target.trivial, wall_time=10, context="fork")
 
-    def bare():
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.write(w, b"4")
-            os._exit(0)
-        os.close(w)
-        os.read(r, 1)
-        os.close(r)
-        os.waitpid(pid, 0)
-
-    for _ in range(5):
-        limited()
-        bare()
-    ours, floor = [], []
-    for _ in range(n):
-        start = time.perf_counter()
-        limited()
-        ours.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        bare()
-        floor.append(time.perf_counter() - start)
-    return {"ours": _stats(ours), "bare": _stats(floor)}
+    return interleaved_with_bare_fork(limited, n)
 
 
 def inner_forkserver_vs_bare(n):
@@ -163,30 +159,9 @@ def inner_forkserver_vs_bare(n):
     limited = pynisher.limit(_bench_target.trivial, wall_time=10, memory=(2, "GB"), context="forkserver")
     getpid = pynisher.limit(os.getpid, wall_time=10, memory=(2, "GB"), context="forkserver")
 
-    def bare():
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.write(w, b"4")
-            os._exit(0)
-        os.close(w)
-        os.read(r, 1)
-        os.close(r)
-        os.waitpid(pid, 0)
-
-    for _ in range(5):
-        limited()
-        bare()
-    ours, floor = [], []
-    for _ in range(n):
-        start = time.perf_counter()
-        limited()
-        ours.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        bare()
-        floor.append(time.perf_counter() - start)
+    stats = interleaved_with_bare_fork(limited, n)
     pids = [getpid() for _ in range(20)]
-    return {"ours": _stats(ours), "bare": _stats(floor), "fresh_pids": len(set(pids)) == len(pids)}
+    return {**stats, "fresh_pids": len(set(pids)) == len(pids)}
 
 
 def inner_throughput(threads, seconds, start_at):

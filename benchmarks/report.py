@@ -113,29 +113,7 @@ def inner_paired(context, n, hold_mib):
     held = pb._hold_memory(hold_mib)  # noqa: F841
     limited = _limited(context)
 
-    def bare():
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.write(w, b"4")
-            os._exit(0)
-        os.close(w)
-        os.read(r, 1)
-        os.close(r)
-        os.waitpid(pid, 0)
-
-    for _ in range(5):
-        limited()
-        bare()
-    ours, floor = [], []
-    for _ in range(n):
-        t = time.perf_counter()
-        limited()
-        ours.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        bare()
-        floor.append(time.perf_counter() - t)
-    return {"ours": pb._stats(ours), "bare": pb._stats(floor)}
+    return pb.interleaved_with_bare_fork(limited, n)
 
 
 def inner_throughput(context, threads, seconds, start_at):
