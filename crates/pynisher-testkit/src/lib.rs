@@ -98,3 +98,19 @@ pub fn lacking_programs(programs: &[&str]) -> Option<String> {
         .collect();
     (!missing.is_empty()).then(|| format!("needs {} on PATH", missing.join(", ")))
 }
+
+/// The command that runs helper `name` of this test binary (see [`Trials::helper`]) alone, in a
+/// fresh process, on its main thread, its output not captured; spawn it, or take its output or
+/// status.
+pub fn helper_process(name: &str) -> std::process::Command {
+    let mut command =
+        std::process::Command::new(std::env::current_exe().expect("the test binary's own path"));
+    command.args([
+        "--exact",
+        name,
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    command
+}

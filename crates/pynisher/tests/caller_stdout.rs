@@ -6,7 +6,7 @@
 //! harness's capture, is what is checked.
 
 use pynisher::Limits;
-use pynisher_testkit::Trials;
+use pynisher_testkit::{helper_process, Trials};
 
 fn main() {
     Trials::default()
@@ -31,16 +31,7 @@ fn main() {
 
 /// What helper `name` printed on its stdout, in a fresh process (it must succeed).
 fn helper_stdout(name: &str) -> String {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            name,
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .output()
-        .unwrap();
+    let out = helper_process(name).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{text}");
     text

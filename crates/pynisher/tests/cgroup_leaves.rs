@@ -18,7 +18,7 @@ use std::time::Duration;
 use pynisher::{Backend, Command, Limits, MemoryMeasure, Status};
 
 use common::zombie_children;
-use pynisher_testkit::Trials;
+use pynisher_testkit::{helper_process, Trials};
 
 fn main() {
     // The guarded helper names this binary as its guard program.
@@ -253,15 +253,7 @@ fn all_leaf_parents() -> Vec<PathBuf> {
 
 /// Runs a helper in a fresh process; returns its pid and what it printed once it has ended.
 fn run_helper_process(name: &str) -> (u32, std::process::ExitStatus, String) {
-    let me = std::env::current_exe().unwrap();
-    let child = std::process::Command::new(me)
-        .args([
-            "--exact",
-            name,
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    let child = helper_process(name)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -526,16 +518,7 @@ fn leaves_of_a_dead_supervisor_are_emptied_and_removed_later() {
     assert!(placed, "could not place a process in {leaf:?}");
 
     // Detection (and so clean-up) happens once per process: run it in a fresh one.
-    let me = std::env::current_exe().unwrap();
-    let status = std::process::Command::new(me)
-        .args([
-            "--exact",
-            "helper_runs_one_v2_call",
-            "--ignored",
-            "--nocapture",
-        ])
-        .status()
-        .unwrap();
+    let status = helper_process("helper_runs_one_v2_call").status().unwrap();
     assert!(status.success());
     assert!(!leaf.exists(), "stale leaf {leaf:?} still there");
     let waited = sleeper.wait().unwrap();
@@ -561,11 +544,7 @@ fn own_start_time() -> u64 {
 /// Runs one `#[ignore]`d helper of this file in a fresh process (detection, and so the sweep,
 /// happens once per process) and asserts that it passed.
 fn run_helper(name: &str) {
-    let me = std::env::current_exe().unwrap();
-    let status = std::process::Command::new(me)
-        .args(["--exact", name, "--ignored", "--nocapture"])
-        .status()
-        .unwrap();
+    let status = helper_process(name).status().unwrap();
     assert!(status.success(), "{name} failed");
 }
 

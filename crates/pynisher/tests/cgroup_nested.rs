@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use pynisher::{Backend, Command, Limits, Status};
 
-use pynisher_testkit::{lacking_if_empty, Trials};
+use pynisher_testkit::{helper_process, lacking_if_empty, Trials};
 
 fn main() {
     let lacking = lacking_if_empty(
@@ -62,14 +62,7 @@ fn cgroup_backends() -> Vec<Backend> {
 }
 
 fn a_call_inside_a_call_is_nested_in_the_outer_leaf_and_cleaned_up_with_it() {
-    let me = std::env::current_exe().unwrap();
-    let helper = std::process::Command::new(me)
-        .args([
-            "--exact",
-            "helper_calls_inside_a_call",
-            "--ignored",
-            "--nocapture",
-        ])
+    let helper = helper_process("helper_calls_inside_a_call")
         .spawn()
         .unwrap();
     let pid = helper.id();
