@@ -164,23 +164,18 @@ def inner_forkserver_vs_bare(n):
     return {**stats, "fresh_pids": len(set(pids)) == len(pids)}
 
 
-def inner_throughput(threads, seconds, start_at):
-    """Trivial forkserver calls (wall_time and memory set) from ``threads`` threads of this
-    caller for ``seconds``, starting at the wall-clock time ``start_at`` (so that two callers
-    run at once)."""
+def calls_per_second(limited, threads, seconds, start_at):
+    """Calls of ``limited`` (a trivial function returning 42) from ``threads`` threads of this
+    caller for ``seconds``, starting at the wall-clock time ``start_at`` (so that callers in other
+    processes run at the same time): ``{"calls", "seconds"}``."""
     import threading
 
-    import pynisher
-    import _bench_target
-
-    limited = pynisher.limit(_bench_target.trivial, wall_time=10, memory=(2, "GB"), context="forkserver")
-    limited()  # the server is up
     counts = [0] * threads
     stop = threading.Event()
 
     def work(i):
         while not stop.is_set():
-            limited()
+            assert limited() == 42
             counts[i] += 1
 
     workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
@@ -193,6 +188,17 @@ def inner_throughput(threads, seconds, start_at):
     for w in workers:
         w.join()
     return {"calls": sum(counts), "seconds": time.perf_counter() - begin}
+
+
+def inner_throughput(threads, seconds, start_at):
+    """Trivial forkserver calls (wall_time and memory set) from ``threads`` threads of this
+    caller for ``seconds``, starting at the wall-clock time ``start_at``."""
+    import pynisher
+    import _bench_target
+
+    limited = pynisher.limit(_bench_target.trivial, wall_time=10, memory=(2, "GB"), context="forkserver")
+    limited()  # the server is up
+    return calls_per_second(limited, threads, seconds, start_at)
 
 
 def inner_walltime(context, reps):

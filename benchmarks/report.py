@@ -35,7 +35,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -119,25 +118,7 @@ def inner_paired(context, n, hold_mib):
 def inner_throughput(context, threads, seconds, start_at):
     limited = _limited(context)
     limited()  # warm: the forkserver starts, imports are done
-    counts = [0] * threads
-    stop = threading.Event()
-
-    def work(i):
-        while not stop.is_set():
-            assert limited() == 42
-            counts[i] += 1
-
-    while time.time() < start_at:  # callers in other processes start together
-        time.sleep(0.001)
-    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
-    t = time.perf_counter()
-    for w in workers:
-        w.start()
-    time.sleep(seconds)
-    stop.set()
-    for w in workers:
-        w.join()
-    return {"calls": sum(counts), "seconds": time.perf_counter() - t}
+    return pb.calls_per_second(limited, threads, seconds, start_at)
 
 
 def inner_fresh_pids(context, n):
