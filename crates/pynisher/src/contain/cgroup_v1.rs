@@ -543,20 +543,8 @@ mod tests {
         fn sample_rereads_fresh_values_through_open_files() {
             let env = v1_env().expect("cgroup v1 as root");
             let mut c = CgroupV1Container::open(&env, &Limits::new()).unwrap();
-            let child = spawn_blocked("python3", &["-c", "while True: pass"]);
-            c.adopt(child.pid()).unwrap();
-            let child = child.release();
-            let a = c.sample(child.main());
-            std::thread::sleep(Duration::from_millis(100));
-            let b = c.sample(child.main());
-            assert_eq!(b.live_processes, Some(1));
-            assert!(
-                b.cpu.unwrap().total() > a.cpu.unwrap().total(),
-                "{a:?} {b:?}"
-            );
+            let b = spinner_sampled_twice(&mut c);
             assert!(b.memory_current.unwrap() > 0);
-            assert_eq!(c.kill_all(child.main()).unwrap(), 1);
-            assert_eq!(term_signal(child.wait()), Some(libc::SIGKILL));
             c.close().unwrap();
         }
 

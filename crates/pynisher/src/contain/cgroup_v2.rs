@@ -477,19 +477,7 @@ mod tests {
         fn sample_rereads_fresh_cpu_through_the_open_file() {
             let env = v2_env().expect("a writable cgroup v2 hierarchy");
             let mut c = CgroupV2Container::open(&env, &Limits::new()).unwrap();
-            let child = spawn_blocked("python3", &["-c", "while True: pass"]);
-            c.adopt(child.pid()).unwrap();
-            let child = child.release();
-            let a = c.sample(child.main());
-            std::thread::sleep(Duration::from_millis(100));
-            let b = c.sample(child.main());
-            assert_eq!(b.live_processes, Some(1));
-            assert!(
-                b.cpu.unwrap().total() > a.cpu.unwrap().total(),
-                "{a:?} {b:?}"
-            );
-            assert_eq!(c.kill_all(child.main()).unwrap(), 1);
-            assert_eq!(term_signal(child.wait()), Some(libc::SIGKILL));
+            spinner_sampled_twice(&mut c);
             c.close().unwrap();
         }
 

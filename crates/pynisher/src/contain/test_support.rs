@@ -126,3 +126,23 @@ pub fn exit_code(status: i32) -> Option<i32> {
 pub fn term_signal(status: i32) -> Option<i32> {
     libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status))
 }
+
+/// A CPU spinner adopted by `c`, sampled twice 100 ms apart (its CPU must have grown: the
+/// container re-reads its counters through the files it keeps open), then killed through `c`.
+/// Returns the second sample.
+pub fn spinner_sampled_twice(c: &mut dyn CallContainer) -> Sample {
+    let child = spawn_blocked("python3", &["-c", "while True: pass"]);
+    c.adopt(child.pid()).unwrap();
+    let child = child.release();
+    let a = c.sample(child.main());
+    std::thread::sleep(Duration::from_millis(100));
+    let b = c.sample(child.main());
+    assert_eq!(b.live_processes, Some(1));
+    assert!(
+        b.cpu.unwrap().total() > a.cpu.unwrap().total(),
+        "{a:?} {b:?}"
+    );
+    assert_eq!(c.kill_all(child.main()).unwrap(), 1);
+    assert_eq!(term_signal(child.wait()), Some(libc::SIGKILL));
+    b
+}
