@@ -303,6 +303,7 @@ pub(crate) unsafe fn child_main(plan: ChildPlan<'_>, fds: &ChildFds) -> ! {
     let mut record = unsafe { wait_for_release(fds) };
     // SAFETY: as above.
     unsafe { join_cgroups(&plan.join_fds, fds) };
+    let parked = plan.prepare.is_some();
     if let Some(prepare) = plan.prepare {
         // A parked child, in its container now: it lets go of other calls' pipe ends at once
         // (parked, it could hold them indefinitely: a reaper waiting for its go pipe's end of
@@ -323,7 +324,11 @@ pub(crate) unsafe fn child_main(plan: ChildPlan<'_>, fds: &ChildFds) -> ! {
         // SAFETY: as above.
         (Some(image), _) => unsafe { exec(&image, fds) },
         (None, Some(closure)) => {
-            close_other_calls_pipes(fds);
+            // A parked child let go of them before it parked, and has received none since: a
+            // second look would cost an fstat per recorded pipe on the call's path.
+            if !parked {
+                close_other_calls_pipes(fds);
+            }
             super::closure::run_and_exit(closure, fds.error_write, fds.result.unwrap_or(-1))
         }
         // SAFETY: _exit(2) ends this child; it touches no memory.
