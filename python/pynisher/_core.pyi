@@ -130,6 +130,12 @@ class StartedCall:
     def wait(self, *, cancel_fd: Optional[int] = None) -> _RawOutcome: ...
 
 def start_fork(child: Callable[[], bytes], limits: Mapping[str, object]) -> StartedCall: ...
+def send_outcome_when_done(call: StartedCall, conn_fd: int, done_fd: int) -> None:
+    """The forkserver's wait: a thread without the interpreter lock waits for `call`, writes its
+    outcome message to `conn_fd` and then the call's pid to `done_fd`."""
+
+def decode_outcome(body: bytes) -> _RawOutcome:
+    """The outcome dict of an outcome message sent by `send_outcome_when_done` (after its tag)."""
 
 @final
 class ParkedCall:

@@ -59,6 +59,9 @@ _PID = struct.Struct("<i")
 #: First byte of the message that tells the caller its call's pid, before the outcome (a pickle,
 #: whose first byte is never this).
 _STARTED = b"S"
+#: First byte of the outcome message (see `_core.decode_outcome`); the server's own error replies
+#: are pickles.
+_OUTCOME = b"O"
 #: Environment variable telling the server its control descriptor.
 _CONTROL_FD_ENV = "PYNISHER_FORKSERVER_FD"
 #: How long a caller waits, after Ctrl-C, for the supervisor to confirm the tree is gone.
@@ -289,9 +292,10 @@ def run(func, args, kwargs, limits: Dict[str, Any], soft: Dict[str, Optional[int
         # fresh server.
         shutdown()
         reply = _exchange(func, request, fds, on_start)
+    if reply[:1] == _OUTCOME:
+        # The engine's encoding, sent by the server's finisher thread (`_core.send_outcome_when_done`).
+        return _core.decode_outcome(reply[1:])
     kind, body = pickle.loads(reply)
-    if kind == "ok":
-        return body
     if kind == "value_error":
         raise ValueError(body)
     if kind == "not_enforceable":
@@ -388,22 +392,22 @@ def _cancel(conn: socket.socket) -> None:
 
 
 class _ServerState:
-    """The server: a main loop reading the control socket, and one thread per call in flight."""
+    """The server: a main loop reading the control socket and starting calls; each started call
+    is waited for by a finisher thread of the engine's side (`_core.send_outcome_when_done`),
+    which sends the outcome to the caller without the interpreter lock and then reports the call
+    done on the done pipe, which the main loop reads."""
 
     def __init__(self, control: socket.socket, caller_fd: Optional[int]) -> None:
         self.control = control
         self.caller_fd = caller_fd
         #: Descriptors held for calls in flight (closed in every call's child but its own).
         self.call_fds: set = set()
-        #: Process groups (pids) of the calls in flight.
-        self.in_flight: set = set()
-        self.in_flight_changed = threading.Condition()
-        self.waiters = _Waiters(self)
+        #: The calls in flight by pid (also their process group): their sockets and descriptors.
+        self.in_flight: Dict[int, Tuple[socket.socket, List[int]]] = {}
         #: The server's ends of the parked children's sockets (closed in every call's child).
         self.parked_fds: set = set()
-        #: Written when the last call in flight ended: the main loop then forks the next warm
-        #: child (a fork holds the interpreter lock, which the calls' waiters need).
-        self.idle_read, self.idle_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        #: A finisher writes a call's pid here (4 bytes) once its outcome was sent.
+        self.done_read, self.done_write = os.pipe2(os.O_CLOEXEC)
         self.warm = _warm.WarmPool(partial(_call_child, self), _recv_request, self.parked_fds)
 
     def handle_one(self) -> bool:
@@ -464,43 +468,39 @@ class _ServerState:
         except Exception as err:
             self.end_call(conn, fds, ("error", f"{type(err).__name__}: {err}"))
         else:
-            with self.in_flight_changed:
-                self.in_flight.add(started.pid)
-            if warm and len(self.in_flight) == 1 and self.warm.needs_refill():
-                # The next warm child is forked now, while this call's child runs on the other
-                # CPU, and before a waiter thread needs the interpreter lock for its outcome.
-                self.warm.refill()
-            self.waiters.submit(conn, fds, started)
-
-    def finish_call(self, conn: socket.socket, fds: List[int], started: Any) -> None:
-        """In a waiter thread: wait for the call (lock released), then send its outcome."""
-        try:
-            reply: Any = ("ok", started.wait(cancel_fd=conn.fileno()))
-        except _core.EngineError as err:
-            reply = ("engine_error", str(err))
-        except BaseException as err:
-            reply = ("error", f"{type(err).__name__}: {err}")
-        with self.in_flight_changed:
-            self.in_flight.discard(started.pid)
-            self.in_flight_changed.notify_all()
-            idle = not self.in_flight
-        self.end_call(conn, fds, reply)
-        if idle:
+            self.in_flight[started.pid] = (conn, fds)
             try:
-                os.write(self.idle_write, b"i")
-            except OSError:
-                pass  # a wake-up is pending already
+                _core.send_outcome_when_done(started, conn.fileno(), self.done_write)
+            except _core.EngineError as err:
+                del self.in_flight[started.pid]
+                self.end_call(conn, fds, ("engine_error", str(err)))
+                return
+            if warm:
+                # The next warm child is forked now, while this call's child runs on the other
+                # CPU; the call's outcome does not need the interpreter lock the fork holds.
+                self.warm.refill()
+
+    def read_done(self, block: bool = False) -> None:
+        """Ends the calls whose outcomes were sent (their pids on the done pipe)."""
+        if not block and not select.select([self.done_read], [], [], 0)[0]:
+            return
+        pids = os.read(self.done_read, 4 * 256)
+        for (pid,) in _PID.iter_unpack(pids[: len(pids) - len(pids) % 4]):
+            entry = self.in_flight.pop(pid, None)
+            if entry is not None:
+                self.end_call(entry[0], entry[1], None)
 
     def end_calls_in_flight(self, timeout: float = 2.0) -> None:
         """The caller is gone: its calls see their sockets hang up and are cancelled by their
-        waiters (the engine kills and reaps each call's tree); wait for that, then kill the
+        finishers (the engine kills and reaps each call's tree); wait for that, then kill the
         process group of any call still listed."""
         deadline = time.monotonic() + timeout
-        with self.in_flight_changed:
-            while self.in_flight and time.monotonic() < deadline:
-                self.in_flight_changed.wait(deadline - time.monotonic())
-            leftovers = list(self.in_flight)
-        for pgid in leftovers:
+        while self.in_flight:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.done_read], [], [], left)[0]:
+                break
+            self.read_done(block=True)
+        for pgid in list(self.in_flight):
             try:
                 os.killpg(pgid, signal.SIGKILL)
             except OSError:
@@ -517,32 +517,6 @@ class _ServerState:
             conn.close()
             for fd in fds[1:]:
                 os.close(fd)
-
-
-class _Waiters:
-    """Threads that wait for started calls; one more is started only when none is idle."""
-
-    def __init__(self, state: _ServerState) -> None:
-        self.state = state
-        self.jobs: "queue.SimpleQueue" = queue.SimpleQueue()
-        self.idle = 0
-        self.lock = threading.Lock()
-
-    def submit(self, *job: Any) -> None:
-        with self.lock:
-            start_one = self.idle == 0
-            if not start_one:
-                self.idle -= 1
-        if start_one:
-            threading.Thread(target=self.run, daemon=True).start()
-        self.jobs.put(job)
-
-    def run(self) -> None:
-        while True:
-            job = self.jobs.get()
-            self.state.finish_call(*job)
-            with self.lock:
-                self.idle += 1
 
 
 def _preload(message: bytes) -> None:
@@ -572,7 +546,7 @@ def _call_child(
         os.dup2(out_fd, 1)
         os.dup2(err_fd, 2)
     inherited = set(state.call_fds) | set(state.parked_fds)
-    inherited |= {state.control.fileno(), state.idle_read, state.idle_write}
+    inherited |= {state.control.fileno(), state.done_read, state.done_write}
     if state.caller_fd is not None:
         inherited.add(state.caller_fd)
     for fd in inherited - {0, 1, 2} - set(passed):
@@ -618,17 +592,15 @@ def serve(caller_fd: int) -> None:
         poller.register(control, select.POLLIN)
         if caller is not None:
             poller.register(caller, select.POLLIN)
-        poller.register(state.idle_read, select.POLLIN)
+        poller.register(state.done_read, select.POLLIN)
         while True:
-            # Fork the next warm child now, off the calls' path, when no call is in flight (a fork
-            # holds the interpreter lock a call's waiter needs for its outcome).
-            idle = state.warm.needs_refill() and not state.in_flight
-            events = poller.poll(0 if idle else None)
+            # Fork the next warm child now, off the calls' path, when nothing else waits.
+            events = poller.poll(0 if state.warm.needs_refill() else None)
             if not events:
                 state.warm.refill()
             for fd, _ in events:
-                if fd == state.idle_read:
-                    os.read(state.idle_read, 64)
+                if fd == state.done_read:
+                    state.read_done(block=True)
                 elif fd == caller or not state.handle_one():
                     return
     finally:

@@ -6,6 +6,7 @@
 //! a user (which exception, which attribute) is decided in Python (`pynisher._run` and the API
 //! modules), never here.
 
+mod finish;
 mod wake;
 mod warm;
 
@@ -642,6 +643,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run_fork, m)?)?;
     m.add_function(wrap_pyfunction!(start_fork, m)?)?;
     m.add_class::<StartedCall>()?;
+    m.add_function(wrap_pyfunction!(finish::send_outcome_when_done, m)?)?;
+    m.add_function(wrap_pyfunction!(finish::decode_outcome, m)?)?;
     m.add_function(wrap_pyfunction!(warm::park_fork, m)?)?;
     m.add_class::<warm::ParkedCall>()?;
     m.add_function(wrap_pyfunction!(run_command, m)?)?;

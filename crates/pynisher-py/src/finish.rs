@@ -1,0 +1,194 @@
+//! The forkserver's outcomes, sent without the interpreter lock: [`send_outcome_when_done`] hands
+//! a started call to a thread of the engine's side (no Python thread state), which waits for it,
+//! encodes the outcome (postcard of [`OutcomeFrame`]) and writes it to the caller's socket itself;
+//! the caller turns it into the usual outcome dict with [`decode_outcome`].
+//!
+//! Why: the server's main thread forks the next warm child (holding the lock) right after a
+//! hand-off. A Python waiter thread needed the lock to wake up, to build the outcome dict and to
+//! pickle it, so the caller's result waited for the fork; these threads never take it.
+
+use std::collections::VecDeque;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::sync::{Condvar, Mutex};
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+use serde::{Deserialize, Serialize};
+
+use pynisher::{Observer, Outcome};
+
+use crate::{outcome_dict, EngineError, StartedCall, Waiter};
+
+/// First byte of an outcome message on the forkserver's call socket (the server's own error
+/// replies are pickles, whose first byte is never this).
+pub(crate) const OUTCOME_TAG: u8 = b'O';
+
+/// What the server sends the caller once a call is over.
+#[derive(Serialize, Deserialize)]
+struct OutcomeFrame {
+    /// The call's pid (the outcome dict's `pid`).
+    pid: i32,
+    /// The outcome, or the engine's error (the text of `EngineError`).
+    outcome: Result<Outcome<Vec<u8>>, String>,
+}
+
+/// Cancels the call when the caller's socket becomes readable: it sends nothing after its
+/// request, so that means it hung up or shut its end (Ctrl-C, death).
+struct HangUpWatch {
+    fd: RawFd,
+}
+
+impl HangUpWatch {
+    fn fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: the server keeps the call's socket open until this thread reports the call
+        // done on the done descriptor, which it does after its last use of the socket.
+        unsafe { BorrowedFd::borrow_raw(self.fd) }
+    }
+}
+
+impl Observer for HangUpWatch {
+    fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.fd())
+    }
+
+    fn should_cancel(&mut self) -> bool {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let fd = self.fd();
+        let mut fds = [PollFd::new(&fd, PollFlags::IN | PollFlags::RDHUP)];
+        let zero = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+    }
+}
+
+/// One call for a finisher thread.
+struct Job {
+    pid: i32,
+    waiter: Waiter,
+    conn_fd: RawFd,
+    done_fd: RawFd,
+}
+
+/// Finisher threads: one more is started only when none is idle.
+struct Pool {
+    /// The pid that started the threads (a forked copy has none of them), the queue, and how
+    /// many threads wait for a job.
+    state: Mutex<(i32, VecDeque<Job>, usize)>,
+    ready: Condvar,
+}
+
+static POOL: Pool = Pool {
+    state: Mutex::new((0, VecDeque::new(), 0)),
+    ready: Condvar::new(),
+};
+
+fn submit(job: Job) -> std::io::Result<()> {
+    let pid = rustix::process::getpid().as_raw_nonzero().get();
+    let mut state = POOL.state.lock().unwrap_or_else(|e| e.into_inner());
+    if state.0 != pid {
+        // Threads of another process (we are a fork of it): none of them exist here.
+        *state = (pid, VecDeque::new(), 0);
+    }
+    state.1.push_back(job);
+    if state.2 > 0 {
+        state.2 -= 1;
+        POOL.ready.notify_one();
+        return Ok(());
+    }
+    drop(state);
+    std::thread::Builder::new()
+        .name("pynisher-finish".into())
+        .spawn(finisher)
+        .map(drop)
+}
+
+fn finisher() {
+    loop {
+        let job = {
+            let mut state = POOL.state.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if let Some(job) = state.1.pop_front() {
+                    break job;
+                }
+                state.2 += 1;
+                state = POOL.ready.wait(state).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        finish(job);
+    }
+}
+
+fn finish(job: Job) {
+    let mut watch = HangUpWatch { fd: job.conn_fd };
+    let outcome = (job.waiter)(&mut watch).map_err(|err| err.chain().to_string());
+    let frame = OutcomeFrame {
+        pid: job.pid,
+        outcome,
+    };
+    if let Ok(body) = postcard::to_stdvec(&frame) {
+        let mut message = Vec::with_capacity(9 + body.len());
+        message.extend_from_slice(&(body.len() as u64 + 1).to_le_bytes());
+        message.push(OUTCOME_TAG);
+        message.extend_from_slice(&body);
+        send_all(watch.fd(), &message);
+    }
+    // SAFETY: the server keeps the done pipe's write end open for its life.
+    let done = unsafe { BorrowedFd::borrow_raw(job.done_fd) };
+    let _ = rustix::io::write(done, &job.pid.to_le_bytes());
+}
+
+/// Writes all of `bytes` (a caller that hung up gets nothing: it cancelled).
+fn send_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) {
+    use rustix::net::{send, SendFlags};
+    while !bytes.is_empty() {
+        match send(fd, bytes, SendFlags::NOSIGNAL) {
+            Ok(0) => return,
+            Ok(n) => bytes = &bytes[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Hands `call` to a finisher thread, which waits for it (cancelling it when the caller's
+/// socket `conn_fd` hangs up), writes the outcome message to `conn_fd` (length-prefixed, tagged
+/// `b"O"`; see [`decode_outcome`]) and then the call's pid (4 bytes, little-endian) to
+/// `done_fd`: only then may the server close `conn_fd`. None of this takes the interpreter lock.
+#[pyfunction]
+pub(crate) fn send_outcome_when_done(
+    call: &StartedCall,
+    conn_fd: RawFd,
+    done_fd: RawFd,
+) -> PyResult<()> {
+    let waiter = call
+        .waiter
+        .lock()
+        .map_err(|_| EngineError::new_err("the call's state is poisoned"))?
+        .take()
+        .ok_or_else(|| EngineError::new_err("this call was already waited for"))?;
+    submit(Job {
+        pid: call.pid,
+        waiter,
+        conn_fd,
+        done_fd,
+    })
+    .map_err(|err| EngineError::new_err(format!("starting a thread to wait for the call: {err}")))
+}
+
+/// The outcome dict of an outcome message's body (what follows the tag); raises `EngineError`
+/// when the engine failed to wait for the call.
+#[pyfunction]
+pub(crate) fn decode_outcome<'py>(
+    py: Python<'py>,
+    body: &Bound<'py, PyBytes>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let frame: OutcomeFrame = postcard::from_bytes(body.as_bytes())
+        .map_err(|err| PyValueError::new_err(format!("undecodable outcome message: {err}")))?;
+    match frame.outcome {
+        Ok(outcome) => outcome_dict(py, &outcome, frame.pid),
+        Err(message) => Err(EngineError::new_err(message)),
+    }
+}
