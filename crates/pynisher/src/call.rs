@@ -121,7 +121,7 @@ impl Limits {
     /// # Ok::<(), pynisher::Error>(())
     /// ```
     pub fn run_command(&self, command: &Command) -> Result<Outcome<()>, Error> {
-        self.spawn_command(command)?.wait()
+        self.run(Payload::Exec(command.clone()), false, unit_value)
     }
 
     /// Starts a program under these limits; the returned [`Running`] is already released.
@@ -157,9 +157,10 @@ impl Limits {
         if threads > 1 {
             return Err(Error::ThreadedCaller { threads });
         }
-        // SAFETY: the caller has a single thread (checked just above), so no lock can be held by a
+        // The caller has a single thread (checked just above), so no lock can be held by a
         // thread that does not exist in the child.
-        unsafe { self.spawn_closure_unchecked(f) }?.wait()
+        let body = move |buf: &mut [u8]| Encoded::postcard(&f(), buf);
+        self.run(Payload::Closure(Box::new(body)), true, postcard_value::<T>)
     }
 
     /// Starts `f` in a forked child without checking how many threads the caller has.
@@ -173,7 +174,7 @@ impl Limits {
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> T,
     {
-        let body = move || Encoded::postcard(&f());
+        let body = move |buf: &mut [u8]| Encoded::postcard(&f(), buf);
         self.start(Payload::Closure(Box::new(body)), postcard_value::<T>)
     }
 
@@ -187,7 +188,7 @@ impl Limits {
         F: FnOnce() -> Result<Vec<u8>, String>,
     {
         self.start(
-            Payload::Closure(Box::new(move || f().map(Encoded::Heap))),
+            Payload::Closure(Box::new(move |_: &mut [u8]| f().map(Encoded::Heap))),
             raw_value,
         )
     }
@@ -197,9 +198,32 @@ impl Limits {
         payload: Payload<'f>,
         decode: fn(Vec<u8>) -> Result<T, String>,
     ) -> Result<Running<T>, Error> {
+        Running::local(self.start_here(payload, false)?, decode)
+    }
+
+    /// Starts and waits, without the [`Running`] handle (which duplicates the pidfd for its
+    /// [`std::os::fd::AsFd`]: a system call a call waited for at once does not need).
+    fn run<T>(
+        &self,
+        payload: Payload<'_>,
+        single_threaded_caller: bool,
+        decode: fn(Vec<u8>) -> Result<T, String>,
+    ) -> Result<Outcome<T>, Error> {
+        let started = self.start_here(payload, single_threaded_caller)?;
+        let raw = supervise::supervise(started, &mut NoObserver)?;
+        Ok(decode_value(raw, decode))
+    }
+
+    /// Starts a call supervised by this thread. `single_threaded_caller`: the caller was checked
+    /// to have one thread (see `ChildPlan::single_threaded_caller`).
+    fn start_here(
+        &self,
+        payload: Payload<'_>,
+        single_threaded_caller: bool,
+    ) -> Result<supervise::Started, Error> {
         self.validate()?;
-        let plan = ChildPlan::new(self, payload)?;
-        let started = supervise::start(self, plan)?;
-        Running::local(started, decode)
+        let mut plan = ChildPlan::new(self, payload)?;
+        plan.single_threaded_caller = single_threaded_caller;
+        supervise::start(self, plan)
     }
 }

@@ -59,7 +59,7 @@ impl Limits {
         self.validate()?;
         let mut plan = ChildPlan::new(
             self,
-            Payload::Closure(Box::new(move || f().map(Encoded::Heap))),
+            Payload::Closure(Box::new(move |_: &mut [u8]| f().map(Encoded::Heap))),
         )?;
         plan.prepare = Some(Box::new(prepare));
         Ok(Parked {

@@ -176,6 +176,12 @@ impl FrameReader {
         self.bytes.is_empty()
     }
 
+    /// Whether a whole frame (header and every announced payload byte) has arrived.
+    pub(crate) fn is_complete(&self) -> bool {
+        self.bytes.len() >= HEADER_LEN
+            && (self.bytes.len() - HEADER_LEN) as u64 == announced_len(&self.bytes)
+    }
+
     /// Decodes what arrived.
     pub fn finish(self) -> Received {
         if let Some(reason) = self.rejected {

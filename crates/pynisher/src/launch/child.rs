@@ -60,6 +60,9 @@ pub(crate) struct ChildPlan<'f> {
     /// A parked child's preparation: run once it is in its container, before it waits for its
     /// call's release record (a parked child gets two messages on its release pipe).
     pub(crate) prepare: Option<Box<dyn FnOnce() + 'f>>,
+    /// The caller was found to have a single thread (`run_closure`): no other call can be in
+    /// flight while this one runs, so its pipes need no record and its child closes none.
+    pub(crate) single_threaded_caller: bool,
 }
 
 impl<'f> ChildPlan<'f> {
@@ -91,6 +94,7 @@ impl<'f> ChildPlan<'f> {
             rlimit_as: None,
             join_fds: Vec::new(),
             prepare: None,
+            single_threaded_caller: false,
         })
     }
 
@@ -216,8 +220,11 @@ fn resolve_program(program: &OsStr, path: Option<&OsStr>) -> std::path::PathBuf 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ChildFds {
     /// Read end of the release pipe: the child blocks on it until adopted, then reads the
-    /// release record (its rlimits) from it.
+    /// release record (its rlimits) from it. -1 when the record is in `released`.
     pub release_read: RawFd,
+    /// The release record of a child released before the fork (it waits for nothing, so it
+    /// needs no release pipe: one pipe, a write and a read fewer per call).
+    pub released: Option<ReleaseRecord>,
     /// Write end of the set-up error pipe (close-on-exec): a failed step writes (step, errno).
     pub error_write: RawFd,
     pub stdin: Option<RawFd>,
@@ -227,6 +234,10 @@ pub(crate) struct ChildFds {
     /// The supervisor's ends of this call's pipes (-1: none). A closure child keeps them open
     /// (they are its own call's, not another thread's) without looking at them.
     pub supervisor_ends: [RawFd; 6],
+    /// Whether other calls may be in flight (a caller with several threads): a closure child
+    /// then closes their pipe ends (`sys::inflight`). A single-threaded caller's pipes are not
+    /// recorded at all.
+    pub others_in_flight: bool,
     /// The supervisor's pid, to detect that it died before PDEATHSIG was armed.
     pub parent_pid: i32,
     /// Whether the child arms `PR_SET_PDEATHSIG` (no guard watches the caller).
@@ -286,7 +297,7 @@ fn fail(fds: &ChildFds, which: u32) -> ! {
 /// # Safety
 /// Must be called only in the child right after `fork`. Until `exec` (or the closure) it calls only
 /// async-signal-safe functions on memory prepared by the parent.
-pub(crate) unsafe fn child_main(plan: ChildPlan<'_>, fds: &ChildFds) -> ! {
+pub(crate) unsafe fn child_main(plan: &mut ChildPlan<'_>, fds: &ChildFds) -> ! {
     // SAFETY: we are the forked child, as our contract requires (so for each step below).
     unsafe { own_group_and_death_signal(fds) };
     // A program gets default dispositions and an empty mask: the caller's ignored or blocked
@@ -299,12 +310,15 @@ pub(crate) unsafe fn child_main(plan: ChildPlan<'_>, fds: &ChildFds) -> ! {
         // and mask, with async-signal-safe calls.
         unsafe { super::dispositions::reset_for_exec() };
     }
-    // SAFETY: as above.
-    let mut record = unsafe { wait_for_release(fds) };
+    let mut record = match fds.released {
+        Some(record) => record,
+        // SAFETY: as above.
+        None => unsafe { wait_for_release(fds) },
+    };
     // SAFETY: as above.
     unsafe { join_cgroups(&plan.join_fds, fds) };
     let parked = plan.prepare.is_some();
-    if let Some(prepare) = plan.prepare {
+    if let Some(prepare) = plan.prepare.take() {
         // A parked child, in its container now: it lets go of other calls' pipe ends at once
         // (parked, it could hold them indefinitely: a reaper waiting for its go pipe's end of
         // file would wait with it), prepares (the caller's code, e.g. an interpreter's
@@ -314,19 +328,21 @@ pub(crate) unsafe fn child_main(plan: ChildPlan<'_>, fds: &ChildFds) -> ! {
         // SAFETY: as above.
         record = unsafe { wait_for_release(fds) };
     }
-    // SAFETY: closing our copy of the release pipe, which nothing else in this child uses.
-    unsafe { libc::close(fds.release_read) };
+    if fds.release_read >= 0 {
+        // SAFETY: closing our copy of the release pipe, which nothing else in this child uses.
+        unsafe { rustix::io::close(fds.release_read) };
+    }
     // SAFETY: as above.
     unsafe { wire_descriptors(plan.exec.is_some(), fds) };
     // SAFETY: as above.
     unsafe { set_rlimits(record.rlimit_cpu, record.rlimit_as, fds) };
-    match (plan.exec, plan.closure) {
+    match (&plan.exec, plan.closure.take()) {
         // SAFETY: as above.
-        (Some(image), _) => unsafe { exec(&image, fds) },
+        (Some(image), _) => unsafe { exec(image, fds) },
         (None, Some(closure)) => {
             // A parked child let go of them before it parked, and has received none since: a
             // second look would cost an fstat per recorded pipe on the call's path.
-            if !parked {
+            if !parked && fds.others_in_flight {
                 close_other_calls_pipes(fds);
             }
             super::closure::run_and_exit(closure, fds.error_write, fds.result.unwrap_or(-1))
@@ -364,21 +380,20 @@ fn close_other_calls_pipes(fds: &ChildFds) {
 /// Only in the forked child, under `child_main`'s contract (the descriptors in `fds` are the
 /// child's own copies).
 unsafe fn own_group_and_death_signal(fds: &ChildFds) {
-    // SAFETY: setpgid and getpid act on our own process only and touch no memory; send reads a
-    // stack buffer and writes to the guard's socket (ours, inherited); all async-signal-safe.
-    // `die_with_parent` is called in the forked child, as its contract asks.
-    unsafe {
-        libc::setpgid(0, 0);
-        // Tell the guard our group before anything else runs (one send on a SOCK_SEQPACKET
-        // socket: atomic, async-signal-safe, no wait).
-        if let Some((socket, template)) = fds.guard_group {
-            let mut message = template;
-            let n = message.len();
-            message[n - 4..].copy_from_slice(&libc::getpid().to_le_bytes());
-            libc::send(socket, message.as_ptr().cast(), n, libc::MSG_NOSIGNAL);
-        }
-        die_with_parent(fds);
+    // rustix's system calls are inlined here (no libc code page to fault in after the fork).
+    let _ = rustix::process::setpgid(None, None);
+    // Tell the guard our group before anything else runs (one send on a SOCK_SEQPACKET
+    // socket: atomic, async-signal-safe, no wait).
+    if let Some((socket, template)) = fds.guard_group {
+        let mut message = template;
+        let n = message.len();
+        message[n - 4..].copy_from_slice(&rustix::process::getpid().as_raw_pid().to_le_bytes());
+        // SAFETY: send reads a stack buffer and writes to the guard's socket (ours, inherited);
+        // async-signal-safe.
+        unsafe { libc::send(socket, message.as_ptr().cast(), n, libc::MSG_NOSIGNAL) };
     }
+    // SAFETY: we are the forked child, as `die_with_parent`'s contract asks.
+    unsafe { die_with_parent(fds) };
 }
 
 /// When no guard watches the caller yet (`fds.die_with_parent`): SIGKILL with the supervisor's
@@ -391,19 +406,12 @@ pub(crate) unsafe fn die_with_parent(fds: &ChildFds) {
     if !fds.die_with_parent {
         return;
     }
-    // SAFETY: prctl and getppid act on our own process and touch no memory; _exit ends it. All
-    // are async-signal-safe.
-    unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        );
-        if libc::getppid() != fds.parent_pid {
-            libc::_exit(SETUP_FAILED_EXIT);
-        }
+    // Raw system calls (rustix), async-signal-safe; a failure of the prctl is caught by the
+    // parent check as far as it matters (a dead parent).
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+    if rustix::process::getppid().map(|p| p.as_raw_pid()) != Some(fds.parent_pid) {
+        // SAFETY: _exit(2) ends this child; it touches no memory.
+        unsafe { libc::_exit(SETUP_FAILED_EXIT) };
     }
 }
 

@@ -5,38 +5,33 @@
 //! (or the single-thread check of `run_closure`).
 
 use std::io::Write;
+use std::os::fd::BorrowedFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::transport::{encode_frame, frame_header, FrameKind, HEADER_LEN};
 
-/// A closure's body as the child runs it: the encoded value, or why it could not be encoded.
-pub(crate) type ClosureBody<'f> = Box<dyn FnOnce() -> Result<Encoded, String> + 'f>;
+/// A closure's body as the child runs it: given a buffer on the child's stack for a small
+/// encoded value, it returns where its encoded value is, or why it could not be encoded.
+pub(crate) type ClosureBody<'f> = Box<dyn FnOnce(&mut [u8]) -> Result<Encoded, String> + 'f>;
 
 /// The most bytes of an encoded value kept on the child's stack.
 pub(crate) const INLINE: usize = 240;
 
-/// An encoded value: a small one on the stack, so that a child returning it touches no allocator
-/// (each heap page it writes is a copy-on-write fault, the allocator's code pages are more), a
-/// larger one on the heap.
-#[allow(
-    clippy::large_enum_variant,
-    reason = "the inline variant is the point: no allocation in the child"
-)]
+/// An encoded value: a small one in the buffer the child gave the body (on its stack, right
+/// behind the frame's header, so that a child returning it touches no allocator and copies
+/// nothing: each heap page it writes is a copy-on-write fault, each code page of the allocator or
+/// of `memcpy` another), a larger one on the heap.
 pub(crate) enum Encoded {
-    /// The first `len` bytes of the array.
-    Inline([u8; INLINE], usize),
+    /// The first `len` bytes of the buffer.
+    Inline(usize),
     Heap(Vec<u8>),
 }
 
 impl Encoded {
-    /// Encodes `value` with postcard, on the stack when it fits.
-    pub(crate) fn postcard<T: serde::Serialize>(value: &T) -> Result<Self, String> {
-        let mut buf = [0u8; INLINE];
-        match postcard::to_slice(value, &mut buf) {
-            Ok(used) => {
-                let len = used.len();
-                Ok(Encoded::Inline(buf, len))
-            }
+    /// Encodes `value` with postcard, into `buf` when it fits.
+    pub(crate) fn postcard<T: serde::Serialize>(value: &T, buf: &mut [u8]) -> Result<Self, String> {
+        match postcard::to_slice(value, buf) {
+            Ok(used) => Ok(Encoded::Inline(used.len())),
             Err(postcard::Error::SerializeBufferFull) => postcard::to_stdvec(value)
                 .map(Encoded::Heap)
                 .map_err(|e| e.to_string()),
@@ -49,15 +44,14 @@ impl Encoded {
 /// caller's destructors or `atexit` handlers (they belong to the parent's state).
 pub(crate) fn run_and_exit(closure: ClosureBody<'_>, error_write: i32, result_fd: i32) -> ! {
     // SAFETY: the set-up error pipe is ours and no longer needed once user code starts.
-    unsafe {
-        libc::close(error_write);
-    }
+    unsafe { rustix::io::close(error_write) };
+    // A small value is encoded in place, behind the room for its header: one write, no copy.
     let mut inline = [0u8; HEADER_LEN + INLINE];
     let heap: Vec<u8>;
-    let frame: &[u8] = match catch_unwind(AssertUnwindSafe(closure)) {
-        Ok(Ok(Encoded::Inline(bytes, len))) => {
+    let ran = catch_unwind(AssertUnwindSafe(|| closure(&mut inline[HEADER_LEN..])));
+    let frame: &[u8] = match ran {
+        Ok(Ok(Encoded::Inline(len))) => {
             inline[..HEADER_LEN].copy_from_slice(&frame_header(FrameKind::Value, len));
-            inline[HEADER_LEN..HEADER_LEN + len].copy_from_slice(&bytes[..len]);
             &inline[..HEADER_LEN + len]
         }
         Ok(Ok(Encoded::Heap(bytes))) => {
@@ -82,21 +76,13 @@ pub(crate) fn run_and_exit(closure: ClosureBody<'_>, error_write: i32, result_fd
     let _ = std::io::stdout().flush();
     let mut written = 0;
     while written < frame.len() {
-        // SAFETY: writing our own buffer to our own result descriptor.
-        let n = unsafe {
-            libc::write(
-                result_fd,
-                frame[written..].as_ptr().cast(),
-                frame.len() - written,
-            )
-        };
-        if n > 0 {
-            written += n as usize;
-        } else if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
-        {
-            continue;
-        } else {
-            break;
+        // SAFETY: the result descriptor is ours (opened by the parent for this call) and stays
+        // open until we exit.
+        let fd = unsafe { BorrowedFd::borrow_raw(result_fd) };
+        match rustix::io::write(fd, &frame[written..]) {
+            Ok(n) if n > 0 => written += n,
+            Err(rustix::io::Errno::INTR) => continue,
+            _ => break,
         }
     }
     // SAFETY: _exit ends the child without touching the parent's copied state.

@@ -71,7 +71,7 @@ fn write_all(fd: RawFd, bytes: &[u8]) {
 /// Must be called only in the child right after the fork (glibc's `fork` when `plan` is a
 /// closure), with `plan` and `fds` as for `child_main`. It makes only async-signal-safe calls; the
 /// real child runs `child_main`.
-pub(crate) unsafe fn reaper_main(plan: ChildPlan<'_>, fds: &ChildFds, pipes: ReaperFds) -> ! {
+pub(crate) unsafe fn reaper_main(plan: &mut ChildPlan<'_>, fds: &ChildFds, pipes: ReaperFds) -> ! {
     // SAFETY: process attributes of our own process (group, death signal, mask, SIGCHLD action)
     // and descriptors the parent opened for us; no memory but our own stack locals is touched.
     let (old_mask, old_sigchld) = unsafe {

@@ -176,8 +176,30 @@ pub(super) fn fork_call(
 
     // Every fallible step on the parent's ends happens before the fork, so that no error can
     // leave a forked child behind.
-    let pipe = |what| sys::pipe_cloexec().map_err(|e| Error::sys(what, e));
-    let (release_read, release_write) = pipe("creating the release pipe")?;
+    let single_threaded_caller = plan.single_threaded_caller;
+    let pipe = |what| sys::pipe_cloexec(!single_threaded_caller).map_err(|e| Error::sys(what, e));
+    // When the kernel reaps the caller's children by itself (SIGCHLD ignored), a reaper of our
+    // own stands between us and the call's process, to keep its exit status (`launch/reaper.rs`).
+    let needs_reaper = sys::children_are_auto_reaped();
+    // A program is created in its cgroup when the backend allows it (and no reaper stands
+    // between); any other child joins by itself when the backend offers that.
+    let born_in_cgroup = plan.exec.is_some() && !needs_reaper && container.birth_cgroup().is_some();
+    if !born_in_cgroup {
+        plan.join_cgroups(container.self_join_fds());
+    }
+    let child_joins_itself = !plan.join_fds.is_empty();
+    let released_before_fork = !container.child_waits_for_adoption() || child_joins_itself;
+    let record = plan.release_record();
+    // A child released before the fork finds its record in memory and needs no release pipe; a
+    // parked child does (its call's record comes at hand-off), and so does one that waits to be
+    // adopted.
+    let record_in_memory = released_before_fork && !park;
+    let (release_read, release_write) = if record_in_memory {
+        (None, None)
+    } else {
+        let (r, w) = pipe("creating the release pipe")?;
+        (Some(r), Some(w))
+    };
     let (error_read, error_write) = pipe("creating the set-up error pipe")?;
     sys::set_pipe_nonblocking(error_read.as_fd())
         .map_err(|e| Error::sys("configuring a pipe", e))?;
@@ -242,9 +264,7 @@ pub(super) fn fork_call(
         .map_or_else(|| "closure".to_string(), |e| e.display.clone());
     let is_closure = plan.is_closure();
     let wants_result = plan.wants_result;
-    // When the kernel reaps the caller's children by itself (SIGCHLD ignored), a reaper of our
-    // own stands between us and the call's process, to keep its exit status (`launch/reaper.rs`).
-    let reaper_pipes = if sys::children_are_auto_reaped() {
+    let reaper_pipes = if needs_reaper {
         let (report_read, report_write) = pipe("creating the reaper's report pipe")?;
         let (go_read, go_write) = pipe("creating the reaper's go pipe")?;
         Some((report_read, report_write, go_read, go_write))
@@ -269,14 +289,15 @@ pub(super) fn fork_call(
         .filter(|_| remains.needs_process_group())
         .map(|t| t.group_message());
     let fds = ChildFds {
-        release_read: release_read.as_raw_fd(),
+        release_read: raw(&release_read).unwrap_or(-1),
+        released: record_in_memory.then_some(record),
         error_write: error_write.as_raw_fd(),
         stdin: raw(&stdin_child),
         stdout: raw(&stdout_child),
         stderr: raw(&stderr_child),
         result: raw(&result_child),
         supervisor_ends: [
-            release_write.as_raw_fd(),
+            raw(&release_write).unwrap_or(-1),
             error_read.as_raw_fd(),
             result_pipe.as_ref().map_or(-1, |f| f.as_raw_fd()),
             stdout_end,
@@ -286,23 +307,14 @@ pub(super) fn fork_call(
                 .and_then(|s| s.fd.as_ref())
                 .map_or(-1, |f| f.as_raw_fd()),
         ],
+        others_in_flight: !single_threaded_caller,
         parent_pid: rustix::process::getpid().as_raw_nonzero().get(),
         die_with_parent: !ticket.as_ref().is_some_and(|t| t.guard_running()),
         guard_group,
     };
 
-    // A program is created in its cgroup when the backend allows it (and no reaper stands
-    // between); any other child joins by itself when the backend offers that.
-    let born_in_cgroup =
-        plan.exec.is_some() && reaper_pipes.is_none() && container.birth_cgroup().is_some();
-    if !born_in_cgroup {
-        plan.join_cgroups(container.self_join_fds());
-    }
-    let child_joins_itself = !plan.join_fds.is_empty();
-    let released_before_fork = !container.child_waits_for_adoption() || child_joins_itself;
-    let record = plan.release_record();
-    if released_before_fork {
-        rustix::io::write(&release_write, &record.encode())
+    if let (true, Some(release)) = (released_before_fork, &release_write) {
+        rustix::io::write(release, &record.encode())
             .map_err(|e| Error::sys("releasing the child", e))?;
     }
     let (forked, born_inside) = if plan.exec.is_some() {
@@ -340,10 +352,10 @@ pub(super) fn fork_call(
                     go_read: go_read.as_raw_fd(),
                     go_write: go_write.as_raw_fd(),
                 };
-                reaper_main(plan, &fds, pipes)
+                reaper_main(&mut plan, &fds, pipes)
             },
             // SAFETY: we are the child, right after fork.
-            None => unsafe { child_main(plan, &fds) },
+            None => unsafe { child_main(&mut plan, &fds) },
         }
     }
     drop(plan);
@@ -393,8 +405,8 @@ pub(super) fn fork_call(
         }
     }
     // Release the child: from here on it runs inside its container.
-    if !released_before_fork {
-        if let Err(e) = rustix::io::write(&release_write, &record.encode()) {
+    if let (false, Some(release)) = (released_before_fork, &release_write) {
+        if let Err(e) = rustix::io::write(release, &record.encode()) {
             return Err(give_up(
                 &mut container,
                 &mut reaping,
@@ -403,7 +415,9 @@ pub(super) fn fork_call(
         }
     }
     let released_at = Instant::now();
-    let parked_release = park.then_some((release_write, record));
+    let parked_release = release_write
+        .filter(|_| park)
+        .map(|release| (release, record));
     if let Some(ticket) = &ticket {
         ticket.start_guard();
     }

@@ -124,6 +124,14 @@ fn min_instant(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
+/// Whether the result pipe can rest until the main process exits: a closure's child writes its
+/// one frame right before it exits, so once the frame is whole, a wake-up for the pipe's end of
+/// file (just before the exit's) would only cost a round through `poll`. Whatever follows the
+/// frame is still read, and refused, when the call is drained.
+fn result_complete(started: &Started, result: &FrameReader) -> bool {
+    started.is_closure && result.is_complete()
+}
+
 /// Reads whatever the pipes hold now.
 fn read_pipes(started: &mut Started, result: &mut FrameReader, buf: &mut [u8]) {
     for pipe in [started.stdout.as_mut(), started.stderr.as_mut()]
@@ -144,6 +152,9 @@ fn read_pipes(started: &mut Started, result: &mut FrameReader, buf: &mut [u8]) {
                     if result.rejected().is_some() {
                         // Not a frame we will accept: stop reading (the loop ends the call).
                         started.result = None;
+                        break;
+                    }
+                    if result_complete(started, result) {
                         break;
                     }
                 }
@@ -223,7 +234,11 @@ fn supervise_with_buffer(
                 fds.push(PollFd::new(fd, PollFlags::IN));
             }
         }
-        if let Some(fd) = started.result.as_ref() {
+        if let Some(fd) = started
+            .result
+            .as_ref()
+            .filter(|_| !result_complete(&started, &result))
+        {
             fds.push(PollFd::new(fd, PollFlags::IN));
         }
         if let Some(fd) = started.stdin.as_ref().and_then(|s| s.fd.as_ref()) {

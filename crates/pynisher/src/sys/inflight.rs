@@ -117,8 +117,8 @@ mod tests {
 
     #[test]
     fn a_forked_closure_child_closes_recorded_pipes_but_keeps_its_own_and_unrelated_ones() {
-        let (other_read, other_write) = crate::sys::pipe_cloexec().unwrap();
-        let (own_read, own_write) = crate::sys::pipe_cloexec().unwrap();
+        let (other_read, other_write) = crate::sys::pipe_cloexec(true).unwrap();
+        let (own_read, own_write) = crate::sys::pipe_cloexec(true).unwrap();
         let (plain_read, plain_write) = rustix::pipe::pipe().unwrap(); // not the engine's
         let fds = [other_read.as_raw_fd(), other_write.as_raw_fd()];
         let own = own_write.as_raw_fd();
@@ -154,7 +154,7 @@ mod tests {
 
     #[test]
     fn a_descriptor_number_reused_for_something_else_is_left_alone() {
-        let (read, write) = crate::sys::pipe_cloexec().unwrap();
+        let (read, write) = crate::sys::pipe_cloexec(true).unwrap();
         let number = write.as_raw_fd();
         // The recorded number now names another pipe, one that is not a call's.
         let (plain_read, plain_write) = rustix::pipe::pipe().unwrap();
