@@ -106,18 +106,28 @@ impl ParkedCall {
 /// Forks `child()` (which returns `bytes`, as for [`crate::start_fork`]) into a fresh container
 /// made for `limits`, and parks it before it runs anything of the call: see [`ParkedCall`]. The
 /// interpreter's after-fork reset (`PyOS_AfterFork_Child`, with the `os.register_at_fork`
-/// hooks) runs while it is parked, in its container, off the call's path.
+/// hooks) and then `prepare()`, if given (its exceptions are ignored), run while it is parked,
+/// in its container, off the call's path.
 #[pyfunction]
+#[pyo3(signature = (child, limits, prepare=None))]
 pub(crate) fn park_fork(
     child: Bound<'_, PyAny>,
     limits: &Bound<'_, PyDict>,
+    prepare: Option<Bound<'_, PyAny>>,
 ) -> PyResult<ParkedCall> {
     let limits = limits_from_dict(limits)?;
+    let prepare = move || {
+        after_fork_in_child();
+        if let Some(prepare) = prepare {
+            // Only work done ahead of the call: a failure shows again when the call runs.
+            let _ = prepare.call0();
+        }
+    };
     // SAFETY: as for `start_fork`: the child copies only this thread; Python's own locks are
     // reset by PyOS_AfterFork_Child; locks held by other threads are the fork context's
     // documented hazard.
     let parked = fork_wrapped(child.py(), || unsafe {
-        limits.park_closure_bytes(after_fork_in_child, || call_in_child(&child))
+        limits.park_closure_bytes(prepare, || call_in_child(&child))
     })
     .map_err(engine_error)?;
     Ok(ParkedCall {
