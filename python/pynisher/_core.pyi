@@ -18,12 +18,14 @@ __all__ = [
     "available_backends",
     "cancel_all",
     "check_limits",
+    "decode_outcome",
     "guard_pid",
     "has_children",
     "install_guard",
     "park_fork",
     "run_command",
     "run_fork",
+    "send_outcome_when_done",
     "start_fork",
 ]
 

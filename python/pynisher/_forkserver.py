@@ -40,7 +40,6 @@ import fcntl
 import gc
 import os
 import pickle
-import queue
 import select
 import signal
 import socket
