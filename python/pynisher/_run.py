@@ -23,7 +23,7 @@ from pynisher._calls import (
     interpreter,
     library_error,
 )
-from pynisher._guarantees import getenv, resolve_backend
+from pynisher._guarantees import BACKEND_ENV, getenv, resolve_backend
 
 CONTEXTS = ("fork", "spawn", "forkserver")
 _MEMORY_KINDS = tuple(_core.MEMORY_KINDS)
@@ -355,23 +355,60 @@ def run_limited(
     if context not in CONTEXTS:
         raise ValueError(f"invalid value for context: {context!r} (one of {CONTEXTS})")
     _refuse_while_preparing_main()
-    prepared = prepare(
-        wall_time=wall_time,
-        cpu_time=cpu_time,
-        memory=memory,
-        memory_kind=memory_kind,
-        max_processes=max_processes,
-        grace_period=grace_period,
-        wall_signal=wall_signal,
-        cpu_signal=cpu_signal,
-        capture_output=capture_output,
-        output_limit=output_limit,
-        context=context,
-        backend=backend,
-        strict=strict,
-        keep_descendants=keep_descendants,
+    settings = (
+        wall_time,
+        cpu_time,
+        memory,
+        memory_kind,
+        max_processes,
+        grace_period,
+        wall_signal,
+        cpu_signal,
+        capture_output,
+        output_limit,
+        context,
+        backend,
+        strict,
+        keep_descendants,
+        getenv(BACKEND_ENV) if backend is None else None,
     )
+    # Types too: 1 == 1.0 == True, but prepare may accept one and refuse another.
+    key = (settings, tuple(map(type, settings)))
+    try:
+        prepared = _prepared_lately.get(key)
+    except TypeError:  # an unhashable value: prepare says what is wrong with it, or runs it
+        key, prepared = None, None
+    if prepared is None:
+        prepared = prepare(
+            wall_time=wall_time,
+            cpu_time=cpu_time,
+            memory=memory,
+            memory_kind=memory_kind,
+            max_processes=max_processes,
+            grace_period=grace_period,
+            wall_signal=wall_signal,
+            cpu_signal=cpu_signal,
+            capture_output=capture_output,
+            output_limit=output_limit,
+            context=context,
+            backend=backend,
+            strict=strict,
+            keep_descendants=keep_descendants,
+        )
+        if key is not None:
+            if len(_prepared_lately) >= _PREPARED_KEPT:
+                _prepared_lately.clear()  # atomic, unlike evicting one while threads add
+            _prepared_lately[key] = prepared
     return _execute(prepared, func, args, {} if kwargs is None else kwargs, on_start)
+
+
+#: How many sets of limits `run_limited` keeps prepared (then it starts over).
+_PREPARED_KEPT = 32
+#: `run_limited`'s recent limits, prepared (`Prepared` is read-only, so calls can share one): a
+#: caller that repeats the same limits (the 0.x API's `enforce_limits` object, a loop) checks them
+#: once, as `Pynisher` does. Keyed by every keyword argument with its type, and by
+#: ``$PYNISHER_BACKEND`` when ``backend`` is None (prepare resolves it).
+_prepared_lately: Dict[tuple, Prepared] = {}
 
 
 def run_prepared(
