@@ -257,12 +257,19 @@ def _result_from(raw: _core._RawOutcome, context: str) -> CallResult:
     returned, value, exception, tb = False, None, None, ""
     if data is not None:
         returned, value, exception, tb = decode_result(data)
-    result = CallResult(
-        outcome=raw, context=context, returned=returned, value=value, exception=exception, traceback=tb
-    )
     # The outcome's keys as plain attributes as well (the fields win): reading one then skips
-    # `__getattr__`, which is reached only after an AttributeError was built.
-    object.__setattr__(result, "__dict__", {**raw, **result.__dict__})
+    # `__getattr__`, which is reached only after an AttributeError was built. Made as one copy of
+    # the outcome (sized for the fields too), not by the dataclass's __init__ and then a merge: on
+    # the fork path every object made or freed per call costs page faults.
+    fields = raw.copy()
+    fields["outcome"] = raw
+    fields["context"] = context
+    fields["returned"] = returned
+    fields["value"] = value
+    fields["exception"] = exception
+    fields["traceback"] = tb
+    result = object.__new__(CallResult)
+    object.__setattr__(result, "__dict__", fields)
     return result
 
 

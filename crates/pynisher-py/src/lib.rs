@@ -7,6 +7,7 @@
 //! modules), never here.
 
 mod finish;
+mod outcome;
 mod wake;
 mod warm;
 
@@ -19,13 +20,13 @@ use std::time::Duration;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList};
+use pyo3::types::PyDict;
 
+use outcome::outcome_dict;
 use wake::SignalWake;
 
 use pynisher::{
-    Backend, Captured, Command, CpuMeasure, Limits, MemoryLimitKind, MemoryMeasure, Observer,
-    Outcome, Status, Stdin,
+    Backend, Command, CpuMeasure, Limits, MemoryLimitKind, MemoryMeasure, Observer, Outcome, Stdin,
 };
 
 create_exception!(
@@ -328,94 +329,6 @@ fn notify_start(on_start: Option<&Bound<'_, PyAny>>, pid: i32) -> PyResult<()> {
         callback.call1((pid,))?;
     }
     Ok(())
-}
-
-fn status_message(status: &Status) -> Option<String> {
-    match status {
-        Status::Panicked { message } => Some(message.clone()),
-        Status::SpawnFailed { message, .. } => Some(message.clone()),
-        Status::ResultUndecodable { reason } => Some(reason.clone()),
-        _ => None,
-    }
-}
-
-fn put_captured(
-    dict: &Bound<'_, PyDict>,
-    stream: &str,
-    captured: Option<&Captured>,
-) -> PyResult<()> {
-    let py = dict.py();
-    match captured {
-        Some(c) => {
-            dict.set_item(stream, PyBytes::new(py, &c.bytes))?;
-            dict.set_item(format!("{stream}_truncated"), c.truncated)?;
-            dict.set_item(format!("{stream}_total_bytes"), c.total_bytes)?;
-        }
-        None => {
-            dict.set_item(stream, py.None())?;
-            dict.set_item(format!("{stream}_truncated"), false)?;
-            dict.set_item(format!("{stream}_total_bytes"), 0)?;
-        }
-    }
-    Ok(())
-}
-
-/// The outcome as a dict of plain values (picklable, so the forkserver can forward it).
-fn outcome_dict<'py>(
-    py: Python<'py>,
-    outcome: &Outcome<Vec<u8>>,
-    pid: i32,
-) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("status", outcome.status.name())?;
-    d.set_item("message", status_message(&outcome.status))?;
-    d.set_item(
-        "spawn_errno",
-        match &outcome.status {
-            Status::SpawnFailed { errno, .. } => Some(*errno),
-            _ => None,
-        },
-    )?;
-    d.set_item(
-        "value",
-        outcome.value.as_deref().map(|v| PyBytes::new(py, v)),
-    )?;
-    d.set_item("exit_code", outcome.exit_code)?;
-    d.set_item("signal", outcome.signal)?;
-    d.set_item("soft_signal_sent", outcome.soft_signal_sent)?;
-    d.set_item("killed", outcome.killed)?;
-    d.set_item("wall_time", outcome.wall_time.as_secs_f64())?;
-    d.set_item("cpu_user", outcome.cpu_time.user.as_secs_f64())?;
-    d.set_item("cpu_system", outcome.cpu_time.system.as_secs_f64())?;
-    d.set_item("cpu_measure", outcome.cpu_measure.name())?;
-    d.set_item("peak_memory", outcome.peak_memory)?;
-    d.set_item("memory_measure", outcome.memory_measure.name())?;
-    d.set_item(
-        "memory_limit_kind",
-        outcome.memory_limit_kind.map(MemoryLimitKind::name),
-    )?;
-    d.set_item("oom_kills", outcome.oom_kills)?;
-    d.set_item("processes_refused", outcome.processes_refused)?;
-    d.set_item("leftovers_killed", outcome.leftovers_killed)?;
-    d.set_item("output_drain_timed_out", outcome.output_drain_timed_out)?;
-    put_captured(&d, "stdout", outcome.stdout.as_ref())?;
-    put_captured(&d, "stderr", outcome.stderr.as_ref())?;
-    d.set_item("backend", outcome.containment.backend.name())?;
-    let g = &outcome.containment.guarantees;
-    let guarantees = PyDict::new(py);
-    guarantees.set_item("all_descendants_contained", g.all_descendants_contained)?;
-    guarantees.set_item("exact_tree_cpu_time", g.exact_tree_cpu_time)?;
-    guarantees.set_item("tree_memory_limit", g.tree_memory_limit)?;
-    guarantees.set_item("kernel_process_limit", g.kernel_process_limit)?;
-    guarantees.set_item("notes", PyList::new(py, &g.notes)?)?;
-    d.set_item("guarantees", guarantees)?;
-    let weaknesses = PyDict::new(py);
-    for w in &outcome.weaknesses {
-        weaknesses.set_item(w.name(), w.describe())?;
-    }
-    d.set_item("weaknesses", weaknesses)?;
-    d.set_item("pid", pid)?;
-    Ok(d)
 }
 
 /// Runs `child()` in a forked copy of this interpreter under `limits` and waits for it.
