@@ -261,7 +261,7 @@ def _result_from(raw: _core._RawOutcome, context: str) -> CallResult:
     # `__getattr__`, which is reached only after an AttributeError was built. Made as one copy of
     # the outcome (sized for the fields too), not by the dataclass's __init__ and then a merge: on
     # the fork path every object made or freed per call costs page faults.
-    fields = raw.copy()
+    fields: Dict[str, Any] = dict(raw)
     fields["outcome"] = raw
     fields["context"] = context
     fields["returned"] = returned
@@ -382,9 +382,9 @@ def run_limited(
     # Types too: 1 == 1.0 == True, but prepare may accept one and refuse another.
     key = (settings, tuple(map(type, settings)))
     try:
-        prepared = _prepared_lately.get(key)
+        prepared, kept = _prepared_lately.get(key), True
     except TypeError:  # an unhashable value: prepare says what is wrong with it, or runs it
-        key, prepared = None, None
+        prepared, kept = None, False
     if prepared is None:
         prepared = prepare(
             wall_time=wall_time,
@@ -402,7 +402,7 @@ def run_limited(
             strict=strict,
             keep_descendants=keep_descendants,
         )
-        if key is not None:
+        if kept:
             if len(_prepared_lately) >= _PREPARED_KEPT:
                 _prepared_lately.clear()  # atomic, unlike evicting one while threads add
             _prepared_lately[key] = prepared
