@@ -102,7 +102,7 @@ fn self_identity() -> (i32, u64) {
 /// such process. The command name (field 2) may hold spaces and parentheses: parse after the
 /// last `)`.
 fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = crate::sys::read_proc_text(format!("/proc/{pid}/stat")).ok()?;
     let (_, rest) = stat.rsplit_once(')')?;
     // rest starts with field 3 (state); field 22 is the 20th after it.
     rest.split_whitespace().nth(19)?.parse().ok()

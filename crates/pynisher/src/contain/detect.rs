@@ -13,6 +13,8 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::sys;
+
 use super::cgroupfs::{leaf_name, remove_stale_leaves, OwnerVerdicts};
 use super::delegation::{self, is_writable, read_words, LeafParent};
 
@@ -83,7 +85,7 @@ pub(super) fn environment() -> Arc<Environment> {
             return env.clone();
         }
     }
-    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let own = sys::read_proc_text("/proc/self/cgroup").unwrap_or_default();
     let env = Arc::new(refresh(cache.as_deref(), pid, own));
     *cache = Some(env.clone());
     env
@@ -107,7 +109,7 @@ fn refresh(cached: Option<&Environment>, pid: i32, own: String) -> Environment {
 }
 
 fn detect(pid: i32, own_text: String) -> Environment {
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mounts = sys::read_proc_text("/proc/self/mountinfo").unwrap_or_default();
     let mounts = parse_mountinfo(&mounts);
     let own = parse_proc_cgroup(&own_text);
     let mut verdicts = OwnerVerdicts::new();
@@ -120,9 +122,14 @@ fn detect(pid: i32, own_text: String) -> Environment {
     if v2_may_outrank_v1 {
         let _ = v2.set(detect_v2(v2_base.clone(), &mut verdicts));
     }
-    // Detection may have moved this process into a caller leaf (`delegation.rs`): remember where
-    // it is now, so that a forked child that stays there reuses these findings.
-    let own_text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or(own_text);
+    // Detection may have moved this process into a caller leaf (`delegation.rs`, part of the v2
+    // detection): remember where it is now, so that a forked child that stays there reuses
+    // these findings.
+    let own_text = if v2.get().is_some() {
+        sys::read_proc_text("/proc/self/cgroup").unwrap_or(own_text)
+    } else {
+        own_text
+    };
     Environment {
         pid,
         v1,

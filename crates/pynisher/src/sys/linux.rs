@@ -331,9 +331,42 @@ pub(crate) struct ProcStat {
     pub rss_pages: u64,
 }
 
+/// Reads a small kernel-generated file (`/proc`, cgroupfs) whole: open, reads of 4 KiB until end
+/// of file, close. `std::fs::read` asks for the file's size first (always 0 there) and then
+/// starts with a 32-byte probe and doubles: 6 to 9 reads for a `/proc/PID/stat` or a mountinfo.
+pub(crate) fn read_proc(path: impl AsRef<std::path::Path>) -> io::Result<Vec<u8>> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        path.as_ref(),
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut bytes = Vec::new();
+    let mut used = 0;
+    loop {
+        bytes.resize(used + 4096, 0);
+        match rustix::io::read(&fd, &mut bytes[used..]) {
+            Ok(0) => break,
+            Ok(n) => used += n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    bytes.truncate(used);
+    Ok(bytes)
+}
+
+/// [`read_proc`] as text (lossy: these files are ASCII, a cgroup path may hold anything).
+pub(crate) fn read_proc_text(path: impl AsRef<std::path::Path>) -> io::Result<String> {
+    read_proc(path).map(|bytes| match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
+}
+
 /// Reads `/proc/PID/stat`; `None` when the process is gone.
 pub(crate) fn proc_stat(pid: i32) -> Option<ProcStat> {
-    let text = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let text = read_proc(format!("/proc/{pid}/stat")).ok()?;
     parse_proc_stat(pid, &text)
 }
 
@@ -393,7 +426,7 @@ pub(crate) fn page_size() -> u64 {
 /// `RssAnon` of `/proc/self/status`). A fork copies the page tables of anonymous memory only, so
 /// the anonymous part is what a forked child starts with resident.
 pub(crate) fn own_memory() -> Option<(u64, u64)> {
-    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    let text = read_proc_text("/proc/self/status").ok()?;
     let kib = |key: &str| -> Option<u64> {
         let line = text.lines().find(|l| l.starts_with(key))?;
         let value = line[key.len()..].trim().trim_end_matches("kB").trim();
