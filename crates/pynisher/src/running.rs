@@ -43,8 +43,11 @@ pub struct Running<T> {
     /// The main process's pid, kept from the start so that it stays known once the call ended.
     pid: i32,
     inner: Option<Inner>,
-    /// A duplicate of the descriptor to wait on; stays readable once the call has ended.
-    wake: OwnedFd,
+    /// A duplicate of the descriptor to wait on, which stays readable once the call has ended.
+    /// A local call's is made only when it ends by [`Running::try_wait`] or [`Running::kill`]:
+    /// until then [`AsFd`] lends the call's own pidfd (a system call fewer for a call that is
+    /// simply waited for).
+    wake: Option<OwnedFd>,
     decode: fn(Vec<u8>) -> Result<T, String>,
     _value: PhantomData<fn() -> T>,
 }
@@ -93,21 +96,10 @@ impl<T> Running<T> {
         started: Started,
         decode: fn(Vec<u8>) -> Result<T, String>,
     ) -> Result<Self, Error> {
-        let wake = started
-            .pidfd()
-            .try_clone_to_owned()
-            .map_err(|e| Error::sys("duplicating the pidfd", e));
-        let wake = match wake {
-            Ok(fd) => fd,
-            Err(e) => {
-                started.abandon();
-                return Err(e);
-            }
-        };
         Ok(Running {
             pid: started.pid().as_raw_pid(),
             inner: Some(Inner::Local(started)),
-            wake,
+            wake: None,
             decode,
             _value: PhantomData,
         })
@@ -124,7 +116,7 @@ impl<T> Running<T> {
         Ok(Running {
             pid: call.pid(),
             inner: Some(Inner::Remote(call)),
-            wake,
+            wake: Some(wake),
             decode,
             _value: PhantomData,
         })
@@ -142,6 +134,19 @@ impl<T> Running<T> {
     /// ```
     pub fn pid(&self) -> i32 {
         self.pid
+    }
+
+    /// Duplicates a local call's pidfd before the call ends, so that [`AsFd`] still has a
+    /// readable descriptor once the pidfd is closed.
+    fn keep_wake_fd(&mut self, started: &Started) -> Result<(), Error> {
+        if self.wake.is_none() {
+            let fd = started
+                .pidfd()
+                .try_clone_to_owned()
+                .map_err(|e| Error::sys("duplicating the pidfd", e))?;
+            self.wake = Some(fd);
+        }
+        Ok(())
     }
 
     /// Supervises the call until it ends, and reports how.
@@ -190,6 +195,10 @@ impl<T> Running<T> {
                     self.inner = Some(Inner::Local(started));
                     return Ok(None);
                 }
+                if let Err(e) = self.keep_wake_fd(&started) {
+                    self.inner = Some(Inner::Local(started));
+                    return Err(e);
+                }
                 supervise::supervise(started, &mut NoObserver)?
             }
         };
@@ -211,6 +220,10 @@ impl<T> Running<T> {
     pub fn kill(&mut self) -> Result<(), Error> {
         match self.inner.take().ok_or(Error::OutcomeTaken)? {
             Inner::Local(started) => {
+                if let Err(e) = self.keep_wake_fd(&started) {
+                    self.inner = Some(Inner::Local(started));
+                    return Err(e);
+                }
                 let outcome = supervise::supervise(started, &mut CancelNow)?;
                 self.inner = Some(Inner::Ended(outcome));
                 Ok(())
@@ -257,8 +270,8 @@ impl<T> Running<T> {
                 .map_err(|e| Error::sys("joining the blocking wait", std::io::Error::other(e)))?;
         }
         let fd = self
-            .wake
-            .try_clone()
+            .as_fd()
+            .try_clone_to_owned()
             .map_err(|e| Error::sys("duplicating the call socket", e))?;
         // SAFETY: `fd` is an OwnedFd we just created and move into the AsyncFd, which keeps it
         // open and unchanged until it is dropped.
@@ -327,7 +340,13 @@ fn wait_remote(
 impl<T> AsFd for Running<T> {
     /// Readable when [`Running::try_wait`] has news (see the type's documentation).
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.wake.as_fd()
+        match (&self.inner, &self.wake) {
+            (Some(Inner::Local(started)), None) => started.pidfd(),
+            (_, Some(wake)) => wake.as_fd(),
+            // A local call keeps its pidfd until it ends, and every way it ends here first
+            // keeps a duplicate (`keep_wake_fd`); remote calls have theirs from the start.
+            (_, None) => unreachable!("a Running without a descriptor to wait on"),
+        }
     }
 }
 
