@@ -196,10 +196,21 @@ def _main_global(obj: Any) -> bool:
     return found is obj
 
 
+#: `_main_aware`'s classes by base: made once, not on every call (a class statement per call
+#: was a tenth of a forkserver caller's own time).
+_MAIN_AWARE: Dict[Any, Any] = {}
+
+
 def _main_aware(base: Any) -> Any:
     """``base`` (a cloudpickle Pickler class) pickling the main script's objects by reference
     while ``main_by_reference``; ``main_refs`` tells whether it did."""
+    made = _MAIN_AWARE.get(base)
+    if made is None:
+        made = _MAIN_AWARE[base] = _make_main_aware(base)
+    return made
 
+
+def _make_main_aware(base: Any) -> Any:
     class MainAwarePickler(base):  # type: ignore[misc, valid-type]
         main_by_reference = False
         main_refs = False

@@ -6,11 +6,8 @@ pynisher already imported; forking it is cheap whatever the caller's size.
 
 Shape::
 
-    caller ──control socketpair (SEQPACKET; descriptors passed with SCM_RIGHTS)──► server
-       │                                                                  main loop: one thread
-       └──────── per-call socketpair: request, then outcome ─────────► per call, which forks the
-                                                                        call's child with the
-                                                                        engine and waits for it
+    caller thread ──its connection (socketpair, kept): request, [STARTED], outcome──► server
+    caller ──control socketpair (SEQPACKET): new connections, preloads──────────────► main loop
 
 * The server is started once per caller process (lazily) with `subprocess`, in its own session,
   never by `multiprocessing`, so it works inside daemonic processes (Dask nanny workers,
@@ -18,16 +15,16 @@ Shape::
   forks the server and exits at once: the server is **not the caller's child** (a caller's
   ``os.wait()`` loop never waits for it). It exits when the caller exits (it watches the caller's
   pidfd) or when the control socket closes.
-* Per call the caller makes a socketpair and passes one end, with its current stdout and stderr,
-  to the server. A thread of the server reads the request (limits, settings, the cloudpickled
-  call), starts the call with the engine's fork mode (`pynisher._core.start_fork`, interpreter
-  lock held across the fork as `os.fork` does), waits for it with the lock released, and sends
-  the outcome back. The wait watches the socket: when the caller hangs up (Ctrl-C, death) the
-  call is cancelled and its process tree killed.
-* The threads of the server only wait in the engine and pickle outcomes; they hold no lock that a
-  call's child could need after the fork (the child's interpreter state is reset as after
-  `os.fork`). The server imports the caller's function modules once (``preload``), as
-  `multiprocessing`'s forkserver preloads ``__main__``, so calls find them imported.
+* Each caller thread keeps a connection to the server (made at its first call, its end passed
+  over the control socket). A call is one message on it: the lengths, the head the server reads
+  (limits, whether the caller wants the pid), the body only the call's child reads (settings and
+  the cloudpickled call), and the caller's current stdout and stderr plus the descriptors of
+  multiprocessing objects among the arguments (SCM_RIGHTS). The server hands the call to a parked
+  child (`pynisher._warm`) or forks one, and the outcome comes back on the same connection
+  (`pynisher._forkserver_server`). A caller that hangs up or shuts its end (Ctrl-C, death)
+  cancels its call: its process tree is killed; the connection is then dropped.
+* The server imports the caller's function modules once (``preload``), as `multiprocessing`'s
+  forkserver preloads ``__main__``, so calls find them imported.
 * The server ignores SIGINT: a terminal's Ctrl-C is the caller's to handle.
 * The server has an engine guard of its own (as every caller process does, `_calls.install_guard`):
   if the server is killed, the guard kills its calls' whole trees and removes their leaves.
@@ -36,8 +33,7 @@ Shape::
 from __future__ import annotations
 
 import atexit
-import fcntl
-import gc
+import errno
 import os
 import pickle
 import select
@@ -47,13 +43,13 @@ import struct
 import subprocess
 import sys
 import threading
-import time
-from functools import partial
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
-from pynisher import _calls, _core, _warm, _worker
+from pynisher import _calls, _core
 
 _LENGTH = struct.Struct("<Q")
+#: A request's first bytes: the lengths of its head (for the server) and its body (for the child).
+_HEAD = struct.Struct("<QQ")
 _PID = struct.Struct("<i")
 #: First byte of the message that tells the caller its call's pid, before the outcome (a pickle,
 #: whose first byte is never this).
@@ -109,7 +105,7 @@ class _Server:
             "try:\n    fd = os.pidfd_open(p)\nexcept (AttributeError, OSError):\n    fd = -1\n"
             "if os.getppid() != p or os.fork() != 0:\n    os._exit(0)\n"
             "sys.path.insert(0, {!r})\n"
-            "from pynisher._forkserver import serve\n"
+            "from pynisher._forkserver_server import serve\n"
             "serve(fd)\n"
         ).format(package_parent)
         try:
@@ -153,16 +149,19 @@ class _Server:
                     self.server_pid = _PID.unpack(message[1:5])[0]
         return self.server_pid
 
-    def submit(self, conn: socket.socket) -> None:
-        """Hands one end of a call's socketpair (and our stdout/stderr) to the server."""
-        fds = [conn.fileno(), _valid_fd_or_devnull(1), _valid_fd_or_devnull(2)]
+    def connect(self) -> socket.socket:
+        """A new connection to the server (for one caller thread): our end; the server's end
+        goes over the control socket."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             with self.lock:
-                socket.send_fds(self.control, [b"C"], fds)
+                socket.send_fds(self.control, [b"C"], [theirs.fileno()])
+        except BaseException:
+            ours.close()
+            raise
         finally:
-            for fd in fds[1:]:
-                if fd not in (1, 2):
-                    os.close(fd)
+            theirs.close()
+        return ours
 
     def preload(self, func: Any) -> None:
         """Has the server import the module of ``func`` once, so that later calls find it
@@ -238,6 +237,10 @@ def _forget_server_in_child() -> None:
     _server_lock = threading.Lock()
     _in_flight = {}
     _in_flight_lock = threading.Lock()
+    kept = getattr(_kept, "conn", None)
+    _kept.conn = None
+    if kept is not None:
+        kept[1].close()  # our copy; the parent's stays open
 
 
 os.register_at_fork(after_in_child=_forget_server_in_child)
@@ -280,17 +283,15 @@ def run(func, args, kwargs, limits: Dict[str, Any], soft: Dict[str, Optional[int
     blob, fds = _calls.encode_call_or_raise(func, args, kwargs, "forkserver", with_fds=True)
     # Whether the caller wants the call's pid (a STARTED message before the outcome): one message
     # fewer each way when it does not.
-    wants_pid = on_start is not None
-    request = pickle.dumps(
-        (limits, _calls.call_settings(soft, limits), blob, wants_pid), protocol=pickle.HIGHEST_PROTOCOL
-    )
+    head = pickle.dumps((limits, on_start is not None), protocol=pickle.HIGHEST_PROTOCOL)
+    body = pickle.dumps((_calls.call_settings(soft, limits), blob), protocol=pickle.HIGHEST_PROTOCOL)
     try:
-        reply = _exchange(func, request, fds, on_start)
-    except ConnectionResetError:
+        reply = _exchange(func, head, body, fds, on_start)
+    except (ConnectionResetError, BrokenPipeError):
         # The server died with our request unread (so the call never started): once more, with a
         # fresh server.
         shutdown()
-        reply = _exchange(func, request, fds, on_start)
+        reply = _exchange(func, head, body, fds, on_start)
     if reply[:1] == _OUTCOME:
         # The engine's encoding, sent by the server's finisher thread (`_core.send_outcome_when_done`).
         return _core.decode_outcome(reply[1:])
@@ -304,16 +305,36 @@ def run(func, args, kwargs, limits: Dict[str, Any], soft: Dict[str, Optional[int
     raise _calls.library_error(f"the forkserver's supervisor failed: {body}")
 
 
-#: Sockets of the calls in flight in this process (any thread), with whether Ctrl-C cancelled
+#: Connections of the calls in flight in this process (any thread), with whether Ctrl-C cancelled
 #: them (`cancel_in_flight`).
 _in_flight: Dict[socket.socket, bool] = {}
 _in_flight_lock = threading.Lock()
+#: Each thread's kept connection, as (the server it leads to, the connection); empty while a call
+#: of the thread uses it (a call made meanwhile, by a signal handler, makes its own).
+_kept = threading.local()
+
+
+def _take_connection(server: _Server) -> socket.socket:
+    kept = getattr(_kept, "conn", None)
+    _kept.conn = None
+    if kept is not None:
+        if kept[0] is server:
+            return kept[1]
+        kept[1].close()  # to a server that is gone
+    return server.connect()
+
+
+def _keep_connection(server: _Server, conn: socket.socket) -> None:
+    if getattr(_kept, "conn", None) is None:
+        _kept.conn = (server, conn)
+    else:
+        conn.close()
 
 
 def cancel_in_flight() -> None:
     """Cancels every forkserver call of this process in flight (Ctrl-C in the main thread): each
-    supervisor sees its socket's end of file, kills the call's tree and reports; the waiting
-    thread then raises KeyboardInterrupt."""
+    finisher sees its connection shut, kills the call's tree and reports; the waiting thread then
+    raises KeyboardInterrupt."""
     with _in_flight_lock:
         conns = list(_in_flight)
         for conn in conns:
@@ -325,30 +346,42 @@ def cancel_in_flight() -> None:
             pass
 
 
-def _exchange(func: Any, request: bytes, fds: List[int], on_start=None) -> bytes:
+def _send_request(conn: socket.socket, head: bytes, body: bytes, fds: List[int]) -> None:
+    """One message: the lengths, the head and the body, with our stdout and stderr and ``fds``."""
+    parts = [_HEAD.pack(len(head), len(body)), head, body]
+    std = [_valid_fd_or_devnull(1), _valid_fd_or_devnull(2)]
+    try:
+        sent = socket.send_fds(conn, parts, std + fds, socket.MSG_NOSIGNAL)
+    finally:
+        for fd in std:
+            if fd not in (1, 2):
+                os.close(fd)
+    rest = b"".join(parts)[sent:] if sent < sum(map(len, parts)) else b""
+    if rest:
+        conn.sendall(rest)
+
+
+def _exchange(func: Any, head: bytes, body: bytes, fds: List[int], on_start=None) -> bytes:
     """Sends one call to the server and waits for its outcome. Anything that interrupts the wait
     (Ctrl-C, an exception raised by a signal handler) cancels the call, and is re-raised only once
     the call's processes are gone."""
-    conn, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    server = _get_server()
+    try:
+        server.preload(func)
+        conn = _take_connection(server)
+    except OSError as err:
+        if err.errno in (errno.EMFILE, errno.ENFILE):
+            raise  # no descriptor for a connection: the server is fine
+        # The server went away between the liveness check and the send: once more, afresh.
+        shutdown()
+        server = _get_server()
+        conn = _take_connection(server)
     with _in_flight_lock:
         _in_flight[conn] = False
+    done = False
     try:
+        _send_request(conn, head, body, fds)
         try:
-            server = _get_server()
-            server.preload(func)
-            server.submit(theirs)
-        except OSError:
-            # The server went away between the liveness check and the send: once more, afresh.
-            shutdown()
-            _get_server().submit(theirs)
-        theirs.close()
-        try:
-            prefix = _LENGTH.pack(len(request))
-            if fds:
-                socket.send_fds(conn, [prefix], fds)
-                conn.sendall(request)
-            else:
-                conn.sendall(prefix + request)
             reply = _recv_message(conn)
             if reply[:1] == _STARTED:
                 # The call's child exists (its pid follows); the outcome comes next.
@@ -356,7 +389,7 @@ def _exchange(func: Any, request: bytes, fds: List[int], on_start=None) -> bytes
                     on_start(_PID.unpack_from(reply, 1)[0])
                 reply = _recv_message(conn)
         except ConnectionResetError:
-            raise
+            raise  # the server died with our request unread: `run` tries once more
         except (OSError, EOFError) as err:
             if _in_flight.get(conn):
                 raise KeyboardInterrupt("the call was cancelled by Ctrl-C") from None
@@ -366,16 +399,19 @@ def _exchange(func: Any, request: bytes, fds: List[int], on_start=None) -> bytes
             raise
         if _in_flight.get(conn):
             raise KeyboardInterrupt("the call was cancelled by Ctrl-C in the main thread")
+        done = True
         return reply
     finally:
         with _in_flight_lock:
             _in_flight.pop(conn, None)
-        theirs.close()
-        conn.close()
+        if done:
+            _keep_connection(server, conn)
+        else:
+            conn.close()
 
 
 def _cancel(conn: socket.socket) -> None:
-    """Tells the supervisor to cancel (end of file), then waits until it reports the call's
+    """Tells the finisher to cancel (end of file), then waits until it reports the call's
     processes gone, so that KeyboardInterrupt is raised only afterwards."""
     try:
         conn.shutdown(socket.SHUT_WR)
@@ -383,225 +419,3 @@ def _cancel(conn: socket.socket) -> None:
         _recv_message(conn)
     except (OSError, EOFError):
         pass
-
-
-# --------------------------------------------------------------------------------------------
-# Server side
-# --------------------------------------------------------------------------------------------
-
-
-class _ServerState:
-    """The server: a main loop reading the control socket and starting calls; each started call
-    is waited for by a finisher thread of the engine's side (`_core.send_outcome_when_done`),
-    which sends the outcome to the caller without the interpreter lock and then reports the call
-    done on the done pipe, which the main loop reads."""
-
-    def __init__(self, control: socket.socket, caller_fd: Optional[int]) -> None:
-        self.control = control
-        self.caller_fd = caller_fd
-        #: Descriptors held for calls in flight (closed in every call's child but its own).
-        self.call_fds: set = set()
-        #: The calls in flight by pid (also their process group): their sockets and descriptors.
-        self.in_flight: Dict[int, Tuple[socket.socket, List[int]]] = {}
-        #: The server's ends of the parked children's sockets (closed in every call's child).
-        self.parked_fds: set = set()
-        #: A finisher writes a call's pid here (4 bytes) once its outcome was sent.
-        self.done_read, self.done_write = os.pipe2(os.O_CLOEXEC)
-        self.warm = _warm.WarmPool(partial(_call_child, self), _recv_request, self.parked_fds)
-
-    def handle_one(self) -> bool:
-        """Handles one control message; False when the control socket is closed."""
-        try:
-            message, fds, _, _ = socket.recv_fds(self.control, 1 << 20, 3)
-        except BlockingIOError:
-            return True
-        except OSError:
-            return False
-        if not message:
-            return False
-        kind = message[:1]
-        if kind == b"C" and len(fds) == 3:
-            # Out of the way of the descriptors the engine sets up in the child (0-3).
-            moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in fds]
-            for fd in fds:
-                os.close(fd)
-            self.start_call(moved)
-            return True
-        for fd in fds:
-            os.close(fd)
-        if kind == b"P":
-            _preload(message[1:])
-        return True
-
-    def start_call(self, fds: List[int]) -> None:
-        """Reads a call's request and hands it to the parked child, or forks its child (in this,
-        the main thread: no thread start on the way), then hands the wait to a waiter thread."""
-        conn_fd, out_fd, err_fd = fds
-        self.call_fds.update(fds)
-        conn = socket.socket(fileno=conn_fd)
-        try:
-            request, passed = _recv_request(conn)
-            if passed:
-                fds.extend(passed)
-                self.call_fds.update(passed)
-            limits, settings, blob, wants_pid = pickle.loads(request)
-            capture = bool(limits.get("capture_output"))
-            started = self.warm.start(limits, settings, blob, fds, capture)
-            warm = started is not None
-            if started is None:
-                child = partial(_call_child, self, settings, blob, fds, capture)
-                started = _core.start_fork(child, limits)
-            if wants_pid:
-                try:
-                    _send_message(conn, _STARTED + _PID.pack(started.pid))
-                except OSError:
-                    pass  # the caller hung up: the waiter sees it and cancels the call
-        except (OSError, EOFError):
-            self.end_call(conn, fds, None)
-        except ValueError as err:
-            self.end_call(conn, fds, ("value_error", str(err)))
-        except _core.NotEnforceableError as err:
-            self.end_call(conn, fds, ("not_enforceable", err.args))
-        except _core.EngineError as err:
-            self.end_call(conn, fds, ("engine_error", str(err)))
-        except Exception as err:
-            self.end_call(conn, fds, ("error", f"{type(err).__name__}: {err}"))
-        else:
-            self.in_flight[started.pid] = (conn, fds)
-            try:
-                _core.send_outcome_when_done(started, conn.fileno(), self.done_write)
-            except _core.EngineError as err:
-                del self.in_flight[started.pid]
-                self.end_call(conn, fds, ("engine_error", str(err)))
-                return
-            if warm:
-                # The next warm child is forked now, while this call's child runs on the other
-                # CPU; the call's outcome does not need the interpreter lock the fork holds.
-                self.warm.refill()
-
-    def read_done(self, block: bool = False) -> None:
-        """Ends the calls whose outcomes were sent (their pids on the done pipe)."""
-        if not block and not select.select([self.done_read], [], [], 0)[0]:
-            return
-        pids = os.read(self.done_read, 4 * 256)
-        for (pid,) in _PID.iter_unpack(pids[: len(pids) - len(pids) % 4]):
-            entry = self.in_flight.pop(pid, None)
-            if entry is not None:
-                self.end_call(entry[0], entry[1], None)
-
-    def end_calls_in_flight(self, timeout: float = 2.0) -> None:
-        """The caller is gone: its calls see their sockets hang up and are cancelled by their
-        finishers (the engine kills and reaps each call's tree); wait for that, then kill the
-        process group of any call still listed."""
-        deadline = time.monotonic() + timeout
-        while self.in_flight:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.done_read], [], [], left)[0]:
-                break
-            self.read_done(block=True)
-        for pgid in list(self.in_flight):
-            try:
-                os.killpg(pgid, signal.SIGKILL)
-            except OSError:
-                pass
-
-    def end_call(self, conn: socket.socket, fds: List[int], reply: Any) -> None:
-        try:
-            if reply is not None:
-                _send_message(conn, pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
-        except OSError:
-            pass  # the caller is gone; the call is already over
-        finally:
-            self.call_fds.difference_update(fds)
-            conn.close()
-            for fd in fds[1:]:
-                os.close(fd)
-
-
-def _preload(message: bytes) -> None:
-    import importlib
-
-    try:
-        module, sys_path = pickle.loads(message)
-        sys.path[:] = sys_path
-        importlib.import_module(module)
-    except BaseException:
-        pass  # the call itself will report what is wrong with the module
-
-
-def _call_child(
-    state: _ServerState,
-    settings: Dict[str, Any],
-    blob: bytes,
-    fds: List[int],
-    capture_output: bool,
-) -> bytes:
-    """Runs in the call's child (a fork of the server): the caller's stdout and stderr unless
-    the engine captures them, none of the server's other descriptors (only those passed with
-    this call's request), then the call."""
-    _, out_fd, err_fd = fds[:3]
-    passed = fds[3:]
-    if not capture_output:
-        os.dup2(out_fd, 1)
-        os.dup2(err_fd, 2)
-    inherited = set(state.call_fds) | set(state.parked_fds)
-    inherited |= {state.control.fileno(), state.done_read, state.done_write}
-    if state.caller_fd is not None:
-        inherited.add(state.caller_fd)
-    for fd in inherited - {0, 1, 2} - set(passed):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-    return _worker.execute_blob(settings, blob, passed)
-
-
-def _recv_request(conn: socket.socket) -> Tuple[bytes, List[int]]:
-    """A call's request, and the descriptors sent with its first bytes (multiprocessing objects
-    among the arguments)."""
-    head, passed, _, _ = socket.recv_fds(conn, _LENGTH.size, 64)
-    if not head:
-        raise EOFError("the caller hung up before sending its request")
-    if len(head) < _LENGTH.size:
-        head += _recv_exactly(conn, _LENGTH.size - len(head))
-    (size,) = _LENGTH.unpack(head)
-    return _recv_exactly(conn, size), list(passed)
-
-
-def serve(caller_fd: int) -> None:
-    """The server's main loop; ``caller_fd`` is a pidfd on the caller (-1 on an old kernel)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    control = socket.socket(fileno=int(os.environ.pop(_CONTROL_FD_ENV)))
-    caller: Optional[int] = caller_fd if caller_fd >= 0 else None
-    state = _ServerState(control, caller)
-    try:
-        try:
-            control.send(b"I" + _PID.pack(os.getpid()))
-        except OSError:
-            return
-        # Import now what every call needs, so that call children inherit it.
-        try:
-            import cloudpickle  # type: ignore[import-untyped]  # noqa: F401  (lambdas and closures arrive pickled by value)
-        except ImportError:
-            pass
-        # What exists now is never collected: call children then do not copy the pages that a
-        # collection would touch.
-        gc.freeze()
-        poller = select.poll()
-        poller.register(control, select.POLLIN)
-        if caller is not None:
-            poller.register(caller, select.POLLIN)
-        poller.register(state.done_read, select.POLLIN)
-        while True:
-            # Fork the next warm child now, off the calls' path, when nothing else waits.
-            events = poller.poll(0 if state.warm.needs_refill() else None)
-            if not events:
-                state.warm.refill()
-            for fd, _ in events:
-                if fd == state.done_read:
-                    state.read_done(block=True)
-                elif fd == caller or not state.handle_one():
-                    return
-    finally:
-        state.warm.discard_all()
-        state.end_calls_in_flight()

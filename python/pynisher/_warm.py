@@ -1,15 +1,16 @@
 """The forkserver's warm children: a child forked ahead of the next call, parked.
 
-The server (`_forkserver`) keeps a child forked with the engine's `park_fork` (a copy of the server's interpreter in a fresh
-container of its own, reset after the fork, blocked before it runs anything of a call), made for
-the limits of the last call. A call whose limits it fits (all but the per-call ones: wall and CPU
-time, grace period, soft signals) is handed to it: the engine releases it with the call's limits
-(its rlimits, the wall clock from now), then the call's payload and descriptors go to it over a
-socket of its own; the next warm child is forked right after that hand-off (the fork overlaps
-the call's child) or when no call is in flight, never while other calls are (a fork holds the
-interpreter lock the waiting threads need to send outcomes). A call
-they do not fit (another memory limit, backend, capture) discards them (killed, reaped, containers
-removed) and is started the cold way. Every call still runs in a process no other call touched.
+The server (`_forkserver_server`) keeps a child forked with the engine's `park_fork` (a copy of
+the server's interpreter in a fresh container of its own, reset after the fork, warmed up by a
+call that does nothing, blocked before it runs anything of a call), made for the limits of the
+last call. A call whose limits it fits (all but the per-call ones: wall and CPU time, grace
+period, soft signals) is handed to it: the engine releases it with the call's limits (its
+rlimits, the wall clock from now), then the call's body (still pickled) and descriptors go to it
+over a socket of its own; the next warm child is forked right after that hand-off (the fork
+overlaps the call's child; the outcome is sent by a finisher thread that needs no interpreter
+lock) or when the server is idle. A call they do not fit (another memory limit, backend,
+capture) discards them (killed, reaped, containers removed) and is started the cold way. Every
+call still runs in a process no other call touched.
 
 When the server exits (its caller exited or closed the connection), it discards its parked
 children; if the server is killed, its engine guard kills them as any call of the server (and a
@@ -32,7 +33,7 @@ _LENGTH = struct.Struct("<Q")
 ENABLED_ENV = "PYNISHER_FORKSERVER_WARM"
 
 #: Runs a call in a child: (settings, blob, fds, capture_output) -> the encoded result, where fds
-#: are [the call's connection (unused), stdout, stderr, passed...].
+#: are [stdout, stderr, passed...].
 RunCall = Callable[[Dict[str, Any], bytes, List[int], bool], bytes]
 #: Reads a length-prefixed request and the descriptors sent with its first bytes.
 RecvRequest = Callable[[socket.socket], Tuple[bytes, List[int]]]
@@ -48,11 +49,8 @@ class _Warm:
 
 
 class WarmPool:
-    """The server's parked child, made for the limits of the last call. One: with calls from
-    several threads in flight, forks for parked children competed with the calls' waiters for
-    the interpreter lock and fewer calls per second got through than with a fork per call
-    (benchmarks/python_bench.py, throughput), so children are parked only for calls made one
-    after another (see `_forkserver.serve`)."""
+    """The server's parked child, made for the limits of the last call (see
+    `_forkserver_server` for when it is forked)."""
 
     def __init__(self, run_call: RunCall, recv_request: RecvRequest, parked_fds: Set[int]) -> None:
         self.run_call = run_call
@@ -68,8 +66,8 @@ class WarmPool:
         return self.wanted is not None and not self.parked
 
     def refill(self) -> None:
-        """Forks one more warm child (the server's main loop calls this when it has nothing
-        else to do: see `_forkserver.serve` for when)."""
+        """Forks one more warm child (after a warm hand-off, or when the server's main loop has
+        nothing else to do: see `_forkserver_server`)."""
         limits = self.wanted
         if limits is None:
             return
@@ -91,8 +89,7 @@ class WarmPool:
     def start(
         self,
         limits: Dict[str, Any],
-        settings: Dict[str, Any],
-        blob: bytes,
+        body: bytes,
         fds: List[int],
         capture: bool,
     ) -> Optional["_core.StartedCall"]:
@@ -112,10 +109,9 @@ class WarmPool:
         except BaseException:
             self.discard_one(warm)
             raise
-        payload = pickle.dumps((settings, blob, capture), protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            socket.send_fds(warm.sock, [_LENGTH.pack(len(payload))], fds[1:])
-            warm.sock.sendall(payload)
+            socket.send_fds(warm.sock, [_LENGTH.pack(len(body) + 1), b"\1" if capture else b"\0"], fds)
+            warm.sock.sendall(body)
         except OSError:
             pass  # the child is gone already: its outcome says why
         self._close(warm.sock)
@@ -160,8 +156,8 @@ class _WarmChild:
         self.sock = socket.socket(fileno=self.sock_fd)
         from pynisher import _worker
 
-        payload = pickle.dumps(({}, _IDLE_CALL, False), protocol=pickle.HIGHEST_PROTOCOL)
-        settings, blob, _ = pickle.loads(payload)
+        payload = b"\0" + pickle.dumps(({}, _IDLE_CALL), protocol=pickle.HIGHEST_PROTOCOL)
+        settings, blob = pickle.loads(memoryview(payload)[1:])
         _worker.execute_blob(settings, blob)
 
     def __call__(self) -> bytes:
@@ -172,5 +168,5 @@ class _WarmChild:
             payload, fds = self.recv_request(sock)
         finally:
             sock.close()
-        settings, blob, capture = pickle.loads(payload)
-        return self.run_call(settings, blob, [-1] + fds, capture)
+        settings, blob = pickle.loads(memoryview(payload)[1:])
+        return self.run_call(settings, blob, fds, payload[:1] == b"\1")

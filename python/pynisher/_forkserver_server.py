@@ -1,0 +1,305 @@
+"""The forkserver's server side (see `pynisher._forkserver` for the shape and the caller's side).
+
+One thread, the main loop, reads the control socket (new connections, preloads) and the callers'
+connections (one per caller thread; a request is one message: lengths, the head for the server,
+the body for the call's child, and descriptors). Per request it hands the call to a parked child
+(`pynisher._warm`) or forks one (`pynisher._core.start_fork`, interpreter lock held across the
+fork as `os.fork` does), passes the wait to a finisher thread of the engine's side
+(`_core.send_outcome_when_done`: it waits, and writes the outcome to the caller's connection,
+without the interpreter lock), and forks the next parked child. The finisher reports the call
+done on the done pipe; the main loop then closes the call's descriptors and listens to the
+connection again. The server never unpickles the call itself (the body): the call's child does.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import gc
+import os
+import pickle
+import select
+import signal
+import socket
+import sys
+import time
+from functools import partial
+from typing import Any, Dict, List, Optional, Tuple
+
+from pynisher import _core, _warm, _worker
+from pynisher._forkserver import (
+    _CONTROL_FD_ENV,
+    _HEAD,
+    _LENGTH,
+    _PID,
+    _STARTED,
+    _recv_exactly,
+    _send_message,
+)
+
+#: The most descriptors a request may carry: the caller's stdout and stderr, and those of the
+#: multiprocessing objects among the call's arguments.
+_MAX_FDS = 2 + 64
+
+
+class _ServerState:
+    """The server's state, all of it touched by the main loop's thread only."""
+
+    def __init__(self, control: socket.socket, caller_fd: Optional[int]) -> None:
+        self.control = control
+        self.caller_fd = caller_fd
+        self.poller = select.poll()
+        #: The callers' connections by descriptor (listened to unless a call of theirs is in flight).
+        self.conns: Dict[int, socket.socket] = {}
+        #: The descriptors of all the callers' connections, listened to or not (closed in every
+        #: call's child).
+        self.conn_fds: set = set()
+        #: The descriptors received for calls in flight: stdout, stderr, passed ones (closed in
+        #: every call's child but their own).
+        self.call_fds: set = set()
+        #: The calls in flight by pid (also their process group): their connections and descriptors.
+        self.in_flight: Dict[int, Tuple[socket.socket, List[int]]] = {}
+        #: The server's ends of the parked children's sockets (closed in every call's child).
+        self.parked_fds: set = set()
+        #: A finisher writes a call's pid here (4 bytes) once its outcome was sent.
+        self.done_read, self.done_write = os.pipe2(os.O_CLOEXEC)
+        self.warm = _warm.WarmPool(partial(_call_child, self), _recv_request, self.parked_fds)
+
+    def handle_control(self) -> bool:
+        """Handles one control message; False when the control socket is closed."""
+        try:
+            message, fds, _, _ = socket.recv_fds(self.control, 1 << 20, 1)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        if not message:
+            return False
+        if message[:1] == b"C" and len(fds) == 1:
+            # A caller thread's connection, out of the way of the descriptors the engine sets up
+            # in a child (0-3).
+            fd = fcntl.fcntl(fds[0], fcntl.F_DUPFD_CLOEXEC, 10)
+            os.close(fds[0])
+            self.conn_fds.add(fd)
+            self.listen(socket.socket(fileno=fd))
+            return True
+        for fd in fds:
+            os.close(fd)
+        if message[:1] == b"P":
+            _preload(message[1:])
+        return True
+
+    def listen(self, conn: socket.socket) -> None:
+        self.conns[conn.fileno()] = conn
+        self.poller.register(conn, select.POLLIN)
+
+    def hang_up(self, conn: socket.socket) -> None:
+        fd = conn.fileno()
+        if self.conns.pop(fd, None) is not None:
+            self.poller.unregister(fd)
+        self.conn_fds.discard(fd)
+        conn.close()
+
+    def handle_request(self, fd: int) -> None:
+        """Reads one request from a caller's connection and starts its call."""
+        conn = self.conns[fd]
+        try:
+            # Not blocking: the event may be stale (a descriptor closed and reused meanwhile).
+            header, received, _, _ = socket.recv_fds(conn, _HEAD.size, _MAX_FDS, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        except OSError:
+            header, received = b"", []
+        # Out of the way of the descriptors the engine sets up in the child (0-3).
+        fds = [fcntl.fcntl(f, fcntl.F_DUPFD_CLOEXEC, 10) for f in received]
+        for f in received:
+            os.close(f)
+        if not header or len(fds) < 2:
+            # End of file: the caller's thread is gone (or cancelled its last call).
+            for f in fds:
+                os.close(f)
+            self.hang_up(conn)
+            return
+        self.poller.unregister(fd)
+        del self.conns[fd]
+        self.call_fds.update(fds)
+        try:
+            if len(header) < _HEAD.size:
+                header += _recv_exactly(conn, _HEAD.size - len(header))
+            head_size, body_size = _HEAD.unpack(header)
+            limits, wants_pid = pickle.loads(_recv_exactly(conn, head_size))
+            body = _recv_exactly(conn, body_size)
+            capture = bool(limits.get("capture_output"))
+            started = self.warm.start(limits, body, fds, capture)
+            warm = started is not None
+            if started is None:
+                child = partial(_call_child_body, self, body, fds, capture)
+                started = _core.start_fork(child, limits)
+            if wants_pid:
+                try:
+                    _send_message(conn, _STARTED + _PID.pack(started.pid))
+                except OSError:
+                    pass  # the caller hung up: the finisher sees it and cancels the call
+        except (OSError, EOFError):
+            self.end_call(conn, fds, None, hang_up=True)
+        except ValueError as err:
+            self.end_call(conn, fds, ("value_error", str(err)))
+        except _core.NotEnforceableError as err:
+            self.end_call(conn, fds, ("not_enforceable", err.args))
+        except _core.EngineError as err:
+            self.end_call(conn, fds, ("engine_error", str(err)))
+        except Exception as err:
+            self.end_call(conn, fds, ("error", f"{type(err).__name__}: {err}"))
+        else:
+            self.in_flight[started.pid] = (conn, fds)
+            try:
+                _core.send_outcome_when_done(started, conn.fileno(), self.done_write)
+            except _core.EngineError as err:
+                del self.in_flight[started.pid]
+                self.end_call(conn, fds, ("engine_error", str(err)))
+                return
+            if warm:
+                # The next warm child is forked now, while this call's child runs on the other
+                # CPU; the call's outcome does not need the interpreter lock the fork holds.
+                self.warm.refill()
+
+    def read_done(self) -> None:
+        """Ends the calls whose outcomes were sent (their pids on the done pipe)."""
+        pids = os.read(self.done_read, 4 * 256)
+        for (pid,) in _PID.iter_unpack(pids[: len(pids) - len(pids) % 4]):
+            entry = self.in_flight.pop(pid, None)
+            if entry is not None:
+                self.end_call(entry[0], entry[1], None)
+
+    def end_calls_in_flight(self, timeout: float = 2.0) -> None:
+        """The caller is gone: its calls see their connections hang up and are cancelled by their
+        finishers (the engine kills and reaps each call's tree); wait for that, then kill the
+        process group of any call still listed."""
+        deadline = time.monotonic() + timeout
+        while self.in_flight:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.done_read], [], [], left)[0]:
+                break
+            self.read_done()
+        for pgid in list(self.in_flight):
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def end_call(self, conn: socket.socket, fds: List[int], reply: Any, hang_up: bool = False) -> None:
+        """After a call (or a request that started none): the reply, if any, goes to the caller;
+        the call's descriptors are closed; the connection is listened to again."""
+        try:
+            if reply is not None:
+                _send_message(conn, pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
+        except OSError:
+            hang_up = True  # the caller is gone; the call is already over
+        finally:
+            self.call_fds.difference_update(fds)
+            for fd in fds:
+                os.close(fd)
+            if hang_up:
+                self.hang_up(conn)
+            else:
+                self.listen(conn)
+
+
+def _preload(message: bytes) -> None:
+    import importlib
+
+    try:
+        module, sys_path = pickle.loads(message)
+        sys.path[:] = sys_path
+        importlib.import_module(module)
+    except BaseException:
+        pass  # the call itself will report what is wrong with the module
+
+
+def _call_child_body(state: _ServerState, body: bytes, fds: List[int], capture_output: bool) -> bytes:
+    """A cold call's child: the call's settings and pickled call, then as `_call_child`."""
+    settings, blob = pickle.loads(body)
+    return _call_child(state, settings, blob, fds, capture_output)
+
+
+def _call_child(
+    state: _ServerState,
+    settings: Dict[str, Any],
+    blob: bytes,
+    fds: List[int],
+    capture_output: bool,
+) -> bytes:
+    """Runs in the call's child (a fork of the server): the caller's stdout and stderr unless
+    the engine captures them, none of the server's other descriptors (only those passed with
+    this call's request), then the call. ``fds``: [stdout, stderr, passed...]."""
+    out_fd, err_fd = fds[:2]
+    passed = fds[2:]
+    if not capture_output:
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+    inherited = state.call_fds | state.parked_fds | state.conn_fds
+    inherited |= {state.control.fileno(), state.done_read, state.done_write}
+    if state.caller_fd is not None:
+        inherited.add(state.caller_fd)
+    for fd in inherited - {0, 1, 2} - set(passed):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    return _worker.execute_blob(settings, blob, passed)
+
+
+def _recv_request(conn: socket.socket) -> Tuple[bytes, List[int]]:
+    """A length-prefixed message, and the descriptors sent with its first bytes."""
+    head, passed, _, _ = socket.recv_fds(conn, _LENGTH.size, _MAX_FDS)
+    if not head:
+        raise EOFError("the other end hung up before sending its message")
+    if len(head) < _LENGTH.size:
+        head += _recv_exactly(conn, _LENGTH.size - len(head))
+    (size,) = _LENGTH.unpack(head)
+    return _recv_exactly(conn, size), list(passed)
+
+
+def serve(caller_fd: int) -> None:
+    """The server's main loop; ``caller_fd`` is a pidfd on the caller (-1 on an old kernel)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    control = socket.socket(fileno=int(os.environ.pop(_CONTROL_FD_ENV)))
+    caller: Optional[int] = caller_fd if caller_fd >= 0 else None
+    state = _ServerState(control, caller)
+    try:
+        try:
+            control.send(b"I" + _PID.pack(os.getpid()))
+        except OSError:
+            return
+        # Import now what every call needs, so that call children inherit it.
+        try:
+            import cloudpickle  # type: ignore[import-untyped]  # noqa: F401  (lambdas and closures arrive pickled by value)
+        except ImportError:
+            pass
+        # What exists now is never collected: call children then do not copy the pages that a
+        # collection would touch.
+        gc.freeze()
+        poller = state.poller
+        poller.register(control, select.POLLIN)
+        if caller is not None:
+            poller.register(caller, select.POLLIN)
+        poller.register(state.done_read, select.POLLIN)
+        while True:
+            # Fork the next warm child now, off the calls' path, when nothing else waits.
+            events = poller.poll(0 if state.warm.needs_refill() else None)
+            if not events:
+                state.warm.refill()
+            for fd, _ in events:
+                if fd == state.done_read:
+                    state.read_done()
+                elif fd == caller:
+                    return
+                elif fd == control.fileno():
+                    if not state.handle_control():
+                        return
+                elif fd in state.conns:
+                    state.handle_request(fd)
+    finally:
+        state.warm.discard_all()
+        state.end_calls_in_flight()
+        for conn in list(state.conns.values()):
+            conn.close()
