@@ -23,7 +23,7 @@ import socket
 import sys
 import time
 from functools import partial
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from pynisher import _core, _warm, _worker
 from pynisher._forkserver import (
@@ -62,7 +62,7 @@ class _ServerState:
         self.parked_fds: set = set()
         #: A finisher writes a call's pid here (4 bytes) once its outcome was sent.
         self.done_read, self.done_write = os.pipe2(os.O_CLOEXEC)
-        self.warm = _warm.WarmPool(partial(_call_child, self), _recv_request, self.parked_fds)
+        self.warm = _warm.WarmPool(_call_child, partial(_close_inherited, self), _recv_request, self.parked_fds)
 
     def handle_control(self) -> bool:
         """Handles one control message; False when the control socket is closed."""
@@ -216,35 +216,38 @@ def _preload(message: bytes) -> None:
 
 
 def _call_child_body(state: _ServerState, body: bytes, fds: List[int], capture_output: bool) -> bytes:
-    """A cold call's child: the call's settings and pickled call, then as `_call_child`."""
+    """A cold call's child: none of the server's descriptors but the call's, then the call."""
+    _close_inherited(state, set(fds))
     settings, blob = pickle.loads(body)
-    return _call_child(state, settings, blob, fds, capture_output)
+    return _call_child(settings, blob, fds, capture_output)
 
 
-def _call_child(
-    state: _ServerState,
-    settings: Dict[str, Any],
-    blob: bytes,
-    fds: List[int],
-    capture_output: bool,
-) -> bytes:
+def _close_inherited(state: _ServerState, keep: Set[int]) -> None:
+    """In a child of the server: closes the server's descriptors it inherited (other calls',
+    connections, parked children's sockets, the control socket), all but ``keep``. A parked
+    child does this before it parks, a cold call's child first thing."""
+    inherited = state.call_fds | state.parked_fds | state.conn_fds
+    inherited |= {state.control.fileno(), state.done_read, state.done_write}
+    if state.caller_fd is not None:
+        inherited.add(state.caller_fd)
+    for fd in inherited - {0, 1, 2} - keep:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def _call_child(settings: Dict[str, Any], blob: bytes, fds: List[int], capture_output: bool) -> bytes:
     """Runs in the call's child (a fork of the server): the caller's stdout and stderr unless
-    the engine captures them, none of the server's other descriptors (only those passed with
-    this call's request), then the call. ``fds``: [stdout, stderr, passed...]."""
+    the engine captures them, then the call. ``fds``: [stdout, stderr, passed...]."""
     out_fd, err_fd = fds[:2]
     passed = fds[2:]
     if not capture_output:
         os.dup2(out_fd, 1)
         os.dup2(err_fd, 2)
-    inherited = state.call_fds | state.parked_fds | state.conn_fds
-    inherited |= {state.control.fileno(), state.done_read, state.done_write}
-    if state.caller_fd is not None:
-        inherited.add(state.caller_fd)
-    for fd in inherited - {0, 1, 2} - set(passed):
-        try:
+    for fd in (out_fd, err_fd):
+        if fd > 2 and fd not in passed:
             os.close(fd)
-        except OSError:
-            pass
     return _worker.execute_blob(settings, blob, passed)
 
 

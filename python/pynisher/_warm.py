@@ -35,6 +35,8 @@ ENABLED_ENV = "PYNISHER_FORKSERVER_WARM"
 #: Runs a call in a child: (settings, blob, fds, capture_output) -> the encoded result, where fds
 #: are [stdout, stderr, passed...].
 RunCall = Callable[[Dict[str, Any], bytes, List[int], bool], bytes]
+#: In a child of the server: closes the server's descriptors it inherited, all but the given ones.
+CloseInherited = Callable[[Set[int]], None]
 #: Reads a length-prefixed request and the descriptors sent with its first bytes.
 RecvRequest = Callable[[socket.socket], Tuple[bytes, List[int]]]
 
@@ -52,8 +54,11 @@ class WarmPool:
     """The server's parked child, made for the limits of the last call (see
     `_forkserver_server` for when it is forked)."""
 
-    def __init__(self, run_call: RunCall, recv_request: RecvRequest, parked_fds: Set[int]) -> None:
+    def __init__(
+        self, run_call: RunCall, close_inherited: CloseInherited, recv_request: RecvRequest, parked_fds: Set[int]
+    ) -> None:
         self.run_call = run_call
+        self.close_inherited = close_inherited
         self.recv_request = recv_request
         #: The server's ends of the parked children's sockets (closed in every call's child).
         self.parked_fds = parked_fds
@@ -74,7 +79,7 @@ class WarmPool:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.parked_fds.add(ours.fileno())
         try:
-            child = _WarmChild(self.run_call, self.recv_request, theirs.fileno())
+            child = _WarmChild(self.run_call, self.close_inherited, self.recv_request, theirs.fileno())
             parked = _core.park_fork(child, limits, child.prepare)
         except Exception:
             # Limits a parked child cannot take (the call itself reported what was wrong): the
@@ -141,8 +146,11 @@ _IDLE_CALL = pickle.dumps((int, (), {}), protocol=pickle.HIGHEST_PROTOCOL)
 class _WarmChild:
     """The parked child's side (it runs only in the child)."""
 
-    def __init__(self, run_call: RunCall, recv_request: RecvRequest, sock_fd: int) -> None:
+    def __init__(
+        self, run_call: RunCall, close_inherited: CloseInherited, recv_request: RecvRequest, sock_fd: int
+    ) -> None:
         self.run_call = run_call
+        self.close_inherited = close_inherited
         self.recv_request = recv_request
         self.sock_fd = sock_fd
         self.sock: Optional[socket.socket] = None
@@ -153,6 +161,8 @@ class _WarmChild:
         allocator's, the frames') are this child's own copies before the call needs them: a
         forked child's first write to each page copies it, and those copies were most of a
         trivial warm call's time (perf: page faults ~50 % of the children's samples)."""
+        # The server's descriptors (other calls', connections, ...) go now, not on the call's path.
+        self.close_inherited({self.sock_fd})
         self.sock = socket.socket(fileno=self.sock_fd)
         from pynisher import _worker
 
