@@ -157,10 +157,17 @@ class _ServerState:
                 del self.in_flight[started.pid]
                 self.end_call(conn, fds, ("engine_error", str(err)))
                 return
-            if warm:
+            if warm and not self.requests_waiting():
                 # The next warm child is forked now, while this call's child runs on the other
-                # CPU; the call's outcome does not need the interpreter lock the fork holds.
+                # CPU; the call's outcome does not need the interpreter lock the fork holds. A
+                # request already waiting is served first (its own fork is as quick as a refill
+                # and a release); the idle loop refills later.
                 self.warm.refill()
+
+    def requests_waiting(self) -> bool:
+        """Whether a caller's connection or the control socket has something to read now."""
+        done = self.done_read
+        return any(fd != done for fd, _ in self.poller.poll(0))
 
     def read_done(self) -> None:
         """Ends the calls whose outcomes were sent (their pids on the done pipe)."""
