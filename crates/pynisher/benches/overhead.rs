@@ -5,6 +5,11 @@
 //!
 //! Targets (issue 2): a trivial closure ≤ 1.3× a bare fork + pipe + waitpid; wall-limit overshoot
 //! p99 ≤ 5 ms over 20 runs.
+//!
+//! The rows without `guard` run with no guard installed: a cgroup leaf's `mkdir`s and `rmdir`s
+//! are the caller's own work then. The `[cgroup…, guard]` rows run after
+//! `pynisher::guard::install`, as the Python package and the CLI do: the guard makes and
+//! removes the leaves on its own CPU (`contain/ahead.rs`).
 
 use std::time::{Duration, Instant};
 
@@ -98,6 +103,8 @@ fn bare_fork_exec_true() {
 }
 
 fn main() {
+    // The guarded rows name this program as the guard.
+    pynisher::guard::serve_if_requested();
     let quick = std::env::args().any(|a| a == "--quick");
     let n = if quick { 100 } else { 500 };
     println!("# per-call overhead ({n} calls each, interleaved call by call with its baseline)");
@@ -152,6 +159,30 @@ fn main() {
             percentile(&overshoot, 0.5).as_secs_f64() * 1e3,
             percentile(&overshoot, 0.99).as_secs_f64() * 1e3,
             overshoot[runs - 1].as_secs_f64() * 1e3,
+        );
+    }
+    let cgroup_backends: Vec<Backend> = backends
+        .iter()
+        .copied()
+        .filter(|b| *b != Backend::ProcessGroup)
+        .collect();
+    if !cgroup_backends.is_empty() {
+        println!("\n# per-call overhead with a guard ({n} calls each, interleaved as above)");
+        // From here on every call of this process is guarded.
+        pynisher::guard::install(pynisher::guard::GuardProgram::current_exe())
+            .expect("the guard starts");
+    }
+    for &b in &cgroup_backends {
+        let limits = Limits::new().backend(b);
+        let (base, closure) = measure_interleaved(n, bare_fork_pipe_waitpid, || {
+            let o = limits.run_closure(|| 42u32).unwrap();
+            assert_eq!(o.value, Some(42));
+        });
+        report("  baseline: fork + pipe + waitpid", &base, None);
+        report(
+            &format!("  closure returning 42 [{}, guard]", b.name()),
+            &closure,
+            Some(&base),
         );
     }
 }

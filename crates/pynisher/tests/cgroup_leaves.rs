@@ -65,6 +65,15 @@ fn main() {
         )
         .needs(
             cgroups.clone(),
+            "a_guarded_callers_leaves_are_made_and_removed_by_its_guard_and_none_outlives_it",
+            a_guarded_callers_leaves_are_made_and_removed_by_its_guard_and_none_outlives_it,
+        )
+        .helper(
+            "helper_calls_guarded_then_exits",
+            helper_calls_guarded_then_exits,
+        )
+        .needs(
+            cgroups.clone(),
             "a_forked_copy_of_a_caller_leaves_its_parents_leaves_alone",
             a_forked_copy_of_a_caller_leaves_its_parents_leaves_alone,
         )
@@ -406,6 +415,76 @@ fn helper_calls_guarded_then_is_killed() {
     std::io::stdout().flush().unwrap();
     // SAFETY: raise(2) on our own process; SIGKILL cannot be caught, no handler runs.
     unsafe { libc::raise(libc::SIGKILL) };
+}
+
+fn a_guarded_callers_leaves_are_made_and_removed_by_its_guard_and_none_outlives_it() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (pid, status, out) = run_helper_process("helper_calls_guarded_then_exits");
+    assert!(status.success(), "{out}");
+    // The guard removes what its caller handed over or had it make, after a normal exit too.
+    let left = leaves_left_by(pid, Duration::from_secs(5));
+    assert!(left.is_empty(), "left behind after exit: {left:?}");
+}
+
+/// With a guard, the caller's idle time only names leaves: the guard makes the next calls'
+/// leaves and removes each call's own, while the caller does nothing (`contain/ahead.rs`).
+fn helper_calls_guarded_then_exits() {
+    pynisher::guard::install(pynisher::guard::GuardProgram::current_exe()).unwrap();
+    let count = |dir: &str| std::fs::read_dir(dir).unwrap().count();
+    let counter = |leaf: &Path| -> u64 {
+        let name = leaf.file_name().unwrap().to_string_lossy().into_owned();
+        name.rsplit('-').next().unwrap().parse().unwrap()
+    };
+    for backend in backends_with_leaf_parents() {
+        let parents = leaf_parents(backend);
+        let limits = Limits::new().backend(backend).max_processes(8);
+        let fds = count("/proc/self/fd");
+        for i in 0..1000u32 {
+            let outcome = limits.run_closure(move || i).unwrap();
+            assert_eq!(outcome.value, Some(i), "{backend:?} call {i}: {outcome:?}");
+            for parent in &parents {
+                // Two asked ahead, this call's being removed, and what a guard short of CPU
+                // (a loaded machine, other callers holding the cgroup lock) lags behind: some calls'
+                // worth, not a pile that grows with the calls.
+                let held = my_leaves(parent);
+                assert!(held.len() <= 100, "{backend:?} call {i}: {held:?}");
+            }
+        }
+        assert_eq!(count("/proc/self/fd"), fds, "{backend:?}: descriptors");
+        // The leaf a call ran in, from the call itself.
+        let leaf_of_call = limits
+            .run_closure(|| {
+                let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+                let line = own.lines().find(|l| l.contains("/call-")).unwrap();
+                line.rsplit('/').next().unwrap().to_string()
+            })
+            .unwrap()
+            .value
+            .unwrap();
+        let used = counter(Path::new(&leaf_of_call));
+        // (A v1 pids leaf is made and removed on the call's own path.)
+        for parent in parents
+            .iter()
+            .filter(|p| !p.starts_with("/sys/fs/cgroup/pids"))
+        {
+            // Without another call of ours: the guard removes the used leaf, and the next
+            // calls' leaves are there, made by the guard, never used.
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            let held = loop {
+                let held = my_leaves(parent);
+                let settled = held.len() == 2 && held.iter().all(|l| counter(l) > used);
+                if settled || std::time::Instant::now() >= deadline {
+                    break held;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            };
+            assert_eq!(held.len(), 2, "{backend:?} after {leaf_of_call}: {held:?}");
+            assert!(
+                held.iter().all(|l| counter(l) > used && l.is_dir()),
+                "{backend:?} after {leaf_of_call}: {held:?}"
+            );
+        }
+    }
 }
 
 fn a_forked_copy_of_a_caller_leaves_its_parents_leaves_alone() {

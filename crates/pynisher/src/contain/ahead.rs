@@ -7,6 +7,17 @@
 //! No thread is added to the caller (a forked interpreter must stay single-threaded): the work
 //! happens in [`Pool::work`], which the supervisor calls after it released the child.
 //!
+//! # With a guard: the `mkdir`s and `rmdir`s in another process
+//!
+//! Idle time hides work only behind a child that runs longer than it. When the caller has a
+//! guard (`crate::guard`), the guard does the directory work on one-way messages, on its own
+//! CPU: the idle time only names the next call's leaves and sends `Make` (the pool keeps the
+//! names, [`Ahead::Asked`]); the next call opens the leaves, or makes one itself when the guard
+//! has not got to it yet (its `EEXIST` when the guard then gets there is ignored: the name is
+//! ours). A call's emptied leaves are handed to the guard with `Remove`, which retries while
+//! the last process's teardown keeps a leaf busy. The messages of one caller are read in the
+//! order sent, so a leaf is never made after its removal.
+//!
 //! # Ownership
 //!
 //! A pool belongs to the process that filled it. A forked copy of the caller finds the pool of its
@@ -32,16 +43,38 @@ use std::sync::{Mutex, MutexGuard, TryLockError};
 use super::cgroupfs::{remove_tree, try_remove_tree};
 use super::Remains;
 
+/// A call's registration with the guard (a `guard::Ticket`; `contain` does not depend on
+/// `guard`).
+pub(crate) trait Guarded: Send {
+    /// Hands the call's emptied leaves to the guard, which removes them and forgets the call;
+    /// false when the guard cannot be told (the caller removes them itself then).
+    fn hand_over(self: Box<Self>) -> bool;
+}
+
 /// A call's registration with the guard, kept as long as its leaves exist: dropping it tells the
-/// guard they are gone (it is a `guard::Ticket`; `contain` does not depend on `guard`).
-pub(crate) type Registration = Box<dyn Send>;
+/// guard they are gone; [`Guarded::hand_over`] has the guard remove them.
+pub(crate) type Registration = Box<dyn Guarded>;
+
+/// Who makes the leaves being registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Maker {
+    /// The caller made them already.
+    Caller,
+    /// The guard is asked to make them.
+    Guard,
+}
 
 /// Registers leaves with the guard; `None` when the process has no guard.
-pub(crate) type Register<'a> = &'a dyn Fn(Remains) -> Option<Registration>;
+pub(crate) type Register<'a> = &'a dyn Fn(Remains, Maker) -> Option<Registration>;
 
 /// How many prepared leaves a pool keeps: one per call in flight is taken at the start, so one
 /// suffices for a sequential caller; concurrent threads make their own when the pool is empty.
 const READY: usize = 1;
+
+/// How many leaves a pool keeps asked of the guard: two, so that the guard has a whole call's
+/// time more to make a leaf before a call opens it (a call that finds its leaf not made yet
+/// makes it itself, on its own path). Asking costs the caller one message.
+const READY_ASKED: usize = 2;
 
 /// How many idle-time removals may fail (a leaf busy a moment longer) before the next call
 /// removes the pending leaves with waiting.
@@ -68,8 +101,27 @@ struct State<T> {
 
 /// Leaves made ahead of a call, with their registration.
 pub(super) struct Ready<T> {
-    pub leaf: T,
+    pub leaf: Ahead<T>,
     pub registration: Option<Registration>,
+}
+
+/// A call's leaves prepared ahead.
+pub(super) enum Ahead<T> {
+    /// Made and opened by the caller (`T`: a backend's directories and open files).
+    Made(T),
+    /// Asked of the guard (registered with `Make`): the directories, in the order the backend
+    /// named them; the call opens them, or makes what the guard has not made yet.
+    Asked(Vec<PathBuf>),
+}
+
+impl<T: Prepared> Ahead<T> {
+    /// The directories, in the order the backend made or named them.
+    pub(super) fn dirs(&self) -> Vec<PathBuf> {
+        match self {
+            Ahead::Made(leaf) => leaf.dirs(),
+            Ahead::Asked(dirs) => dirs.clone(),
+        }
+    }
 }
 
 /// Emptied leaves waiting for their `rmdir`, with the registration that covers them.
@@ -149,16 +201,23 @@ impl<T: Prepared> Pool<T> {
     }
 
     /// A prepared leaf for a call, if one is ready and `fits` it.
-    pub(super) fn take(&self, fits: impl Fn(&T) -> bool) -> Option<Ready<T>> {
+    pub(super) fn take(&self, fits: impl Fn(&Ahead<T>) -> bool) -> Option<Ready<T>> {
         let mut state = self.lock()?;
         let i = state.ready.iter().position(|r| fits(&r.leaf))?;
         Some(state.ready.swap_remove(i))
     }
 
-    /// Leaves `dirs` (emptied) to be removed in a later idle time, or now when the pool cannot
+    /// Hands `dirs` (emptied) to the guard that `registration` registered them with, or, with
+    /// no guard, leaves them to be removed in a later idle time, or now when the pool cannot
     /// take them (contended, or the process is exiting).
     pub(super) fn defer(&'static self, dirs: Vec<PathBuf>, registration: Option<Registration>) {
-        let behind = Behind { dirs, registration };
+        if registration.is_some_and(|r| r.hand_over()) {
+            return;
+        }
+        let behind = Behind {
+            dirs,
+            registration: None,
+        };
         match self.lock() {
             Some(mut state) if !state.closed => {
                 state.behind.push(behind);
@@ -171,7 +230,7 @@ impl<T: Prepared> Pool<T> {
 
     /// The idle-time work of a call: removes the leaves left behind, and prepares one for the
     /// next call with `make` when none is ready.
-    pub(super) fn work(&'static self, make: impl FnOnce() -> Option<Ready<T>>) {
+    pub(super) fn work(&'static self, mut make: impl FnMut() -> Option<Ready<T>>) {
         let Some(mut state) = self.lock() else {
             return;
         };
@@ -179,7 +238,13 @@ impl<T: Prepared> Pool<T> {
             return;
         }
         let behind = std::mem::take(&mut state.behind);
-        let wanted = state.ready.len() < READY && ONE_CALL.load(Ordering::Relaxed) != state.owner;
+        let have = state.ready.len();
+        let target = if state.ready.iter().any(|r| matches!(r.leaf, Ahead::Made(_))) {
+            READY
+        } else {
+            READY_ASKED
+        };
+        let wanted = have < target && ONE_CALL.load(Ordering::Relaxed) != state.owner;
         drop(state);
         let mut busy = Vec::new();
         for b in behind {
@@ -193,26 +258,30 @@ impl<T: Prepared> Pool<T> {
                 remove(b);
             }
         }
-        let made = if wanted { make() } else { None };
+        let mut made = Vec::new();
+        while wanted && have + made.len() < target {
+            let Some(ready) = make() else { break };
+            let asked = matches!(ready.leaf, Ahead::Asked(_));
+            made.push(ready);
+            if !asked && have + made.len() >= READY {
+                break;
+            }
+        }
         let Some(mut state) = self.lock() else {
             // The lock is unusable (a thread that took it first, then forked?): no pool.
             for b in busy {
                 remove(b);
             }
-            if let Some(ready) = made {
-                remove(ready.into_behind());
-            }
+            made.into_iter().for_each(Ready::discard);
             return;
         };
         state.behind.extend(busy);
-        if let Some(ready) = made {
-            if state.closed {
-                drop(state);
-                remove(ready.into_behind());
-                return;
-            }
-            state.ready.push(ready);
+        if state.closed {
+            drop(state);
+            made.into_iter().for_each(Ready::discard);
+            return;
         }
+        state.ready.extend(made);
         drop(state);
         self.hook_exit();
     }
@@ -230,11 +299,16 @@ pub(super) trait Prepared: Send + 'static {
 }
 
 impl<T: Prepared> Ready<T> {
-    fn into_behind(self) -> Behind {
-        Behind {
-            dirs: self.leaf.dirs(),
-            registration: self.registration,
+    /// Removes leaves that no call will use: the guard does, when it has them (it may not have
+    /// made them yet), else the caller now.
+    pub(super) fn discard(self) {
+        if self.registration.is_some_and(|r| r.hand_over()) {
+            return;
         }
+        remove(Behind {
+            dirs: self.leaf.dirs(),
+            registration: None,
+        });
     }
 }
 
@@ -260,7 +334,7 @@ impl<T: Prepared> Pool<T> {
             remove(b);
         }
         for r in ready {
-            remove(r.into_behind());
+            r.discard();
         }
     }
 }
@@ -292,7 +366,7 @@ impl<T: Prepared> Pool<T> {
             }
         }
         for r in ready {
-            remove(r.into_behind());
+            r.discard();
         }
     }
 }

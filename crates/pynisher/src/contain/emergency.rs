@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::cgroupfs::empty_and_remove;
+use super::cgroupfs::{empty_and_remove, try_remove_tree};
 
 /// How long [`destroy`] keeps killing and removing before it gives up on a leaf.
 const BUDGET: Duration = Duration::from_secs(3);
@@ -68,4 +68,23 @@ pub(crate) fn destroy(remains: &Remains) {
     while !left.is_empty() && Instant::now() < deadline {
         left.retain(|leaf| empty_and_remove(leaf).is_err());
     }
+}
+
+/// Makes the leaves of a call the caller asked for ahead (the guard, on `Make`). A leaf that
+/// exists already is left as it is: the caller made it itself, not finding it in time, or
+/// (never seen) the name was taken, which the caller then meets as a leaf that is not fresh.
+pub(crate) fn make_leaves(remains: &Remains) {
+    for leaf in &remains.leaves {
+        let _ = std::fs::create_dir(path(leaf));
+    }
+}
+
+/// Removes the emptied leaves of a call that is over (the guard, on `Remove`), without
+/// waiting: the leaves still busy (the last process's teardown not yet done) stay in
+/// `remains`, for a retry. True when none is left.
+pub(crate) fn remove_emptied(remains: &mut Remains) -> bool {
+    remains
+        .leaves
+        .retain(|leaf| try_remove_tree(&path(leaf)).is_err());
+    remains.leaves.is_empty()
 }

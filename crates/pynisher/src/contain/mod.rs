@@ -20,8 +20,8 @@ mod select;
 mod test_support;
 
 pub use ahead::one_call_per_process;
-pub(crate) use ahead::{leave_nothing_behind, Register, Registration};
+pub(crate) use ahead::{leave_nothing_behind, Guarded, Maker, Register, Registration};
 pub(crate) use backend::{CallContainer, MainProcess, Sample};
-pub(crate) use emergency::{destroy, Remains};
+pub(crate) use emergency::{destroy, make_leaves, remove_emptied, Remains};
 pub(crate) use select::open;
 pub use select::{available_backends, preferred_backend};

@@ -388,14 +388,22 @@ pub(crate) struct Ticket {
 /// guard (none installed, or it cannot be reached); the call then relies on
 /// `PR_SET_PDEATHSIG` alone.
 pub(crate) fn register(remains: Remains) -> Option<Ticket> {
+    send_registration(|id| Message::Call { id, remains })
+}
+
+/// Registers the leaves of a call to come and asks the guard to make them (`mkdir` off the
+/// caller's CPU): `None` when this process has no guard (the caller makes them itself then).
+pub(crate) fn register_and_make(remains: Remains) -> Option<Ticket> {
+    send_registration(|id| Message::Make { id, remains })
+}
+
+fn send_registration(message: impl FnOnce(u64) -> Message) -> Option<Ticket> {
     if !ENABLED.load(Ordering::Relaxed) {
         return None;
     }
     let client = client()?;
     let id = client.next_id.fetch_add(1, Ordering::Relaxed);
-    client
-        .send(&Message::Call { id, remains })
-        .then_some(Ticket { client, id })
+    client.send(&message(id)).then_some(Ticket { client, id })
 }
 
 impl Ticket {
@@ -414,6 +422,16 @@ impl Ticket {
     /// backend): the child knows its group first, and sends it before it runs anything.
     pub(crate) fn group_message(&self) -> (RawFd, [u8; super::GROUP_MESSAGE_LEN]) {
         (self.client.socket.as_raw_fd(), group_template(self.id))
+    }
+}
+
+impl crate::contain::Guarded for Ticket {
+    fn hand_over(self: Box<Self>) -> bool {
+        let sent = self.client.send(&Message::Remove { id: self.id });
+        self.client.reap_intermediate();
+        // The guard now owns the call's end (or cannot be told anything): no `Over` after it.
+        std::mem::forget(*self);
+        sent
     }
 }
 

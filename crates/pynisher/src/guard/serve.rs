@@ -3,19 +3,59 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::net::{RecvFlags, SendFlags};
 
 use super::protocol::{Message, HELLO_LEN};
-use crate::contain::{destroy, Remains};
+use crate::contain::{destroy, make_leaves, remove_emptied, Remains};
 
 /// The environment variable that makes [`serve_if_requested`] become the guard. The engine sets
 /// it only in the guard program's environment.
 pub const GUARD_ENV: &str = "PYNISHER_INTERNAL_GUARD";
 
 /// How long a dead caller's process-group call may take to report its group.
-const GROUP_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+const GROUP_WAIT: Duration = Duration::from_secs(1);
+
+/// How often a leaf still busy after its call (`Remove`) is tried again: often at first (the
+/// last process's teardown takes a moment), rarely after [`BUSY_FOR_LONG`].
+const RETRY_SOON: Duration = Duration::from_millis(2);
+const RETRY_LATER: Duration = Duration::from_millis(100);
+const BUSY_FOR_LONG: Duration = Duration::from_secs(2);
+
+/// What the guard holds: the calls not yet over, and the leaves of calls over that it has yet
+/// to remove.
+#[derive(Default)]
+struct Held {
+    calls: HashMap<u64, Remains>,
+    /// Emptied leaves still busy, with when their removal was asked for.
+    behind: Vec<(Remains, Instant)>,
+}
+
+impl Held {
+    /// Tries the busy leaves again; how long to wait before the next try (`None`: no leaf).
+    fn retry(&mut self) -> Option<Duration> {
+        let now = Instant::now();
+        self.behind.retain_mut(|(r, _)| !remove_emptied(r));
+        let young = self
+            .behind
+            .iter()
+            .any(|(_, since)| now.duration_since(*since) < BUSY_FOR_LONG);
+        match (self.behind.is_empty(), young) {
+            (true, _) => None,
+            (false, true) => Some(RETRY_SOON),
+            (false, false) => Some(RETRY_LATER),
+        }
+    }
+}
+
+fn timespec(d: Duration) -> rustix::time::Timespec {
+    rustix::time::Timespec {
+        tv_sec: d.as_secs() as i64,
+        tv_nsec: i64::from(d.subsec_nanos()),
+    }
+}
 
 /// Becomes this caller's guard if this process was started as one (the engine sets
 /// [`GUARD_ENV`]), and never returns then; returns at once otherwise. A program that names
@@ -74,64 +114,67 @@ pub(super) fn become_guard() -> ! {
 
 /// Watches until the caller is gone, then ends every call still registered.
 fn serve(socket: BorrowedFd<'_>, caller: Option<BorrowedFd<'_>>) {
-    let mut calls: HashMap<u64, Remains> = HashMap::new();
+    let mut held = Held::default();
     let mut buf = vec![0u8; 64 * 1024];
+    let mut wait: Option<Duration> = None;
     if caller.is_some() {
         loop {
             let mut fds = vec![PollFd::new(&socket, PollFlags::IN)];
             if let Some(c) = caller.as_ref() {
                 fds.push(PollFd::new(c, PollFlags::IN));
             }
-            match poll(&mut fds, None) {
+            match poll(&mut fds, wait.map(timespec).as_ref()) {
                 Ok(_) | Err(rustix::io::Errno::INTR) => {}
                 Err(_) => break,
             }
             let caller_gone = fds.get(1).is_some_and(|f| !f.revents().is_empty());
             let socket_ready = !fds[0].revents().is_empty();
             drop(fds);
-            if socket_ready && !read_messages(socket, &mut calls, &mut buf) {
+            if socket_ready && !read_messages(socket, &mut held, &mut buf) {
                 break;
             }
+            wait = held.retry();
             if caller_gone {
                 break;
             }
         }
     }
     // The caller is gone (or never was ours): what it queued before it died is still readable.
-    read_messages(socket, &mut calls, &mut buf);
+    read_messages(socket, &mut held, &mut buf);
     // A process-group call's child sends its group itself, right after the fork: one forked just
     // before the caller died may not have run yet. Wait for it (bounded: if the caller died
     // before forking, no message comes).
-    let deadline = std::time::Instant::now() + GROUP_WAIT;
-    while calls
+    let deadline = Instant::now() + GROUP_WAIT;
+    while held
+        .calls
         .values()
         .any(|r| r.needs_process_group() && r.pgid == 0)
     {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
         }
-        let timeout = rustix::time::Timespec {
-            tv_sec: 0,
-            tv_nsec: left.as_nanos().min(10_000_000) as i64,
-        };
         let mut fds = [PollFd::new(&socket, PollFlags::IN)];
-        let _ = poll(&mut fds, Some(&timeout));
-        if !read_messages(socket, &mut calls, &mut buf) {
+        let _ = poll(
+            &mut fds,
+            Some(&timespec(left.min(Duration::from_millis(10)))),
+        );
+        if !read_messages(socket, &mut held, &mut buf) {
             break;
         }
     }
-    for remains in calls.values() {
+    for remains in held.calls.values() {
+        destroy(remains);
+    }
+    // Emptied leaves still busy: waited for (and emptied, should anything have got in).
+    for (remains, _) in &held.behind {
         destroy(remains);
     }
 }
 
 /// Applies every message queued now; false at end of file (no sender left).
-fn read_messages(
-    socket: BorrowedFd<'_>,
-    calls: &mut HashMap<u64, Remains>,
-    buf: &mut [u8],
-) -> bool {
+fn read_messages(socket: BorrowedFd<'_>, held: &mut Held, buf: &mut [u8]) -> bool {
+    let calls = &mut held.calls;
     loop {
         match rustix::net::recv(socket, &mut *buf, RecvFlags::DONTWAIT) {
             Ok((0, _)) => return false,
@@ -146,6 +189,17 @@ fn read_messages(
                 }
                 Some(Message::Over { id }) => {
                     calls.remove(&id);
+                }
+                Some(Message::Make { id, remains }) => {
+                    make_leaves(&remains);
+                    calls.insert(id, remains);
+                }
+                Some(Message::Remove { id }) => {
+                    if let Some(mut remains) = calls.remove(&id) {
+                        if !remove_emptied(&mut remains) {
+                            held.behind.push((remains, Instant::now()));
+                        }
+                    }
                 }
                 None => {}
             },
