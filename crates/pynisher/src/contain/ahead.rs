@@ -212,6 +212,8 @@ impl<T: Prepared> Pool<T> {
     /// take them (contended, or the process is exiting).
     pub(super) fn defer(&'static self, dirs: Vec<PathBuf>, registration: Option<Registration>) {
         if registration.is_some_and(|r| r.hand_over()) {
+            // The exit handler waits for the guard's removals.
+            self.hook_exit();
             return;
         }
         let behind = Behind {
@@ -381,6 +383,18 @@ impl<T: Prepared> Drain for Pool<T> {
     }
 }
 
+/// How this process's exit waits for its guard to remove the leaves handed to it (set by the
+/// guard's client when it starts; `contain` does not depend on `guard`).
+static WAIT_FOR_GUARD: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets how a normal exit waits for the guard's removals: after the pools are drained, the exit
+/// handler calls `wait` (a round trip to the guard, once per process), so that no leaf outlives
+/// a process that exits normally. A one-call process (the `pynisher` command) does not wait:
+/// its exit path stays short, and its guard removes the leaves just after.
+pub(crate) fn at_exit_wait_for_guard(wait: fn()) {
+    let _ = WAIT_FOR_GUARD.set(wait);
+}
+
 /// Removes the leaves (waiting briefly for busy ones), then ends their registration.
 fn remove(behind: Behind) {
     let mut all_gone = true;
@@ -455,6 +469,11 @@ mod exit_hook {
                 // A panic must not unwind out of an `extern "C"` handler.
                 let _ =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.drain_at_exit()));
+            }
+        }
+        if super::ONE_CALL.load(Ordering::Relaxed) != super::my_pid() {
+            if let Some(wait) = super::WAIT_FOR_GUARD.get() {
+                let _ = std::panic::catch_unwind(wait);
             }
         }
     }

@@ -20,7 +20,9 @@ mod select;
 mod test_support;
 
 pub use ahead::one_call_per_process;
-pub(crate) use ahead::{leave_nothing_behind, Guarded, Maker, Register, Registration};
+pub(crate) use ahead::{
+    at_exit_wait_for_guard, leave_nothing_behind, Guarded, Maker, Register, Registration,
+};
 pub(crate) use backend::{CallContainer, MainProcess, Sample};
 pub(crate) use emergency::{destroy, make_leaves, remove_emptied, Remains};
 pub(crate) use select::open;

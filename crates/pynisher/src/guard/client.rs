@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use rustix::net::{AddressFamily, SendFlags, SocketFlags, SocketType};
 
-use super::protocol::{group_template, Message, HELLO_LEN};
+use super::protocol::{group_template, Message, FLUSHED, HELLO_LEN};
 use super::serve::GUARD_ENV;
 use crate::contain::Remains;
 
@@ -171,6 +171,55 @@ pub fn guard_pid() -> Option<i32> {
     Some(pid)
 }
 
+/// How long a process's exit waits for its guard to finish removing its leaves.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// At this process's normal exit: waits (bounded) until its guard has removed every leaf handed
+/// to it, so that none outlives the process. Nothing when the process has no running guard of
+/// its own (a forked copy's parent's guard is not asked, nor is one started for this).
+fn flush() {
+    // SAFETY: a non-null CLIENT points to a leaked, never freed Client.
+    let Some(client) = (unsafe { CLIENT.load(Ordering::Acquire).as_ref() }) else {
+        return;
+    };
+    if client.owner != my_pid() || client.broken.load(Ordering::Relaxed) || !client.running() {
+        return;
+    }
+    if !client.send(&Message::Flush) {
+        return;
+    }
+    let deadline = std::time::Instant::now() + FLUSH_TIMEOUT;
+    let mut buf = [0u8; 16];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        let mut fds = [rustix::event::PollFd::new(
+            &client.socket,
+            rustix::event::PollFlags::IN,
+        )];
+        let timeout = rustix::time::Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        match rustix::event::poll(&mut fds, Some(&timeout)) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return,
+        }
+        match rustix::net::recv(&client.socket, &mut buf, rustix::net::RecvFlags::DONTWAIT) {
+            Ok((n, _)) if n == HELLO_LEN => {
+                let pid = i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
+                client.guard_pid.store(pid, Ordering::Relaxed);
+            }
+            Ok((n, _)) if &buf[..n] == FLUSHED => return,
+            Ok((0, _)) => return,
+            Ok(_) | Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return,
+        }
+    }
+}
+
 /// One process's connection to its guard.
 struct Client {
     owner: i32,
@@ -221,6 +270,7 @@ fn client() -> Option<&'static Client> {
         return Some(c);
     }
     let client = start(&program, me).ok()?;
+    crate::contain::at_exit_wait_for_guard(flush);
     let leaked: &'static Client = Box::leak(Box::new(client));
     CLIENT.store(leaked as *const Client as *mut Client, Ordering::Release);
     Some(leaked)

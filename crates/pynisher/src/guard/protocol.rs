@@ -20,6 +20,9 @@ pub(crate) enum Message {
     /// The call is over and its leaves are empty: the guard removes them (retrying while the
     /// last process's teardown keeps one busy), off the caller's CPU.
     Remove { id: u64 },
+    /// The caller is exiting: the guard finishes every removal asked before (waiting, bounded,
+    /// for busy leaves), then answers [`FLUSHED`]: the one message the caller waits for.
+    Flush,
 }
 
 impl Message {
@@ -39,7 +42,7 @@ impl Message {
 }
 
 /// The tag of the fixed-size group message a call's child sends itself (postcard messages start
-/// with their variant index, 0 to 4).
+/// with their variant index, 0 to 5).
 const GROUP_TAG: u8 = b'G';
 
 /// Size of the group message: tag, call id (u64 LE), process group (i32 LE).
@@ -55,6 +58,9 @@ pub(crate) fn group_template(id: u64) -> [u8; GROUP_MESSAGE_LEN] {
 
 /// The first message the guard sends back: its pid (native-endian i32).
 pub(crate) const HELLO_LEN: usize = 4;
+
+/// The guard's answer to [`Message::Flush`] (one byte: never a hello).
+pub(crate) const FLUSHED: &[u8] = b"F";
 
 #[cfg(test)]
 mod tests {
@@ -72,6 +78,7 @@ mod tests {
                 remains: Remains::cgroups(&["/sys/fs/cgroup/x/call-1-3".into()]),
             },
             Message::Remove { id: 8 },
+            Message::Flush,
         ] {
             assert_eq!(Message::decode(&message.encode()), Some(message));
         }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::net::{RecvFlags, SendFlags};
 
-use super::protocol::{Message, HELLO_LEN};
+use super::protocol::{Message, FLUSHED, HELLO_LEN};
 use crate::contain::{destroy, make_leaves, remove_emptied, Remains};
 
 /// The environment variable that makes [`serve_if_requested`] become the guard. The engine sets
@@ -46,6 +46,16 @@ impl Held {
             (true, _) => None,
             (false, true) => Some(RETRY_SOON),
             (false, false) => Some(RETRY_LATER),
+        }
+    }
+}
+
+impl Held {
+    /// Waits (bounded by [`BUSY_FOR_LONG`]) until every leaf handed over is removed.
+    fn finish_removals(&mut self) {
+        let deadline = Instant::now() + BUSY_FOR_LONG;
+        while self.retry().is_some() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 }
@@ -174,32 +184,35 @@ fn serve(socket: BorrowedFd<'_>, caller: Option<BorrowedFd<'_>>) {
 
 /// Applies every message queued now; false at end of file (no sender left).
 fn read_messages(socket: BorrowedFd<'_>, held: &mut Held, buf: &mut [u8]) -> bool {
-    let calls = &mut held.calls;
     loop {
         match rustix::net::recv(socket, &mut *buf, RecvFlags::DONTWAIT) {
             Ok((0, _)) => return false,
             Ok((n, _)) => match Message::decode(&buf[..n]) {
                 Some(Message::Call { id, remains }) => {
-                    calls.insert(id, remains);
+                    held.calls.insert(id, remains);
                 }
                 Some(Message::Group { id, pgid }) => {
-                    if let Some(r) = calls.get_mut(&id) {
+                    if let Some(r) = held.calls.get_mut(&id) {
                         r.pgid = pgid;
                     }
                 }
                 Some(Message::Over { id }) => {
-                    calls.remove(&id);
+                    held.calls.remove(&id);
                 }
                 Some(Message::Make { id, remains }) => {
                     make_leaves(&remains);
-                    calls.insert(id, remains);
+                    held.calls.insert(id, remains);
                 }
                 Some(Message::Remove { id }) => {
-                    if let Some(mut remains) = calls.remove(&id) {
+                    if let Some(mut remains) = held.calls.remove(&id) {
                         if !remove_emptied(&mut remains) {
                             held.behind.push((remains, Instant::now()));
                         }
                     }
+                }
+                Some(Message::Flush) => {
+                    held.finish_removals();
+                    let _ = rustix::net::send(socket, FLUSHED, SendFlags::NOSIGNAL);
                 }
                 None => {}
             },
