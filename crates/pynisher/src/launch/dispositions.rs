@@ -1,17 +1,17 @@
 //! Signal dispositions of a forked child, reset cheaply.
 //!
 //! A program must start with default dispositions and an empty mask (a caller that ignores SIGTERM
-//! must not hand that on: it would defeat the grace period). `execve` already resets every
-//! *caught* signal to its default; only *ignored* ones survive it. So before an exec only the
-//! ignored signals need a `sigaction`, and which those are the kernel tells in one read of
-//! `/proc/self/status` (`SigIgn`): three system calls instead of 64 `sigaction`s per call. Without
-//! a readable `/proc`, every signal is reset as before.
+//! must not hand that on: it would defeat the grace period). `execve` resets every *caught*
+//! signal to its default; only *ignored* ones survive it. A child that shares the caller's memory
+//! until its `execve` (`sys::spawn_shared`) must not run the caller's handlers either, so the
+//! caught ones are reset too, before the mask is emptied. Which signals are ignored or caught the
+//! kernel tells in one read of `/proc/self/status` (`SigIgn`, `SigCgt`): a few system calls
+//! instead of 64 `sigaction`s per call. Without a readable `/proc`, every signal is reset.
 
-/// The set of ignored signals (bit `n - 1` for signal `n`), from `/proc/self/status`.
+/// The set of ignored or caught signals (bit `n - 1` for signal `n`), from `/proc/self/status`.
 /// Async-signal-safe: open, read and close into a stack buffer, no allocation.
-unsafe fn ignored_signals() -> Option<u64> {
+unsafe fn ignored_or_caught_signals() -> Option<u64> {
     const PATH: &[u8] = b"/proc/self/status\0";
-    const KEY: &[u8] = b"SigIgn:";
     let mut buf = [0u8; 4096];
     // SAFETY: open/read/close are async-signal-safe; the path is a static C string and the
     // buffer is ours, read into its unfilled tail only.
@@ -32,7 +32,12 @@ unsafe fn ignored_signals() -> Option<u64> {
         len
     };
     let text = &buf[..len];
-    let at = text.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    Some(mask_of(text, b"SigIgn:")? | mask_of(text, b"SigCgt:")?)
+}
+
+/// The 16-digit hexadecimal mask after `key` in a `/proc/PID/status` text.
+fn mask_of(text: &[u8], key: &[u8]) -> Option<u64> {
+    let at = text.windows(key.len()).position(|w| w == key)? + key.len();
     let mut mask = 0u64;
     let mut digits = 0;
     for &c in text[at..].iter().skip_while(|c| c.is_ascii_whitespace()) {
@@ -48,8 +53,8 @@ unsafe fn ignored_signals() -> Option<u64> {
     (digits == 16).then_some(mask)
 }
 
-/// In the child, before `execve`: every ignored signal back to its default action (a caught one is
-/// reset by `execve` itself), and an empty signal mask.
+/// In the child, before `execve`: every ignored or caught signal back to its default action, then
+/// an empty signal mask.
 ///
 /// # Safety
 /// Only in a forked child that will `execve` next: it changes the process's signal dispositions.
@@ -60,10 +65,10 @@ pub(crate) unsafe fn reset_for_exec() {
     unsafe {
         let mut default_action: libc::sigaction = std::mem::zeroed();
         default_action.sa_sigaction = libc::SIG_DFL;
-        let ignored = ignored_signals().unwrap_or(u64::MAX);
+        let changed = ignored_or_caught_signals().unwrap_or(u64::MAX);
         for sig in 1..libc::SIGRTMAX() {
             let bit = 1u64 << ((sig - 1) as u32 % 64);
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP && ignored & bit != 0 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP && changed & bit != 0 {
                 libc::sigaction(sig, &default_action, std::ptr::null_mut());
             }
         }
@@ -78,19 +83,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_ignored_set_is_read_from_the_kernel() {
-        // SAFETY: querying and setting SIGUSR2's disposition in this test process only; the
-        // previous disposition is restored.
+    fn the_ignored_and_caught_sets_are_read_from_the_kernel() {
+        extern "C" fn handler(_: libc::c_int) {}
+        // SAFETY: querying and setting SIGUSR2's and SIGWINCH's dispositions in this test process
+        // only; the previous dispositions are restored.
         unsafe {
-            let mut old: libc::sigaction = std::mem::zeroed();
+            let mut old_usr2: libc::sigaction = std::mem::zeroed();
+            let mut old_winch: libc::sigaction = std::mem::zeroed();
             let mut ignore: libc::sigaction = std::mem::zeroed();
             ignore.sa_sigaction = libc::SIG_IGN;
-            libc::sigaction(libc::SIGUSR2, &ignore, &mut old);
-            let with = ignored_signals();
-            libc::sigaction(libc::SIGUSR2, &old, std::ptr::null_mut());
-            let bit = 1u64 << (libc::SIGUSR2 - 1);
-            assert!(with.is_some_and(|m| m & bit != 0), "{with:x?}");
-            assert!(ignored_signals().is_some_and(|m| m & bit == 0));
+            let mut catch: libc::sigaction = std::mem::zeroed();
+            catch.sa_sigaction = handler as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            libc::sigaction(libc::SIGUSR2, &ignore, &mut old_usr2);
+            libc::sigaction(libc::SIGWINCH, &catch, &mut old_winch);
+            let with = ignored_or_caught_signals();
+            libc::sigaction(libc::SIGUSR2, &old_usr2, std::ptr::null_mut());
+            libc::sigaction(libc::SIGWINCH, &old_winch, std::ptr::null_mut());
+            let bits = (1u64 << (libc::SIGUSR2 - 1)) | (1u64 << (libc::SIGWINCH - 1));
+            assert!(with.is_some_and(|m| m & bits == bits), "{with:x?}");
+            assert!(ignored_or_caught_signals().is_some_and(|m| m & bits == 0));
         }
     }
 }

@@ -209,6 +209,62 @@ pub(crate) unsafe fn clone_quiet(cgroup_dir: Option<BorrowedFd<'_>>) -> io::Resu
     }
 }
 
+/// Bytes of the stack a [`spawn_shared`] child runs on: its set-up before `execve` needs a few
+/// KiB (a 4 KiB read buffer is the largest frame).
+const SHARED_SPAWN_STACK: usize = 64 * 1024;
+
+/// Starts a child that shares this process's memory until it calls `execve` or exits, as
+/// `posix_spawn` does (`clone` with `CLONE_VM | CLONE_VFORK`, on a stack of its own): nothing of
+/// the caller's address space is copied (a fork copies every page-table entry, and every page the
+/// caller writes afterwards faults), and the calling thread waits until the child has exec'd.
+/// As with [`clone_quiet`], the child's exit raises no signal until its `execve`.
+///
+/// Every signal is blocked in the calling thread meanwhile, so that no handler of the caller
+/// runs in the child: the child must reset the caught (and ignored) ones before it unblocks them
+/// (`launch::dispositions::reset_for_exec`). Returns the child's pid.
+///
+/// # Safety
+/// `child` runs in the child, in the caller's address space: it may write only its own stack,
+/// may make only async-signal-safe calls, and must end in `execve` or `_exit` (if it returns, the
+/// child exits with 127).
+pub(crate) unsafe fn spawn_shared(child: &mut dyn FnMut()) -> io::Result<i32> {
+    extern "C" fn trampoline(arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` points at the `&mut dyn FnMut()` below, which lives until the child has
+        // exec'd or exited: the caller's thread is suspended until then (`CLONE_VFORK`).
+        let child = unsafe { &mut *arg.cast::<&mut dyn FnMut()>() };
+        child();
+        // SAFETY: _exit(2) ends the child without touching the shared memory.
+        unsafe { libc::_exit(127) }
+    }
+    let mut stack: Vec<std::mem::MaybeUninit<u8>> = Vec::with_capacity(SHARED_SPAWN_STACK);
+    // The stack grows down from its 16-byte aligned top.
+    let top = (stack.as_mut_ptr() as usize + SHARED_SPAWN_STACK) & !15;
+    let mut child = child;
+    // SAFETY: sigset and sigmask calls on locals and on this thread only; clone runs
+    // `trampoline` on the stack above (owned here, not freed until clone has returned, which
+    // with CLONE_VFORK is after the child's execve or exit), with `child` alive as long.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let pid = libc::clone(
+            trampoline,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK,
+            (&mut child as *mut &mut dyn FnMut()).cast(),
+        );
+        let err = io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        drop(stack);
+        if pid < 0 {
+            Err(err)
+        } else {
+            Ok(pid)
+        }
+    }
+}
+
 /// Whether the kernel reaps this process's children by itself when they exit (SIGCHLD ignored, or
 /// its action has `SA_NOCLDWAIT`); a child forked with the SIGCHLD exit signal then leaves no
 /// status to read.
