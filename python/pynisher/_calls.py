@@ -134,3 +134,4 @@ def decode_result(data: bytes) -> Tuple[bool, Any, Optional[BaseException], str]
 
 
 install_guard()
+_worker._children_check = _core.has_children

@@ -234,6 +234,12 @@ def _has_children() -> bool:
     return True
 
 
+#: `pynisher._core.has_children` once the package has loaded the engine (`pynisher._calls` sets
+#: it): `execute` calls it directly, without `_has_children`'s frame and lookup (in a forked
+#: child each Python function entered copies pages).
+_children_check: Optional[Callable[[], bool]] = None
+
+
 def _end_descendants(within: float = 1.0) -> None:
     """SIGKILLs every descendant of this child and reaps them, as upstream's child did before it
     exited: the function's processes are gone, not zombies of whoever adopts orphans, when the
@@ -335,9 +341,16 @@ def execute(
         _ignore_soft_signals(wall_signal, cpu_signal)
     if "multiprocessing.util" in sys.modules:
         _finish_multiprocessing()
-    if end_descendants and _has_children():
+    if end_descendants and (_children_check or _has_children)():
         _end_descendants()
-    flush_std_streams()
+    for stream in (sys.stdout, sys.stderr):  # flush_std_streams, inline: one frame less
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:
+            pass
+    if type(value) in _SCALAR_TYPES:  # `_encode_returned`'s common case, inline
+        return SCALAR + marshal.dumps(value)
     return _encode_returned(value)
 
 
