@@ -287,10 +287,14 @@ def run(func, args, kwargs, limits: Dict[str, Any], soft: Dict[str, Optional[int
     body = pickle.dumps((_calls.call_settings(soft, limits), blob), protocol=pickle.HIGHEST_PROTOCOL)
     try:
         reply = _exchange(func, head, body, fds, on_start)
-    except (ConnectionResetError, BrokenPipeError):
+    except ConnectionResetError:
         # The server died with our request unread (so the call never started): once more, with a
         # fresh server.
         shutdown()
+        reply = _exchange(func, head, body, fds, on_start)
+    except BrokenPipeError:
+        # The connection was closed before our request went out (the call never started): once
+        # more on a new one (a server found dead is replaced).
         reply = _exchange(func, head, body, fds, on_start)
     if reply[:1] == _OUTCOME:
         # The engine's encoding, sent by the server's finisher thread (`_core.send_outcome_when_done`).
@@ -380,7 +384,13 @@ def _exchange(func: Any, head: bytes, body: bytes, fds: List[int], on_start=None
         _in_flight[conn] = False
     done = False
     try:
-        _send_request(conn, head, body, fds)
+        try:
+            _send_request(conn, head, body, fds)
+        except (BrokenPipeError, ConnectionResetError):
+            if _in_flight.get(conn):
+                # Ctrl-C shut the connection while we sent: nothing started.
+                raise KeyboardInterrupt("the call was cancelled by Ctrl-C") from None
+            raise
         try:
             reply = _recv_message(conn)
             if reply[:1] == _STARTED:
