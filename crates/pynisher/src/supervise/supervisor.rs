@@ -132,16 +132,82 @@ fn result_complete(started: &Started, result: &FrameReader) -> bool {
     started.is_closure && result.is_complete()
 }
 
+/// Bytes of the read buffer on the supervisor's stack: a whole small result frame (a value of
+/// up to `launch::closure::INLINE` bytes and its header) fits.
+const SMALL_READ: usize = 512;
+/// Bytes of the thread's large read buffer.
+const LARGE_READ: usize = 64 * 1024;
+
+thread_local! {
+    /// One large read buffer per thread, kept across calls: allocating and zeroing 64 KiB per call
+    /// cost more than the rest of a trivial call.
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Where the supervisor reads pipes into: a small buffer on its stack while that is enough (a call
+/// with no captured output whose result is small: after a fork, every page the caller writes
+/// faults, and the stack's page is written anyway, the thread's buffer and its slot are not), the
+/// thread's large one from the first read that fills the small one, or from the start when output
+/// is captured.
+struct ReadBuffer {
+    small: [u8; SMALL_READ],
+    large: Option<Vec<u8>>,
+}
+
+impl ReadBuffer {
+    fn new(large_now: bool) -> Self {
+        let mut buffer = ReadBuffer {
+            small: [0; SMALL_READ],
+            large: None,
+        };
+        if large_now {
+            buffer.grow();
+        }
+        buffer
+    }
+
+    fn get(&mut self) -> &mut [u8] {
+        match &mut self.large {
+            Some(large) => large,
+            None => &mut self.small,
+        }
+    }
+
+    /// After a read of `n` bytes: a read that filled the small buffer calls for the large one.
+    fn after_read(&mut self, n: usize) {
+        if self.large.is_none() && n == SMALL_READ {
+            self.grow();
+        }
+    }
+
+    fn grow(&mut self) {
+        let mut large = READ_BUFFER.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        if large.len() < LARGE_READ {
+            large = vec![0u8; LARGE_READ];
+        }
+        self.large = Some(large);
+    }
+}
+
+impl Drop for ReadBuffer {
+    fn drop(&mut self) {
+        if let Some(large) = self.large.take() {
+            READ_BUFFER.with(|b| *b.borrow_mut() = large);
+        }
+    }
+}
+
 /// Reads whatever the pipes hold now.
-fn read_pipes(started: &mut Started, result: &mut FrameReader, buf: &mut [u8]) {
+fn read_pipes(started: &mut Started, result: &mut FrameReader, buffer: &mut ReadBuffer) {
     for pipe in [started.stdout.as_mut(), started.stderr.as_mut()]
         .into_iter()
         .flatten()
     {
-        pipe.read_available(buf);
+        pipe.read_available(buffer.get());
     }
     if let Some(fd) = started.result.as_ref() {
         loop {
+            let buf = buffer.get();
             match rustix::io::read(fd.as_fd(), &mut *buf) {
                 Ok(0) => {
                     started.result = None;
@@ -149,6 +215,7 @@ fn read_pipes(started: &mut Started, result: &mut FrameReader, buf: &mut [u8]) {
                 }
                 Ok(n) => {
                     result.push(&buf[..n]);
+                    buffer.after_read(n);
                     if result.rejected().is_some() {
                         // Not a frame we will accept: stop reading (the loop ends the call).
                         started.result = None;
@@ -174,24 +241,15 @@ pub(crate) fn supervise(
     started: Started,
     observer: &mut dyn Observer,
 ) -> Result<Outcome<Vec<u8>>, Error> {
-    // One read buffer per thread, kept across calls: allocating and zeroing 64 KiB per call cost
-    // more than the rest of a trivial call (the pages are also copy-on-write while the child lives).
-    thread_local! {
-        static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    let mut buf = READ_BUFFER.with(|b| std::mem::take(&mut *b.borrow_mut()));
-    if buf.len() < 64 * 1024 {
-        buf = vec![0u8; 64 * 1024];
-    }
-    let outcome = supervise_with_buffer(started, observer, &mut buf);
-    READ_BUFFER.with(|b| *b.borrow_mut() = buf);
-    outcome
+    let captures = started.stdout.is_some() || started.stderr.is_some();
+    let mut buffer = ReadBuffer::new(captures);
+    supervise_with_buffer(started, observer, &mut buffer)
 }
 
 fn supervise_with_buffer(
     mut started: Started,
     observer: &mut dyn Observer,
-    buf: &mut [u8],
+    buf: &mut ReadBuffer,
 ) -> Result<Outcome<Vec<u8>>, Error> {
     let mut state = Loop {
         recorded: None,
@@ -347,7 +405,7 @@ fn finish(
     mut state: Loop,
     mut result: FrameReader,
     ended_at: Instant,
-    buf: &mut [u8],
+    buf: &mut ReadBuffer,
 ) -> Result<Outcome<Vec<u8>>, Error> {
     let pid = started.pid.as_raw_pid();
     // Reap the main process first: its rusage covers itself and what it reaped. From here on its
