@@ -132,9 +132,10 @@ class StartedCall:
     def wait(self, *, cancel_fd: Optional[int] = None) -> _RawOutcome: ...
 
 def start_fork(child: Callable[[], bytes], limits: Mapping[str, object]) -> StartedCall: ...
-def send_outcome_when_done(call: StartedCall, conn_fd: int, done_fd: int) -> None:
-    """The forkserver's wait: a thread without the interpreter lock waits for `call`, writes its
-    outcome message to `conn_fd` and then the call's pid to `done_fd`."""
+def send_outcome_when_done(call: StartedCall, conn_fd: int, done_fd: int, tell_pid: bool = False) -> None:
+    """The forkserver's wait: a thread without the interpreter lock tells the caller the pid if
+    `tell_pid`, waits for `call`, writes its outcome message to `conn_fd` and then the call's pid
+    to `done_fd`."""
 
 def decode_outcome(body: bytes) -> _RawOutcome:
     """The outcome dict of an outcome message sent by `send_outcome_when_done` (after its tag)."""

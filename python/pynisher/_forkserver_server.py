@@ -13,6 +13,7 @@ connection again. The server never unpickles the call itself (the body): the cal
 
 from __future__ import annotations
 
+import array
 import fcntl
 import gc
 import os
@@ -31,7 +32,6 @@ from pynisher._forkserver import (
     _HEAD,
     _LENGTH,
     _PID,
-    _STARTED,
     _recv_exactly,
     _send_message,
 )
@@ -39,6 +39,9 @@ from pynisher._forkserver import (
 #: The most descriptors a request may carry: the caller's stdout and stderr, and those of the
 #: multiprocessing objects among the call's arguments.
 _MAX_FDS = 2 + 64
+_ANCILLARY = socket.CMSG_LEN(_MAX_FDS * array.array("i").itemsize)
+#: A request's first read (a longer one is read on).
+_FIRST_READ = 16 * 1024
 
 
 class _ServerState:
@@ -103,17 +106,26 @@ class _ServerState:
         """Reads one request from a caller's connection and starts its call."""
         conn = self.conns[fd]
         try:
-            # Not blocking: the event may be stale (a descriptor closed and reused meanwhile).
-            header, received, _, _ = socket.recv_fds(conn, _HEAD.size, _MAX_FDS, socket.MSG_DONTWAIT)
+            # One read takes a usual request whole. Not blocking: the event may be stale (a
+            # descriptor closed and reused meanwhile).
+            data, ancillary, _, _ = conn.recvmsg(
+                _FIRST_READ, _ANCILLARY, socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC
+            )
         except BlockingIOError:
             return
         except OSError:
-            header, received = b"", []
-        # Out of the way of the descriptors the engine sets up in the child (0-3).
-        fds = [fcntl.fcntl(f, fcntl.F_DUPFD_CLOEXEC, 10) for f in received]
-        for f in received:
-            os.close(f)
-        if not header or len(fds) < 2:
+            data, ancillary = b"", []
+        fds = []
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                for received in array.array("i", payload[: len(payload) - len(payload) % 4]):
+                    if received < 4:
+                        # Out of the way of the descriptors the engine sets up in a child (0-3).
+                        moved = fcntl.fcntl(received, fcntl.F_DUPFD_CLOEXEC, 10)
+                        os.close(received)
+                        received = moved
+                    fds.append(received)
+        if not data or len(fds) < 2:
             # End of file: the caller's thread is gone (or cancelled its last call).
             for f in fds:
                 os.close(f)
@@ -123,22 +135,21 @@ class _ServerState:
         del self.conns[fd]
         self.call_fds.update(fds)
         try:
-            if len(header) < _HEAD.size:
-                header += _recv_exactly(conn, _HEAD.size - len(header))
-            head_size, body_size = _HEAD.unpack(header)
-            limits, wants_pid = pickle.loads(_recv_exactly(conn, head_size))
-            body = _recv_exactly(conn, body_size)
+            if len(data) < _HEAD.size:
+                data += _recv_exactly(conn, _HEAD.size - len(data))
+            head_size, body_size = _HEAD.unpack_from(data)
+            size = _HEAD.size + head_size + body_size
+            if len(data) < size:
+                data += _recv_exactly(conn, size - len(data))
+            view = memoryview(data)
+            limits, wants_pid = pickle.loads(view[_HEAD.size : _HEAD.size + head_size])
+            body = view[_HEAD.size + head_size : size]
             capture = bool(limits.get("capture_output"))
             started = self.warm.start(limits, body, fds, capture)
             warm = started is not None
             if started is None:
                 child = partial(_call_child_body, self, body, fds, capture)
                 started = _core.start_fork(child, limits)
-            if wants_pid:
-                try:
-                    _send_message(conn, _STARTED + _PID.pack(started.pid))
-                except OSError:
-                    pass  # the caller hung up: the finisher sees it and cancels the call
         except (OSError, EOFError):
             self.end_call(conn, fds, None, hang_up=True)
         except ValueError as err:
@@ -150,9 +161,11 @@ class _ServerState:
         except Exception as err:
             self.end_call(conn, fds, ("error", f"{type(err).__name__}: {err}"))
         else:
+            # The finisher takes the call at once (it tells the caller the pid, if asked, then
+            # waits): nothing the main thread does next is on the call's path.
             self.in_flight[started.pid] = (conn, fds)
             try:
-                _core.send_outcome_when_done(started, conn.fileno(), self.done_write)
+                _core.send_outcome_when_done(started, conn.fileno(), self.done_write, wants_pid)
             except _core.EngineError as err:
                 del self.in_flight[started.pid]
                 self.end_call(conn, fds, ("engine_error", str(err)))
@@ -222,7 +235,7 @@ def _preload(message: bytes) -> None:
         pass  # the call itself will report what is wrong with the module
 
 
-def _call_child_body(state: _ServerState, body: bytes, fds: List[int], capture_output: bool) -> bytes:
+def _call_child_body(state: _ServerState, body: "bytes | memoryview", fds: List[int], capture_output: bool) -> bytes:
     """A cold call's child: none of the server's descriptors but the call's, then the call."""
     _close_inherited(state, set(fds))
     settings, blob = pickle.loads(body)

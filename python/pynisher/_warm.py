@@ -94,7 +94,7 @@ class WarmPool:
     def start(
         self,
         limits: Dict[str, Any],
-        body: bytes,
+        body: "bytes | memoryview",
         fds: List[int],
         capture: bool,
     ) -> Optional["_core.StartedCall"]:

@@ -23,6 +23,8 @@ use crate::{outcome_dict, EngineError, StartedCall, Waiter};
 /// First byte of an outcome message on the forkserver's call socket (the server's own error
 /// replies are pickles, whose first byte is never this).
 pub(crate) const OUTCOME_TAG: u8 = b'O';
+/// First byte of the message that tells the caller its call's pid, before the outcome.
+pub(crate) const STARTED_TAG: u8 = b'S';
 
 /// What the server sends the caller once a call is over.
 #[derive(Serialize, Deserialize)]
@@ -67,6 +69,8 @@ impl Observer for HangUpWatch {
 /// One call for a finisher thread.
 struct Job {
     pid: i32,
+    /// Whether to tell the caller the pid first (a STARTED message).
+    tell_pid: bool,
     waiter: Waiter,
     conn_fd: RawFd,
     done_fd: RawFd,
@@ -123,6 +127,13 @@ fn finisher() {
 
 fn finish(job: Job) {
     let mut watch = HangUpWatch { fd: job.conn_fd };
+    if job.tell_pid {
+        let mut started = [0u8; 13];
+        started[..8].copy_from_slice(&5u64.to_le_bytes());
+        started[8] = STARTED_TAG;
+        started[9..].copy_from_slice(&job.pid.to_le_bytes());
+        send_all(watch.fd(), &started);
+    }
     let outcome = (job.waiter)(&mut watch).map_err(|err| err.chain().to_string());
     let frame = OutcomeFrame {
         pid: job.pid,
@@ -153,15 +164,19 @@ fn send_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) {
     }
 }
 
-/// Hands `call` to a finisher thread, which waits for it (cancelling it when the caller's
-/// socket `conn_fd` hangs up), writes the outcome message to `conn_fd` (length-prefixed, tagged
-/// `b"O"`; see [`decode_outcome`]) and then the call's pid (4 bytes, little-endian) to
-/// `done_fd`: only then may the server close `conn_fd`. None of this takes the interpreter lock.
+/// Hands `call` to a finisher thread, which tells the caller the call's pid first if `tell_pid`
+/// (a message tagged `b"S"`), waits for the call (cancelling it when the caller's socket
+/// `conn_fd` hangs up), writes the outcome message to `conn_fd` (length-prefixed, tagged `b"O"`;
+/// see [`decode_outcome`]) and then the call's pid (4 bytes, little-endian) to `done_fd`: only
+/// then may the server close `conn_fd`. None of this takes the interpreter lock, so the server's
+/// main thread hands the call over first and forks its next child after.
 #[pyfunction]
+#[pyo3(signature = (call, conn_fd, done_fd, tell_pid=false))]
 pub(crate) fn send_outcome_when_done(
     call: &StartedCall,
     conn_fd: RawFd,
     done_fd: RawFd,
+    tell_pid: bool,
 ) -> PyResult<()> {
     let waiter = call
         .waiter
@@ -171,6 +186,7 @@ pub(crate) fn send_outcome_when_done(
         .ok_or_else(|| EngineError::new_err("this call was already waited for"))?;
     submit(Job {
         pid: call.pid,
+        tell_pid,
         waiter,
         conn_fd,
         done_fd,
