@@ -41,7 +41,7 @@ from pynisher._forkserver import (
 _MAX_FDS = 2 + 64
 _ANCILLARY = socket.CMSG_LEN(_MAX_FDS * array.array("i").itemsize)
 #: A request's first read (a longer one is read on).
-_FIRST_READ = 16 * 1024
+_FIRST_READ = 4096
 
 
 class _ServerState:

@@ -5,6 +5,7 @@ a cancelled call drops the connection and the thread's next call makes a new one
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
 import signal
 import threading
@@ -172,3 +173,19 @@ def test_a_parked_child_holds_none_of_the_callers_connections(getpid) -> None:
         release.set()
         for t in threads:
             t.join()
+
+
+@pytest.mark.parametrize("size", [10, 5000, 3_000_000])
+def test_a_request_longer_than_the_servers_first_read_arrives_whole(getpid, size: int) -> None:
+    # The server reads a request's first 4 KiB at once and the rest after: arguments of any size
+    # come through intact, on the same kept connection.
+    payload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    limited = pynisher.limit(_digest, wall_time=30, context="forkserver")
+    assert limited(payload) == (len(payload), hashlib.sha256(payload).hexdigest())
+    assert limited(b"") == (0, hashlib.sha256(b"").hexdigest())
+
+
+def _digest(data: bytes) -> tuple:
+    import hashlib
+
+    return len(data), hashlib.sha256(data).hexdigest()
