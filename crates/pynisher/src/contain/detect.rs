@@ -11,6 +11,7 @@
 //! caller's leftovers do not accumulate.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::sys;
@@ -74,6 +75,52 @@ impl Environment {
             None => self.v2_may_outrank_v1.then(|| self.v2()),
         }
     }
+}
+
+/// The process (pid; 0: none) whose stale-leaf sweeps are left to the guard it forks.
+static SWEEP_IN_GUARD: AtomicI32 = AtomicI32::new(0);
+/// The leaf parents whose sweep waits for that guard (it inherits this list with the fork).
+static DEFERRED_SWEEPS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// This process will fork its guard after its first call's release (the `pynisher` command): its
+/// detection leaves the stale-leaf sweep to that guard, off the call's path. A guard that is not
+/// forked in the end (it runs as a program) does not sweep: a later process's detection will.
+pub(crate) fn sweep_in_forked_guard() {
+    SWEEP_IN_GUARD.store(
+        rustix::process::getpid().as_raw_nonzero().get(),
+        Ordering::Relaxed,
+    );
+}
+
+/// Removes the stale leaves under `parent`, or leaves that to this process's forked guard.
+fn sweep(parent: &std::path::Path, verdicts: &mut OwnerVerdicts) {
+    if SWEEP_IN_GUARD.load(Ordering::Relaxed) == rustix::process::getpid().as_raw_nonzero().get() {
+        DEFERRED_SWEEPS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(parent.to_path_buf());
+    } else {
+        remove_stale_leaves(parent, verdicts);
+    }
+}
+
+/// In a guard forked from its caller: the sweeps the caller left to it, on a thread of their own
+/// (a stale leaf that resists can take seconds; the guard keeps serving meanwhile). The guard
+/// joins it before it exits.
+pub(crate) fn sweep_deferred() -> Option<std::thread::JoinHandle<()>> {
+    let parents = std::mem::take(&mut *DEFERRED_SWEEPS.lock().unwrap_or_else(|e| e.into_inner()));
+    if parents.is_empty() {
+        return None;
+    }
+    std::thread::Builder::new()
+        .name("pynisher-sweep".into())
+        .spawn(move || {
+            let mut verdicts = OwnerVerdicts::new();
+            for parent in &parents {
+                remove_stale_leaves(parent, &mut verdicts);
+            }
+        })
+        .ok()
 }
 
 pub(super) fn environment() -> Arc<Environment> {
@@ -264,7 +311,7 @@ fn detect_v1(
     let has_memsw = memory.join("memory.memsw.limit_in_bytes").exists();
     // Freezer first: the stale leaves' processes are killed there, the others are then empty.
     for dir in [&freezer, &memory, &cpuacct, &pids] {
-        remove_stale_leaves(dir, verdicts);
+        sweep(dir, verdicts);
     }
     Ok(V1Env {
         memory,
@@ -324,7 +371,7 @@ fn detect_v2(
     let enabled = read_words(&parent.join("cgroup.subtree_control"));
     let has = |c: &str| enabled.iter().any(|e| e == c);
     let (has_memory, has_pids) = (has("memory"), has("pids"));
-    remove_stale_leaves(&parent, verdicts);
+    sweep(&parent, verdicts);
     // Probe a leaf of our own: cgroup.kill only shows in non-root cgroups, and a leaf that is not
     // a plain `domain` (below a threaded cgroup) would refuse our processes at spawn time.
     let probe = parent.join(leaf_name());

@@ -24,6 +24,7 @@ pub(crate) use ahead::{
     at_exit_wait_for_guard, leave_nothing_behind, Guarded, Maker, Register, Registration,
 };
 pub(crate) use backend::{CallContainer, MainProcess, Sample};
+pub(crate) use detect::{sweep_deferred, sweep_in_forked_guard};
 pub(crate) use emergency::{destroy, make_leaves, remove_emptied, Remains};
 pub(crate) use select::open;
 pub use select::{available_backends, preferred_backend};

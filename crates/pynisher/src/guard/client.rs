@@ -118,6 +118,10 @@ pub fn install(program: GuardProgram) -> std::io::Result<()> {
 /// released, so that it never delays a call. Until then (the first call of the process), the
 /// call's first process also dies with the thread that forked it.
 pub fn install_deferred(program: GuardProgram) {
+    if program.fork_when_single_threaded {
+        // The guard will be a copy of this process: it can take over the stale-leaf sweep.
+        crate::contain::sweep_in_forked_guard();
+    }
     *PROGRAM.lock().unwrap_or_else(|e| e.into_inner()) = Some(program);
     ENABLED.store(true, Ordering::Relaxed);
 }

@@ -116,7 +116,12 @@ pub(super) fn become_guard() -> ! {
         &pid.to_ne_bytes()[..HELLO_LEN],
         SendFlags::NOSIGNAL,
     );
+    // A guard forked from its caller sweeps the stale leaves the caller's detection left to it.
+    let sweeping = crate::contain::sweep_deferred();
     serve(socket.as_fd(), caller.as_ref().map(|c| c.as_fd()));
+    if let Some(sweep) = sweeping {
+        let _ = sweep.join();
+    }
     // SAFETY: _exit ends the guard without running the host program's exit handlers (a Python
     // interpreter's, when the guard program is one).
     unsafe { libc::_exit(0) }
