@@ -287,14 +287,11 @@ def run(func, args, kwargs, limits: Dict[str, Any], soft: Dict[str, Optional[int
     body = pickle.dumps((_calls.call_settings(soft, limits), blob), protocol=pickle.HIGHEST_PROTOCOL)
     try:
         reply = _exchange(func, head, body, fds, on_start)
-    except ConnectionResetError:
-        # The server died with our request unread (so the call never started): once more, with a
-        # fresh server.
+    except (ConnectionResetError, BrokenPipeError):
+        # The server died with our request unread, or before it went out (so the call never
+        # started; a child it had just forked may hold its sockets open for a moment, so it can
+        # still look alive): once more, with a fresh server.
         shutdown()
-        reply = _exchange(func, head, body, fds, on_start)
-    except BrokenPipeError:
-        # The connection was closed before our request went out (the call never started): once
-        # more on a new one (a server found dead is replaced).
         reply = _exchange(func, head, body, fds, on_start)
     if reply[:1] == _OUTCOME:
         # The engine's encoding, sent by the server's finisher thread (`_core.send_outcome_when_done`).
