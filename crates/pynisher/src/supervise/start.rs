@@ -200,9 +200,9 @@ pub(super) fn fork_call(
         let (r, w) = pipe("creating the release pipe")?;
         (Some(r), Some(w))
     };
-    let (error_read, error_write) = pipe("creating the set-up error pipe")?;
-    sys::set_pipe_nonblocking(error_read.as_fd())
-        .map_err(|e| Error::sys("configuring a pipe", e))?;
+    // The child writes at most one 8-byte report into it: both ends may be non-blocking.
+    let (error_read, error_write) = sys::pipe_cloexec_nonblocking(!single_threaded_caller)
+        .map_err(|e| Error::sys("creating the set-up error pipe", e))?;
     let (stdout, stdout_child) = if limits.capture_output {
         let (r, w) = pipe("creating the stdout pipe")?;
         (Some(output_pipe(r, limits.output_limit, None)?), Some(w))

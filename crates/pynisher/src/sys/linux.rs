@@ -63,7 +63,19 @@ fn task_entries() -> usize {
 /// A pipe whose both ends are close-on-exec, recorded as a call's (see `inflight`) when `record`
 /// (other threads may fork while it is open).
 pub(crate) fn pipe_cloexec(record: bool) -> io::Result<(OwnedFd, OwnedFd)> {
-    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    pipe_with(rustix::pipe::PipeFlags::CLOEXEC, record)
+}
+
+/// [`pipe_cloexec`] with both ends non-blocking from the start (no `fcntl`): for a pipe whose
+/// writer sends at most one message shorter than `PIPE_BUF` into it while it is empty, which
+/// never blocks anyway.
+pub(crate) fn pipe_cloexec_nonblocking(record: bool) -> io::Result<(OwnedFd, OwnedFd)> {
+    use rustix::pipe::PipeFlags;
+    pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK, record)
+}
+
+fn pipe_with(flags: rustix::pipe::PipeFlags, record: bool) -> io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = rustix::pipe::pipe_with(flags)?;
     if record {
         super::inflight::record_pipe(&r, &w);
     }
