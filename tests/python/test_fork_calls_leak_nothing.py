@@ -133,10 +133,10 @@ def test_thousands_of_fork_calls_leak_no_descriptor_thread_zombie_or_leaf():
         assert seen["zombies"] == 0, (backend, seen)
         if backend in ("cgroup1", "cgroup2"):
             assert seen["leaf_parents"], (backend, "no leaf parent found: the leaf check would be vacuous", seen)
-            # The package installs a guard, which makes the leaves of the next two calls and
-            # removes each call's just after it (contain/ahead.rs): two ahead, the last call's in
-            # removal, and what a guard short of CPU (a loaded machine) lags behind; never a pile
-            # that grows with the calls.
+            # One made ahead for the next call; the package installs a guard, which removes each
+            # call's leaf just after it (contain/ahead.rs): the last call's in removal, and what a
+            # guard short of CPU (a loaded machine) lags behind; never a pile that grows with the
+            # calls.
             assert 1 <= seen["most_leaves"] <= 32, (backend, seen)
     # A normal exit: what was made ahead and left behind is gone.
     parents = [p for seen in report["backends"].values() for p in seen["leaf_parents"]]

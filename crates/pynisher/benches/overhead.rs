@@ -6,10 +6,12 @@
 //! Targets (issue 2): a trivial closure ≤ 1.3× a bare fork + pipe + waitpid; wall-limit overshoot
 //! p99 ≤ 5 ms over 20 runs.
 //!
-//! The rows without `guard` run with no guard installed: a cgroup leaf's `mkdir`s and `rmdir`s
-//! are the caller's own work then. The `[cgroup…, guard]` rows run after
-//! `pynisher::guard::install`, as the Python package and the CLI do: the guard makes and
-//! removes the leaves on its own CPU (`contain/ahead.rs`).
+//! The rows without `guard` run with no guard installed: a cgroup leaf's `rmdir`s are the
+//! caller's own work then. The `[cgroup…, guard]` rows run after
+//! `pynisher::guard::install`, as the Python package and the CLI do: the guard removes each
+//! call's leaves on its own CPU (`contain/ahead.rs`). Its work may overlap the baseline
+//! call beside a guarded call; the last section compares the calling thread's CPU time per call,
+//! unguarded and guarded calls alternating (`ratio`: guarded over unguarded).
 
 use std::time::{Duration, Instant};
 
@@ -185,4 +187,50 @@ fn main() {
             Some(&base),
         );
     }
+    if cgroup_backends.is_empty() {
+        return;
+    }
+    // The guard's work runs in another process, where it may also overlap the baseline beside
+    // it: the caller's own CPU time per call, unguarded and guarded calls alternating, says what
+    // moved off the caller.
+    println!("\n# the calling thread's CPU time per call, unguarded and guarded calls alternating");
+    let program = pynisher::guard::GuardProgram::current_exe();
+    for &b in &cgroup_backends {
+        let limits = Limits::new().backend(b);
+        let call = || {
+            let t = thread_cpu();
+            let o = limits.run_closure(|| 42u32).unwrap();
+            assert_eq!(o.value, Some(42));
+            thread_cpu() - t
+        };
+        let (mut unguarded, mut guarded) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for i in 0..n + n / 10 {
+            pynisher::guard::uninstall();
+            let u = call();
+            pynisher::guard::install_deferred(program.clone());
+            let g = call();
+            if i >= n / 10 {
+                unguarded.push(u);
+                guarded.push(g);
+            }
+        }
+        unguarded.sort();
+        guarded.sort();
+        report(
+            &format!("  caller CPU, closure [{}]", b.name()),
+            &unguarded,
+            None,
+        );
+        report(
+            &format!("  caller CPU, closure [{}, guard]", b.name()),
+            &guarded,
+            Some(&unguarded),
+        );
+    }
+}
+
+/// The calling thread's CPU time so far.
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }

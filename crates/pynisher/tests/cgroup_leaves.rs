@@ -65,8 +65,8 @@ fn main() {
         )
         .needs(
             cgroups.clone(),
-            "a_guarded_callers_leaves_are_made_and_removed_by_its_guard_and_none_outlives_it",
-            a_guarded_callers_leaves_are_made_and_removed_by_its_guard_and_none_outlives_it,
+            "a_guarded_callers_leaves_are_removed_by_its_guard_and_none_outlives_it",
+            a_guarded_callers_leaves_are_removed_by_its_guard_and_none_outlives_it,
         )
         .helper(
             "helper_calls_guarded_then_exits",
@@ -417,17 +417,17 @@ fn helper_calls_guarded_then_is_killed() {
     unsafe { libc::raise(libc::SIGKILL) };
 }
 
-fn a_guarded_callers_leaves_are_made_and_removed_by_its_guard_and_none_outlives_it() {
+fn a_guarded_callers_leaves_are_removed_by_its_guard_and_none_outlives_it() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (pid, status, out) = run_helper_process("helper_calls_guarded_then_exits");
     assert!(status.success(), "{out}");
-    // A normal exit waits for the guard to remove what it was handed or asked to make.
+    // A normal exit waits for the guard to remove what it was handed.
     let left = leaves_left_by(pid, Duration::ZERO);
     assert!(left.is_empty(), "left behind after exit: {left:?}");
 }
 
-/// With a guard, the caller's idle time only names leaves: the guard makes the next calls'
-/// leaves and removes each call's own, while the caller does nothing (`contain/ahead.rs`).
+/// With a guard, each call's emptied leaves are handed to the guard, which removes them while
+/// the caller does nothing more (`contain/ahead.rs`); the next call's leaves are made ahead.
 fn helper_calls_guarded_then_exits() {
     pynisher::guard::install(pynisher::guard::GuardProgram::current_exe()).unwrap();
     let count = |dir: &str| std::fs::read_dir(dir).unwrap().count();
@@ -438,21 +438,20 @@ fn helper_calls_guarded_then_exits() {
     for backend in backends_with_leaf_parents() {
         let parents = leaf_parents(backend);
         let limits = Limits::new().backend(backend).max_processes(8);
-        let fds = count("/proc/self/fd");
+        let mut fds = 0;
         for i in 0..1000u32 {
+            // The first calls open what every later call reuses (the leaf made ahead, its files).
+            fds = if i == 10 { count("/proc/self/fd") } else { fds };
             let outcome = limits.run_closure(move || i).unwrap();
             assert_eq!(outcome.value, Some(i), "{backend:?} call {i}: {outcome:?}");
-            for parent in &parents {
-                // Two asked ahead, this call's being removed, and what a guard short of CPU
-                // (a loaded machine, other callers holding the cgroup lock) lags behind: some calls'
-                // worth, not a pile that grows with the calls.
-                let held = my_leaves(parent);
+            // One made ahead, this call's in removal, and what a guard short of CPU (other callers
+            // holding the cgroup lock) lags behind: not a pile that grows with the calls.
+            for held in parents.iter().map(|p| my_leaves(p)) {
                 assert!(held.len() <= 100, "{backend:?} call {i}: {held:?}");
             }
         }
         assert_eq!(count("/proc/self/fd"), fds, "{backend:?}: descriptors");
-        // The leaf a call ran in, from the call itself.
-        let leaf_of_call = limits
+        let leaf_of_call = limits // the leaf a call ran in, from the call itself
             .run_closure(|| {
                 let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
                 let line = own.lines().find(|l| l.contains("/call-")).unwrap();
@@ -467,18 +466,18 @@ fn helper_calls_guarded_then_exits() {
             .iter()
             .filter(|p| !p.starts_with("/sys/fs/cgroup/pids"))
         {
-            // Without another call of ours: the guard removes the used leaf, and the next
-            // calls' leaves are there, made by the guard, never used.
+            // Without another call of ours: the guard removes the used leaf; the next call's
+            // leaf is there, made ahead, never used.
             let deadline = std::time::Instant::now() + Duration::from_secs(5);
             let held = loop {
                 let held = my_leaves(parent);
-                let settled = held.len() == 2 && held.iter().all(|l| counter(l) > used);
+                let settled = held.len() == 1 && held.iter().all(|l| counter(l) > used);
                 if settled || std::time::Instant::now() >= deadline {
                     break held;
                 }
                 std::thread::sleep(Duration::from_millis(10));
             };
-            assert_eq!(held.len(), 2, "{backend:?} after {leaf_of_call}: {held:?}");
+            assert_eq!(held.len(), 1, "{backend:?} after {leaf_of_call}: {held:?}");
             assert!(
                 held.iter().all(|l| counter(l) > used && l.is_dir()),
                 "{backend:?} after {leaf_of_call}: {held:?}"

@@ -7,16 +7,14 @@
 //! No thread is added to the caller (a forked interpreter must stay single-threaded): the work
 //! happens in [`Pool::work`], which the supervisor calls after it released the child.
 //!
-//! # With a guard: the `mkdir`s and `rmdir`s in another process
+//! # With a guard: the `rmdir`s in another process
 //!
-//! Idle time hides work only behind a child that runs longer than it. When the caller has a
-//! guard (`crate::guard`), the guard does the directory work on one-way messages, on its own
-//! CPU: the idle time only names the next call's leaves and sends `Make` (the pool keeps the
-//! names, [`Ahead::Asked`]); the next call opens the leaves, or makes one itself when the guard
-//! has not got to it yet (its `EEXIST` when the guard then gets there is ignored: the name is
-//! ours). A call's emptied leaves are handed to the guard with `Remove`, which retries while
-//! the last process's teardown keeps a leaf busy. The messages of one caller are read in the
-//! order sent, so a leaf is never made after its removal.
+//! When the caller has a guard (`crate::guard`), a call's emptied leaves are handed to it
+//! (`Remove`, one-way) instead of waiting for a later idle time: the guard removes them on its
+//! own CPU, retrying while the last process's teardown keeps a leaf busy. The `mkdir`s stay the
+//! caller's, in its idle time: having the guard make the leaves too was measured slower here
+//! (its `mkdir`s take the kernel's cgroup lock while the call's child joins its leaves), see
+//! docs/architecture.md. At a normal exit the process waits once for the guard's removals.
 //!
 //! # Ownership
 //!
@@ -55,26 +53,12 @@ pub(crate) trait Guarded: Send {
 /// guard they are gone; [`Guarded::hand_over`] has the guard remove them.
 pub(crate) type Registration = Box<dyn Guarded>;
 
-/// Who makes the leaves being registered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Maker {
-    /// The caller made them already.
-    Caller,
-    /// The guard is asked to make them.
-    Guard,
-}
-
 /// Registers leaves with the guard; `None` when the process has no guard.
-pub(crate) type Register<'a> = &'a dyn Fn(Remains, Maker) -> Option<Registration>;
+pub(crate) type Register<'a> = &'a dyn Fn(Remains) -> Option<Registration>;
 
 /// How many prepared leaves a pool keeps: one per call in flight is taken at the start, so one
 /// suffices for a sequential caller; concurrent threads make their own when the pool is empty.
 const READY: usize = 1;
-
-/// How many leaves a pool keeps asked of the guard: two, so that the guard has a whole call's
-/// time more to make a leaf before a call opens it (a call that finds its leaf not made yet
-/// makes it itself, on its own path). Asking costs the caller one message.
-const READY_ASKED: usize = 2;
 
 /// How many idle-time removals may fail (a leaf busy a moment longer) before the next call
 /// removes the pending leaves with waiting.
@@ -101,27 +85,8 @@ struct State<T> {
 
 /// Leaves made ahead of a call, with their registration.
 pub(super) struct Ready<T> {
-    pub leaf: Ahead<T>,
+    pub leaf: T,
     pub registration: Option<Registration>,
-}
-
-/// A call's leaves prepared ahead.
-pub(super) enum Ahead<T> {
-    /// Made and opened by the caller (`T`: a backend's directories and open files).
-    Made(T),
-    /// Asked of the guard (registered with `Make`): the directories, in the order the backend
-    /// named them; the call opens them, or makes what the guard has not made yet.
-    Asked(Vec<PathBuf>),
-}
-
-impl<T: Prepared> Ahead<T> {
-    /// The directories, in the order the backend made or named them.
-    pub(super) fn dirs(&self) -> Vec<PathBuf> {
-        match self {
-            Ahead::Made(leaf) => leaf.dirs(),
-            Ahead::Asked(dirs) => dirs.clone(),
-        }
-    }
 }
 
 /// Emptied leaves waiting for their `rmdir`, with the registration that covers them.
@@ -201,7 +166,7 @@ impl<T: Prepared> Pool<T> {
     }
 
     /// A prepared leaf for a call, if one is ready and `fits` it.
-    pub(super) fn take(&self, fits: impl Fn(&Ahead<T>) -> bool) -> Option<Ready<T>> {
+    pub(super) fn take(&self, fits: impl Fn(&T) -> bool) -> Option<Ready<T>> {
         let mut state = self.lock()?;
         let i = state.ready.iter().position(|r| fits(&r.leaf))?;
         Some(state.ready.swap_remove(i))
@@ -232,7 +197,7 @@ impl<T: Prepared> Pool<T> {
 
     /// The idle-time work of a call: removes the leaves left behind, and prepares one for the
     /// next call with `make` when none is ready.
-    pub(super) fn work(&'static self, mut make: impl FnMut() -> Option<Ready<T>>) {
+    pub(super) fn work(&'static self, make: impl FnOnce() -> Option<Ready<T>>) {
         let Some(mut state) = self.lock() else {
             return;
         };
@@ -240,13 +205,7 @@ impl<T: Prepared> Pool<T> {
             return;
         }
         let behind = std::mem::take(&mut state.behind);
-        let have = state.ready.len();
-        let target = if state.ready.iter().any(|r| matches!(r.leaf, Ahead::Made(_))) {
-            READY
-        } else {
-            READY_ASKED
-        };
-        let wanted = have < target && ONE_CALL.load(Ordering::Relaxed) != state.owner;
+        let wanted = state.ready.len() < READY && ONE_CALL.load(Ordering::Relaxed) != state.owner;
         drop(state);
         let mut busy = Vec::new();
         for b in behind {
@@ -260,30 +219,26 @@ impl<T: Prepared> Pool<T> {
                 remove(b);
             }
         }
-        let mut made = Vec::new();
-        while wanted && have + made.len() < target {
-            let Some(ready) = make() else { break };
-            let asked = matches!(ready.leaf, Ahead::Asked(_));
-            made.push(ready);
-            if !asked && have + made.len() >= READY {
-                break;
-            }
-        }
+        let made = if wanted { make() } else { None };
         let Some(mut state) = self.lock() else {
             // The lock is unusable (a thread that took it first, then forked?): no pool.
             for b in busy {
                 remove(b);
             }
-            made.into_iter().for_each(Ready::discard);
+            if let Some(ready) = made {
+                ready.discard();
+            }
             return;
         };
         state.behind.extend(busy);
-        if state.closed {
-            drop(state);
-            made.into_iter().for_each(Ready::discard);
-            return;
+        if let Some(ready) = made {
+            if state.closed {
+                drop(state);
+                ready.discard();
+                return;
+            }
+            state.ready.push(ready);
         }
-        state.ready.extend(made);
         drop(state);
         self.hook_exit();
     }
@@ -301,9 +256,9 @@ pub(super) trait Prepared: Send + 'static {
 }
 
 impl<T: Prepared> Ready<T> {
-    /// Removes leaves that no call will use: the guard does, when it has them (it may not have
-    /// made them yet), else the caller now.
-    pub(super) fn discard(self) {
+    /// Removes leaves that no call will use: the guard does when it has them, else the caller
+    /// now.
+    fn discard(self) {
         if self.registration.is_some_and(|r| r.hand_over()) {
             return;
         }

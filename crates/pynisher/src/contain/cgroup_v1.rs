@@ -24,11 +24,11 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::ahead::{Ahead, Maker, Pool, Prepared, Ready, Register, Registration};
+use super::ahead::{Pool, Prepared, Ready, Register, Registration};
 use super::cgroupfs::{
     cg_err, cgroup_containment, count_lines, keyed, kill_until_empty, leaf_name, open_dir, open_in,
-    open_or_make_dir, pids_max_value, pread, pread_all, procs_recursive, read_keyed, remove_tree,
-    signal_every, survivors_error, write_file, KILL_BUDGET,
+    pids_max_value, pread, pread_all, procs_recursive, read_keyed, remove_tree, signal_every,
+    survivors_error, write_file, KILL_BUDGET,
 };
 use super::detect::V1Env;
 use super::{CallContainer, MainProcess, Remains, Sample};
@@ -57,83 +57,61 @@ pub(super) struct V1Leaves {
 }
 
 impl V1Leaves {
-    /// The distinct directories of the leaves named `name` (co-mounted hierarchies share one):
-    /// memory first, then cpuacct, then freezer.
-    fn dirs_named(env: &V1Env, name: &str) -> Vec<PathBuf> {
-        let mut dirs: Vec<PathBuf> = Vec::new();
-        for parent in [&env.memory, &env.cpuacct, &env.freezer] {
-            let dir = parent.join(name);
-            if !dirs.contains(&dir) {
-                dirs.push(dir);
-            }
-        }
-        dirs
-    }
-
     /// Makes fresh leaves under `env`'s parents and opens their files.
     fn make(env: &V1Env) -> Result<Self, Error> {
-        let dirs = Self::dirs_named(env, &leaf_name());
-        let mut made: Vec<PathBuf> = Vec::new();
-        for dir in &dirs {
+        let name = leaf_name();
+        let memory = env.memory.join(&name);
+        let cpuacct = env.cpuacct.join(&name);
+        let freezer = env.freezer.join(&name);
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for dir in [&memory, &cpuacct, &freezer] {
+            if dirs.contains(dir) {
+                continue;
+            }
             if let Err(e) = std::fs::create_dir(dir) {
-                remove_made(&made);
+                remove_made(&dirs);
                 return Err(cg_err(dir, e));
             }
-            made.push(dir.clone());
+            dirs.push(dir.clone());
         }
-        Self::open(env, dirs, Maker::Caller).inspect_err(|_| remove_made(&made))
-    }
-
-    /// Opens the files of the leaves `dirs` (from [`V1Leaves::dirs_named`]), made by `maker`.
-    fn open(env: &V1Env, dirs: Vec<PathBuf>, maker: Maker) -> Result<Self, Error> {
-        let name = dirs[0].file_name().unwrap_or_default();
-        let memory = env.memory.join(name);
-        let cpuacct = env.cpuacct.join(name);
-        let freezer = env.freezer.join(name);
-        let open_dir = |dir: &Path| match maker {
-            Maker::Caller => open_dir(dir),
-            Maker::Guard => open_or_make_dir(dir),
-        };
-        // Each control file is opened relative to its directory (no walk of the whole path).
-        let (mem_dir, cpu_dir, freezer_dir) =
-            (open_dir(&memory)?, open_dir(&cpuacct)?, open_dir(&freezer)?);
-        let mut tasks = Vec::with_capacity(dirs.len());
-        for (dir, path) in [
-            (&mem_dir, &memory),
-            (&cpu_dir, &cpuacct),
-            (&freezer_dir, &freezer),
-        ] {
-            if !tasks.iter().any(|(p, _)| *p == path) {
-                tasks.push((path, open_in(dir, path, "tasks", true)?));
+        let opened = (|| {
+            // Each control file is opened relative to its directory (no walk of the whole path).
+            let (mem_dir, cpu_dir, freezer_dir) =
+                (open_dir(&memory)?, open_dir(&cpuacct)?, open_dir(&freezer)?);
+            let mut tasks = Vec::with_capacity(dirs.len());
+            for (dir, path) in [
+                (&mem_dir, &memory),
+                (&cpu_dir, &cpuacct),
+                (&freezer_dir, &freezer),
+            ] {
+                if !tasks.iter().any(|(p, _)| *p == path) {
+                    tasks.push((path, open_in(dir, path, "tasks", true)?));
+                }
             }
-        }
-        let tasks = tasks.into_iter().map(|(_, f)| f).collect();
-        Ok(V1Leaves {
-            cpu_usage: open_in(&cpu_dir, &cpuacct, "cpuacct.usage", false)?,
-            cpu_stat: open_in(&cpu_dir, &cpuacct, "cpuacct.stat", false)?,
-            mem_usage: open_in(&mem_dir, &memory, "memory.usage_in_bytes", false)?,
-            mem_peak: open_in(&mem_dir, &memory, "memory.max_usage_in_bytes", false)?,
-            oom_control: open_in(&mem_dir, &memory, "memory.oom_control", false)?,
-            procs: open_in(&freezer_dir, &freezer, "cgroup.procs", false)?,
-            memory,
-            freezer,
-            dirs,
-            freezer_dir,
-            tasks,
-        })
+            let tasks = tasks.into_iter().map(|(_, f)| f).collect();
+            Ok::<_, Error>(V1Leaves {
+                cpu_usage: open_in(&cpu_dir, &cpuacct, "cpuacct.usage", false)?,
+                cpu_stat: open_in(&cpu_dir, &cpuacct, "cpuacct.stat", false)?,
+                mem_usage: open_in(&mem_dir, &memory, "memory.usage_in_bytes", false)?,
+                mem_peak: open_in(&mem_dir, &memory, "memory.max_usage_in_bytes", false)?,
+                oom_control: open_in(&mem_dir, &memory, "memory.oom_control", false)?,
+                procs: open_in(&freezer_dir, &freezer, "cgroup.procs", false)?,
+                memory: memory.clone(),
+                freezer: freezer.clone(),
+                dirs: dirs.clone(),
+                freezer_dir,
+                tasks,
+            })
+        })();
+        opened.inspect_err(|_| remove_made(&dirs))
     }
 
     /// Freezer first: emptying it empties the others.
     fn remains(&self) -> Remains {
-        remains_of(&self.freezer, &self.dirs)
+        let mut leaves = vec![self.freezer.clone()];
+        leaves.extend(self.dirs.iter().filter(|l| **l != self.freezer).cloned());
+        Remains::cgroups(&leaves)
     }
-}
-
-/// The remains of the leaves `dirs` whose freezer leaf is `freezer`: freezer first.
-fn remains_of(freezer: &Path, dirs: &[PathBuf]) -> Remains {
-    let mut leaves = vec![freezer.to_path_buf()];
-    leaves.extend(dirs.iter().filter(|l| *l != freezer).cloned());
-    Remains::cgroups(&leaves)
 }
 
 impl Prepared for V1Leaves {
@@ -188,31 +166,11 @@ struct Settings {
 impl CgroupV1Container {
     /// Takes leaves made ahead (or makes them now) and writes the call's limits into them.
     pub(super) fn open(env: &V1Env, limits: &Limits) -> Result<Self, Error> {
-        let fits = |l: &Ahead<V1Leaves>| match l {
-            Ahead::Made(l) => l.memory.parent() == Some(env.memory.as_path()),
-            Ahead::Asked(dirs) => dirs[0].parent() == Some(env.memory.as_path()),
-        };
-        let (made, registration) = match AHEAD.take(fits) {
-            Some(Ready {
-                leaf: Ahead::Made(leaf),
-                registration,
-            }) => (leaf, registration),
-            Some(Ready {
-                leaf: Ahead::Asked(dirs),
-                registration,
-            }) => match V1Leaves::open(env, dirs.clone(), Maker::Guard) {
-                Ok(leaf) => (leaf, registration),
-                Err(e) => {
-                    Ready::<V1Leaves> {
-                        leaf: Ahead::Asked(dirs),
-                        registration,
-                    }
-                    .discard();
-                    return Err(e);
-                }
-            },
-            None => (V1Leaves::make(env)?, None),
-        };
+        let (made, registration) =
+            match AHEAD.take(|l| l.memory.parent() == Some(env.memory.as_path())) {
+                Some(Ready { leaf, registration }) => (leaf, registration),
+                None => (V1Leaves::make(env)?, None),
+            };
         let name = made.memory.file_name().unwrap_or_default().to_owned();
         let mut c = CgroupV1Container {
             env: env.clone(),
@@ -377,7 +335,9 @@ impl CallContainer for CgroupV1Container {
     }
 
     fn remains(&self) -> Remains {
-        remains_of(&self.freezer, &self.leaves)
+        let mut leaves = vec![self.freezer.clone()];
+        leaves.extend(self.leaves.iter().filter(|l| **l != self.freezer).cloned());
+        Remains::cgroups(&leaves)
     }
 
     fn self_join_fds(&self) -> Vec<RawFd> {
@@ -399,21 +359,9 @@ impl CallContainer for CgroupV1Container {
     fn work_ahead(&mut self, register: Register<'_>) {
         let env = &self.env;
         AHEAD.work(|| {
-            // With a guard, the guard makes the directories; the next call opens them.
-            let dirs = V1Leaves::dirs_named(env, &leaf_name());
-            let freezer = env.freezer.join(dirs[0].file_name().unwrap_or_default());
-            if let Some(registration) = register(remains_of(&freezer, &dirs), Maker::Guard) {
-                return Some(Ready {
-                    leaf: Ahead::Asked(dirs),
-                    registration: Some(registration),
-                });
-            }
             let leaf = V1Leaves::make(env).ok()?;
-            let registration = register(leaf.remains(), Maker::Caller);
-            Some(Ready {
-                leaf: Ahead::Made(leaf),
-                registration,
-            })
+            let registration = register(leaf.remains());
+            Some(Ready { leaf, registration })
         });
     }
 

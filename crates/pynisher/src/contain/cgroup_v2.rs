@@ -18,12 +18,12 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::ahead::{Ahead, Maker, Pool, Prepared, Ready, Register, Registration};
+use super::ahead::{Pool, Prepared, Ready, Register, Registration};
 
 use super::cgroupfs::{
     cg_err, cgroup_containment, count_lines, keyed, kill_until_empty, leaf_name, open_dir, open_in,
-    open_in_rw, open_or_make_dir, pids_max_value, pread, pread_all, procs_recursive, read_keyed,
-    read_u64, remove_tree, signal_every, survivors_error, write_file, KILL_BUDGET,
+    open_in_rw, pids_max_value, pread, pread_all, procs_recursive, read_keyed, read_u64,
+    remove_tree, signal_every, survivors_error, write_file, KILL_BUDGET,
 };
 use super::detect::V2Env;
 use super::{CallContainer, MainProcess, Remains, Sample};
@@ -50,33 +50,27 @@ impl V2Leaf {
     fn make(env: &V2Env) -> Result<Self, Error> {
         let leaf = env.parent.join(leaf_name());
         std::fs::create_dir(&leaf).map_err(|e| cg_err(&leaf, e))?;
-        let opened = Self::open(env, leaf.clone(), Maker::Caller);
+        let opened = (|| {
+            // The directory (also for `clone3`), and its files opened relative to it.
+            let dir = open_dir(&leaf)?;
+            let memory_current = if env.has_memory {
+                Some(open_in(&dir, &leaf, "memory.current", false)?)
+            } else {
+                None
+            };
+            Ok::<_, Error>(V2Leaf {
+                cpu_stat: open_in(&dir, &leaf, "cpu.stat", false)?,
+                procs: open_in_rw(&dir, &leaf, "cgroup.procs")?,
+                events: open_in(&dir, &leaf, "cgroup.events", false)?,
+                memory_current,
+                dir,
+                leaf: leaf.clone(),
+            })
+        })();
         if opened.is_err() {
             let _ = std::fs::remove_dir(&leaf);
         }
         opened
-    }
-
-    /// Opens the files of the leaf `leaf`, made by `maker`.
-    fn open(env: &V2Env, leaf: PathBuf, maker: Maker) -> Result<Self, Error> {
-        // The directory (also for `clone3`), and its files opened relative to it.
-        let dir = match maker {
-            Maker::Caller => open_dir(&leaf)?,
-            Maker::Guard => open_or_make_dir(&leaf)?,
-        };
-        let memory_current = if env.has_memory {
-            Some(open_in(&dir, &leaf, "memory.current", false)?)
-        } else {
-            None
-        };
-        Ok(V2Leaf {
-            cpu_stat: open_in(&dir, &leaf, "cpu.stat", false)?,
-            procs: open_in_rw(&dir, &leaf, "cgroup.procs")?,
-            events: open_in(&dir, &leaf, "cgroup.events", false)?,
-            memory_current,
-            dir,
-            leaf,
-        })
     }
 }
 
@@ -114,29 +108,8 @@ struct Settings {
 impl CgroupV2Container {
     /// Takes a leaf made ahead (or makes one now) and writes the call's limits into it.
     pub(super) fn open(env: &V2Env, limits: &Limits) -> Result<Self, Error> {
-        let fits = |l: &Ahead<V2Leaf>| match l {
-            Ahead::Made(l) => l.leaf.parent() == Some(&env.parent),
-            Ahead::Asked(dirs) => dirs[0].parent() == Some(&env.parent),
-        };
-        let (made, registration) = match AHEAD.take(fits) {
-            Some(Ready {
-                leaf: Ahead::Made(leaf),
-                registration,
-            }) => (leaf, registration),
-            Some(Ready {
-                leaf: Ahead::Asked(dirs),
-                registration,
-            }) => match V2Leaf::open(env, dirs[0].clone(), Maker::Guard) {
-                Ok(leaf) => (leaf, registration),
-                Err(e) => {
-                    Ready::<V2Leaf> {
-                        leaf: Ahead::Asked(dirs),
-                        registration,
-                    }
-                    .discard();
-                    return Err(e);
-                }
-            },
+        let (made, registration) = match AHEAD.take(|l| l.leaf.parent() == Some(&env.parent)) {
+            Some(Ready { leaf, registration }) => (leaf, registration),
             None => (V2Leaf::make(env)?, None),
         };
         match Self::configure(env, limits, &made.leaf) {
@@ -353,23 +326,9 @@ impl CallContainer for CgroupV2Container {
     fn work_ahead(&mut self, register: Register<'_>) {
         let env = &self.env;
         AHEAD.work(|| {
-            // With a guard, the guard makes the directory; the next call opens it.
-            let dirs = vec![env.parent.join(leaf_name())];
-            if let Some(registration) = register(Remains::cgroups(&dirs), Maker::Guard) {
-                return Some(Ready {
-                    leaf: Ahead::Asked(dirs),
-                    registration: Some(registration),
-                });
-            }
             let leaf = V2Leaf::make(env).ok()?;
-            let registration = register(
-                Remains::cgroups(std::slice::from_ref(&leaf.leaf)),
-                Maker::Caller,
-            );
-            Some(Ready {
-                leaf: Ahead::Made(leaf),
-                registration,
-            })
+            let registration = register(Remains::cgroups(std::slice::from_ref(&leaf.leaf)));
+            Some(Ready { leaf, registration })
         });
     }
 

@@ -181,26 +181,6 @@ pub(super) fn open_dir(path: &Path) -> Result<File, Error> {
     .map_err(|e| cg_err(path, e.into()))
 }
 
-/// Opens a leaf directory the guard was asked to make (`ahead.rs`), making it now when the
-/// guard has not got to it yet; an `EEXIST` then is the guard's `mkdir` coming first (the name
-/// is ours, taken from no one). A cgroup being made is invisible until it is complete, so an
-/// `EEXIST` followed by no directory is a `mkdir` in progress: tried again.
-pub(super) fn open_or_make_dir(path: &Path) -> Result<File, Error> {
-    for _ in 0..1000 {
-        match open_dir(path) {
-            Err(Error::Cgroup { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                match std::fs::create_dir(path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => std::thread::yield_now(),
-                    Err(e) => return Err(cg_err(path, e)),
-                }
-            }
-            opened => return opened,
-        }
-    }
-    open_dir(path)
-}
-
 /// Opens the control file `name` of the cgroup directory `dir` (opened from `dir_path`)
 /// relative to it, for reading or writing: no walk of the whole path per file.
 pub(super) fn open_in(dir: &File, dir_path: &Path, name: &str, write: bool) -> Result<File, Error> {

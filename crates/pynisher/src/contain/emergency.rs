@@ -70,15 +70,6 @@ pub(crate) fn destroy(remains: &Remains) {
     }
 }
 
-/// Makes the leaves of a call the caller asked for ahead (the guard, on `Make`). A leaf that
-/// exists already is left as it is: the caller made it itself, not finding it in time, or
-/// (never seen) the name was taken, which the caller then meets as a leaf that is not fresh.
-pub(crate) fn make_leaves(remains: &Remains) {
-    for leaf in &remains.leaves {
-        let _ = std::fs::create_dir(path(leaf));
-    }
-}
-
 /// Removes the emptied leaves of a call that is over (the guard, on `Remove`), without
 /// waiting: the leaves still busy (the last process's teardown not yet done) stay in
 /// `remains`, for a retry. True when none is left.

@@ -21,10 +21,10 @@ mod test_support;
 
 pub use ahead::one_call_per_process;
 pub(crate) use ahead::{
-    at_exit_wait_for_guard, leave_nothing_behind, Guarded, Maker, Register, Registration,
+    at_exit_wait_for_guard, leave_nothing_behind, Guarded, Register, Registration,
 };
 pub(crate) use backend::{CallContainer, MainProcess, Sample};
 pub(crate) use detect::{sweep_deferred, sweep_in_forked_guard};
-pub(crate) use emergency::{destroy, make_leaves, remove_emptied, Remains};
+pub(crate) use emergency::{destroy, remove_emptied, Remains};
 pub(crate) use select::open;
 pub use select::{available_backends, preferred_backend};

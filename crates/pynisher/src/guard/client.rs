@@ -445,12 +445,6 @@ pub(crate) fn register(remains: Remains) -> Option<Ticket> {
     send_registration(|id| Message::Call { id, remains })
 }
 
-/// Registers the leaves of a call to come and asks the guard to make them (`mkdir` off the
-/// caller's CPU): `None` when this process has no guard (the caller makes them itself then).
-pub(crate) fn register_and_make(remains: Remains) -> Option<Ticket> {
-    send_registration(|id| Message::Make { id, remains })
-}
-
 fn send_registration(message: impl FnOnce(u64) -> Message) -> Option<Ticket> {
     if !ENABLED.load(Ordering::Relaxed) {
         return None;

@@ -28,7 +28,7 @@ mod client;
 mod protocol;
 mod serve;
 
+pub(crate) use client::register;
 pub use client::{guard_pid, install, install_deferred, installed, uninstall, GuardProgram};
-pub(crate) use client::{register, register_and_make};
 pub(crate) use protocol::GROUP_MESSAGE_LEN;
 pub use serve::{serve_if_requested, GUARD_ENV};

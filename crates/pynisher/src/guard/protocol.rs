@@ -14,9 +14,6 @@ pub(crate) enum Message {
     Group { id: u64, pgid: i32 },
     /// The call is over: its processes are dead and reaped, its leaves removed.
     Over { id: u64 },
-    /// Like [`Message::Call`], and the guard makes the leaves of `remains` (the next call's,
-    /// asked for in the caller's idle time, so that their `mkdir`s are off the caller's CPU).
-    Make { id: u64, remains: Remains },
     /// The call is over and its leaves are empty: the guard removes them (retrying while the
     /// last process's teardown keeps one busy), off the caller's CPU.
     Remove { id: u64 },
@@ -42,7 +39,7 @@ impl Message {
 }
 
 /// The tag of the fixed-size group message a call's child sends itself (postcard messages start
-/// with their variant index, 0 to 5).
+/// with their variant index, 0 to 4).
 const GROUP_TAG: u8 = b'G';
 
 /// Size of the group message: tag, call id (u64 LE), process group (i32 LE).
@@ -73,10 +70,6 @@ mod tests {
             Message::Call { id: 7, remains },
             Message::Group { id: 7, pgid: 1234 },
             Message::Over { id: 7 },
-            Message::Make {
-                id: 8,
-                remains: Remains::cgroups(&["/sys/fs/cgroup/x/call-1-3".into()]),
-            },
             Message::Remove { id: 8 },
             Message::Flush,
         ] {

@@ -9,7 +9,7 @@ use rustix::event::{poll, PollFd, PollFlags};
 use rustix::net::{RecvFlags, SendFlags};
 
 use super::protocol::{Message, FLUSHED, HELLO_LEN};
-use crate::contain::{destroy, make_leaves, remove_emptied, Remains};
+use crate::contain::{destroy, remove_emptied, Remains};
 
 /// The environment variable that makes [`serve_if_requested`] become the guard. The engine sets
 /// it only in the guard program's environment.
@@ -203,10 +203,6 @@ fn read_messages(socket: BorrowedFd<'_>, held: &mut Held, buf: &mut [u8]) -> boo
                 }
                 Some(Message::Over { id }) => {
                     held.calls.remove(&id);
-                }
-                Some(Message::Make { id, remains }) => {
-                    make_leaves(&remains);
-                    held.calls.insert(id, remains);
                 }
                 Some(Message::Remove { id }) => {
                     if let Some(mut remains) = held.calls.remove(&id) {

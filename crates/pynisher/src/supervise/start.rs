@@ -439,12 +439,8 @@ pub(super) fn fork_call(
     // Leaves whose removal is deferred stay registered until they are gone.
     let ticket = ticket.and_then(|t| container.keep_registration(Box::new(t)));
     // Idle time while the child runs: the next call's leaves, the last call's rmdirs.
-    container.work_ahead(&|remains, maker| {
-        match maker {
-            contain::Maker::Caller => guard::register(remains),
-            contain::Maker::Guard => guard::register_and_make(remains),
-        }
-        .map(|t| Box::new(t) as contain::Registration)
+    container.work_ahead(&|remains| {
+        guard::register(remains).map(|t| Box::new(t) as contain::Registration)
     });
 
     let started = Started {
