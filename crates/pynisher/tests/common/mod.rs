@@ -1,6 +1,8 @@
 //! Helpers shared by the engine's integration tests.
 #![allow(dead_code)]
 
+pub mod leaves;
+
 use std::time::{Duration, Instant};
 
 use pynisher::{Backend, Limits};
