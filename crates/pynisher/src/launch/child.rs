@@ -60,8 +60,11 @@ pub(crate) struct ChildPlan<'f> {
     /// A parked child's preparation: run once it is in its container, before it waits for its
     /// call's release record (a parked child gets two messages on its release pipe).
     pub(crate) prepare: Option<Box<dyn FnOnce() + 'f>>,
-    /// The caller was found to have a single thread (`run_closure`): no other call can be in
-    /// flight while this one runs, so its pipes need no record and its child closes none.
+    /// The caller was found to have a single thread (`run_closure`): no call can start while
+    /// this one runs, so its pipes need no record. Its child closes none of the recorded ones: a
+    /// call the same thread started earlier and has not waited for yet (`spawn_*`, a parked
+    /// child) only shares its pipe ends with this child for as long as this call runs, and that
+    /// child dies with the call.
     pub(crate) single_threaded_caller: bool,
 }
 
