@@ -18,55 +18,19 @@ import textwrap
 import time
 
 import pytest
+from leak_probes import leaves_of
 
 CALLS = int(os.environ.get("PYNISHER_LEAK_CALLS", "2000"))
 
 HELPER = textwrap.dedent(
     """
-    import json, os, sys, threading, time
+    import json, sys, threading
     import pynisher
-    from pynisher import _core, _forkserver
+    from pynisher import _forkserver
+    from leak_probes import most_leaves_per_parent, steady, zombie_children
 
     def ident(i):
         return i
-
-    def count(path):
-        try:
-            return len(os.listdir(path))
-        except OSError:
-            return -1
-
-    def steady(path):
-        # Descriptors and threads come and go with calls (a parked child's socket,
-        # finisher threads): two looks 0.2 s apart must agree.
-        seen = count(path)
-        for _ in range(50):
-            time.sleep(0.2)
-            seen, previous = count(path), seen
-            if seen == previous:
-                break
-        return seen
-
-    def zombie_children(parent):
-        found = 0
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/stat") as f:
-                        fields = f.read().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                found += fields[0] == "Z" and int(fields[1]) == parent
-        return found
-
-    def leaves_of(pid):
-        # The server's leaves, in every cgroup hierarchy mounted (the server sits in our cgroup).
-        prefix, found = f"call-{pid}-", 0
-        for root, dirs, _ in os.walk("/sys/fs/cgroup"):
-            if os.path.basename(root) == "pynisher":
-                found = max(found, sum(d.startswith(prefix) for d in dirs))
-                dirs[:] = []
-        return found
 
     calls = int(sys.argv[1])
     limited = pynisher.limit(ident, wall_time=5, memory=(256, "MB"), context="forkserver", warnings=False)
@@ -92,7 +56,7 @@ HELPER = textwrap.dedent(
         [t.start() for t in workers]
         [t.join() for t in workers]
         del workers
-        most_leaves = max(most_leaves, leaves_of(server))
+        most_leaves = max(most_leaves, most_leaves_per_parent(server))
     print(json.dumps({
         "server": server,
         "backend": limited.outcome.backend,
@@ -120,15 +84,6 @@ def _gone_within(pid: int, seconds: float) -> bool:
     return False
 
 
-def _leaves_of(pid: int) -> list:
-    prefix, found = f"call-{pid}-", []
-    for root, dirs, _ in os.walk("/sys/fs/cgroup"):
-        if os.path.basename(root) == "pynisher":
-            found += [os.path.join(root, d) for d in dirs if d.startswith(prefix)]
-            dirs[:] = []
-    return found
-
-
 def test_thousands_of_forkserver_calls_from_threads_leak_no_descriptor_thread_zombie_or_leaf():
     done = subprocess.run(
         [sys.executable, "-c", HELPER, str(CALLS)],
@@ -151,9 +106,9 @@ def test_thousands_of_forkserver_calls_from_threads_leak_no_descriptor_thread_zo
     # The caller exited normally: its server follows, and removes what it made.
     assert _gone_within(seen["server"], 10), seen
     deadline = time.monotonic() + 10
-    while _leaves_of(seen["server"]) and time.monotonic() < deadline:
+    while leaves_of(seen["server"]) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _leaves_of(seen["server"]) == []
+    assert leaves_of(seen["server"]) == []
 
 
 if __name__ == "__main__":  # pragma: no cover
