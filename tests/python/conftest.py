@@ -74,6 +74,24 @@ def context(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
+def prepare_calls(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The keyword arguments of every `_run.prepare` call from now on, with the cache of limits
+    prepared lately emptied: a test sees which calls prepared their limits anew."""
+    from pynisher import _run
+
+    made: list = []
+    real = _run.prepare
+
+    def counting(**kwargs):
+        made.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(_run, "prepare", counting)
+    monkeypatch.setattr(_run, "_prepared_lately", {})
+    return made
+
+
+@pytest.fixture
 def backend() -> str:
     return engine_backend()
 

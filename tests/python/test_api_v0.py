@@ -477,18 +477,8 @@ def test_uncaught_traceback_goes_to_stderr_without_capture(capfd) -> None:
     assert "ValueError: visible" in capfd.readouterr().err
 
 
-def test_repeated_calls_of_an_enforce_limits_function_prepare_its_limits_once(monkeypatch) -> None:
-    from pynisher import _run
-
-    made = []
-    real = _run.prepare
-
-    def counting(**kwargs):
-        made.append(kwargs)
-        return real(**kwargs)
-
-    monkeypatch.setattr(_run, "prepare", counting)
-    monkeypatch.setattr(_run, "_prepared_lately", {})
+def test_repeated_calls_of_an_enforce_limits_function_prepare_its_limits_once(prepare_calls) -> None:
+    made = prepare_calls
     limited = enforce_limits(wall_time_in_s=10, mem_in_mb=1024)(pow)
     assert [limited(2, n) for n in range(4)] == [1, 2, 4, 8]
     assert limited.exit_status == 0

@@ -228,23 +228,8 @@ def test_a_soft_signal_during_the_functions_imports_raises_instead_of_killing_th
     assert isinstance(result.exception, WallTimeoutException)
 
 
-def _count_prepares(monkeypatch) -> list:
-    from pynisher import _run
-
-    made = []
-    real = _run.prepare
-
-    def counting(**kwargs):
-        made.append(kwargs)
-        return real(**kwargs)
-
-    monkeypatch.setattr(_run, "prepare", counting)
-    monkeypatch.setattr(_run, "_prepared_lately", {})
-    return made
-
-
-def test_repeated_run_limited_calls_prepare_their_limits_once(monkeypatch):
-    made = _count_prepares(monkeypatch)
+def test_repeated_run_limited_calls_prepare_their_limits_once(prepare_calls):
+    made = prepare_calls
     for n in range(3):
         assert run_limited(pow, (2, n), {}, wall_time=10.0, memory=2**30).value == 2**n
     assert len(made) == 1
@@ -254,16 +239,15 @@ def test_repeated_run_limited_calls_prepare_their_limits_once(monkeypatch):
     assert len(made) == 3
 
 
-def test_run_limited_follows_a_change_of_the_backend_variable_between_calls(monkeypatch):
-    _count_prepares(monkeypatch)
+def test_run_limited_follows_a_change_of_the_backend_variable_between_calls(monkeypatch, prepare_calls):
     assert run_limited(pow, (2, 3), {}, wall_time=10.0).value == 8
     monkeypatch.setenv("PYNISHER_BACKEND", "no-such-backend")
     with pytest.raises(ValueError, match="PYNISHER_BACKEND: 'no-such-backend'"):
         run_limited(pow, (2, 3), {}, wall_time=10.0)
 
 
-def test_run_limited_still_refuses_bad_limits_it_was_given_before(monkeypatch):
-    made = _count_prepares(monkeypatch)
+def test_run_limited_still_refuses_bad_limits_it_was_given_before(prepare_calls):
+    made = prepare_calls
     for _ in range(2):
         with pytest.raises(ValueError, match="wall_time"):
             run_limited(pow, (2, 3), {}, wall_time=-1.0)
