@@ -105,6 +105,22 @@ fn bare_fork_exec_true() {
     }
 }
 
+/// A trivial closure on `backend`, interleaved call by call with the bare fork round trip: the
+/// baseline row, then the closure's row (labelled `[label]`) with its ratio.
+fn closure_rows(n: usize, backend: Backend, label: &str) {
+    let limits = Limits::new().backend(backend);
+    let (base, closure) = measure_interleaved(n, bare_fork_pipe_waitpid, || {
+        let o = limits.run_closure(|| 42u32).unwrap();
+        assert_eq!(o.value, Some(42));
+    });
+    report("  baseline: fork + pipe + waitpid", &base, None);
+    report(
+        &format!("  closure returning 42 [{label}]"),
+        &closure,
+        Some(&base),
+    );
+}
+
 fn main() {
     // The guarded rows name this program as the guard.
     pynisher::guard::serve_if_requested();
@@ -118,17 +134,7 @@ fn main() {
             .filter(|b| *b != Backend::ProcessGroup),
     );
     for &b in &backends {
-        let limits = Limits::new().backend(b);
-        let (base, closure) = measure_interleaved(n, bare_fork_pipe_waitpid, || {
-            let o = limits.run_closure(|| 42u32).unwrap();
-            assert_eq!(o.value, Some(42));
-        });
-        report("  baseline: fork + pipe + waitpid", &base, None);
-        report(
-            &format!("  closure returning 42 [{}]", b.name()),
-            &closure,
-            Some(&base),
-        );
+        closure_rows(n, b, b.name());
     }
     for &b in &backends {
         let limits = Limits::new().backend(b);
@@ -176,17 +182,7 @@ fn main() {
             .expect("the guard starts");
     }
     for &b in &cgroup_backends {
-        let limits = Limits::new().backend(b);
-        let (base, closure) = measure_interleaved(n, bare_fork_pipe_waitpid, || {
-            let o = limits.run_closure(|| 42u32).unwrap();
-            assert_eq!(o.value, Some(42));
-        });
-        report("  baseline: fork + pipe + waitpid", &base, None);
-        report(
-            &format!("  closure returning 42 [{}, guard]", b.name()),
-            &closure,
-            Some(&base),
-        );
+        closure_rows(n, b, &format!("{}, guard", b.name()));
     }
     if cgroup_backends.is_empty() {
         return;
