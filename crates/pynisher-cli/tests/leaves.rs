@@ -8,29 +8,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{pynisher, TempDir};
-
-/// The call leaves (`…/call-…`) named in a `/proc/<pid>/cgroup` text, under their mount points.
-fn call_leaves(text: &str) -> Vec<PathBuf> {
-    let mut leaves = Vec::new();
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = (parts.next(), parts.next(), parts.next());
-        let (Some(controllers), Some(path)) = (controllers, path) else {
-            continue;
-        };
-        if !path.contains("/call-") {
-            continue;
-        }
-        let hierarchy = if controllers.is_empty() {
-            "unified".to_string()
-        } else {
-            controllers.replace("name=", "")
-        };
-        leaves.push(PathBuf::from(format!("/sys/fs/cgroup/{hierarchy}{path}")));
-    }
-    leaves
-}
+use common::{call_leaves, pynisher, TempDir};
 
 #[test]
 fn a_finished_run_leaves_no_cgroup_leaf_behind_once_it_has_exited() {

@@ -123,38 +123,6 @@ fn a_cancel_signal_before_the_program_ends_is_never_lost() {
     assert!(start.elapsed() < Duration::from_secs(2));
 }
 
-/// The call's cgroup leaves that `pid` is in (`/sys/fs/cgroup/<hierarchy>/…/call-…`).
-fn call_leaves(pid: i32) -> Vec<std::path::PathBuf> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-    let mut leaves = Vec::new();
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = (parts.next(), parts.next(), parts.next());
-        let (Some(controllers), Some(path)) = (controllers, path) else {
-            continue;
-        };
-        if !path.contains("/call-") {
-            continue;
-        }
-        let hierarchy = if controllers.is_empty() {
-            "unified".to_string()
-        } else {
-            controllers.replace("name=", "")
-        };
-        for base in [
-            format!("/sys/fs/cgroup/{hierarchy}"),
-            "/sys/fs/cgroup".into(),
-        ] {
-            let dir = std::path::PathBuf::from(format!("{base}{path}"));
-            if dir.is_dir() {
-                leaves.push(dir);
-                break;
-            }
-        }
-    }
-    leaves
-}
-
 #[test]
 fn sigkill_of_pynisher_kills_a_setsid_escapee_and_removes_the_leaves_on_a_cgroup_backend() {
     let dir = TempDir::new("escapee");
@@ -186,9 +154,10 @@ fn sigkill_of_pynisher_kills_a_setsid_escapee_and_removes_the_leaves_on_a_cgroup
         assert!(Instant::now() < deadline, "setsid did not take effect");
         std::thread::sleep(Duration::from_millis(5));
     }
-    let leaves = call_leaves(escapee);
+    let cgroup = std::fs::read_to_string(format!("/proc/{escapee}/cgroup")).unwrap_or_default();
+    let leaves = common::call_leaves(&cgroup);
     assert!(
-        !leaves.is_empty(),
+        leaves.iter().any(|l| l.is_dir()),
         "this machine has a cgroup backend (root, cgroup v1): the call must run in a leaf"
     );
     child.kill().unwrap();

@@ -175,3 +175,33 @@ pub fn run_with_report(dir: &TempDir, args: &[&str]) -> (Run, serde_json::Value)
     let value = read_report(&dir.join("report.json"));
     (result, value)
 }
+
+/// The call leaves (`…/call-…`) named in a `/proc/<pid>/cgroup` text, as directories under their
+/// hierarchies' mount points (`/sys/fs/cgroup/<controllers>`, or `unified` for cgroup v2 on a
+/// hybrid layout, `/sys/fs/cgroup` itself on a pure v2 one), whether they still exist or not.
+pub fn call_leaves(cgroup_text: &str) -> Vec<PathBuf> {
+    let mut leaves = Vec::new();
+    for line in cgroup_text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next(), parts.next());
+        let (Some(controllers), Some(path)) = (controllers, path) else {
+            continue;
+        };
+        if !path.contains("/call-") {
+            continue;
+        }
+        let hierarchy = if controllers.is_empty() {
+            "unified".to_string()
+        } else {
+            controllers.replace("name=", "")
+        };
+        let mount = Path::new("/sys/fs/cgroup").join(hierarchy);
+        let base = if mount.is_dir() {
+            mount
+        } else {
+            PathBuf::from("/sys/fs/cgroup")
+        };
+        leaves.push(PathBuf::from(format!("{}{path}", base.display())));
+    }
+    leaves
+}
