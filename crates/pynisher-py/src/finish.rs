@@ -178,12 +178,7 @@ pub(crate) fn send_outcome_when_done(
     done_fd: RawFd,
     tell_pid: bool,
 ) -> PyResult<()> {
-    let waiter = call
-        .waiter
-        .lock()
-        .map_err(|_| EngineError::new_err("the call's state is poisoned"))?
-        .take()
-        .ok_or_else(|| EngineError::new_err("this call was already waited for"))?;
+    let waiter = call.take_waiter()?;
     submit(Job {
         pid: call.pid,
         tell_pid,

@@ -396,6 +396,16 @@ impl StartedCall {
             waiter: std::sync::Mutex::new(Some(waiter)),
         }
     }
+
+    /// What waits for the call, taken out: a call is waited for once (by `wait` or by a
+    /// forkserver finisher).
+    pub(crate) fn take_waiter(&self) -> PyResult<Waiter> {
+        self.waiter
+            .lock()
+            .map_err(|_| EngineError::new_err("the call's state is poisoned"))?
+            .take()
+            .ok_or_else(|| EngineError::new_err("this call was already waited for"))
+    }
 }
 
 #[pymethods]
@@ -410,13 +420,7 @@ impl StartedCall {
     /// returns the outcome dict. A call is waited for once.
     #[pyo3(signature = (*, cancel_fd=None))]
     fn wait<'py>(&self, py: Python<'py>, cancel_fd: Option<RawFd>) -> PyResult<Bound<'py, PyDict>> {
-        let waiter = self
-            .waiter
-            .lock()
-            .map_err(|_| EngineError::new_err("the call's state is poisoned"))?
-            .take()
-            .ok_or_else(|| EngineError::new_err("this call was already waited for"))?;
-        let outcome = wait_released(py, waiter, cancel_fd)?;
+        let outcome = wait_released(py, self.take_waiter()?, cancel_fd)?;
         outcome_dict(py, &outcome, self.pid)
     }
 }
