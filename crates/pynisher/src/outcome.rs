@@ -136,7 +136,8 @@ named_enum! {
         /// The highest of the supervisor's samples of the call's resident memory: the sum of the
         /// resident sets of its live processes (shared pages once per process that maps them),
         /// less the anonymous memory a forked closure's process started with. A spike between
-        /// two samples is missed.
+        /// two samples is missed, except in a closure's main process, whose own high-water mark
+        /// (`ru_maxrss` less what it started with) is the floor of this peak.
         Sampled = "sampled",
     }
 }

@@ -66,6 +66,32 @@ fn reserved_but_untouched_address_space_is_not_memory() {
     assert!(peak < 100 * MIB, "sampled peak {peak}");
 }
 
+#[test]
+fn a_closures_peak_between_two_samples_is_still_reported() {
+    // 60 MiB written and freed long before the first sample (100 ms in, under a 1 GiB limit):
+    // no sample sees it, the kernel's high-water mark of the process does.
+    // SAFETY: the closure only allocates, frees and sleeps.
+    let o = unsafe {
+        process_group().memory(1 << 30).spawn_closure_unchecked(|| {
+            let v = vec![1u8; 60 << 20];
+            let len = std::hint::black_box(&v).len();
+            drop(v);
+            std::thread::sleep(Duration::from_millis(400));
+            len
+        })
+    }
+    .unwrap()
+    .wait()
+    .unwrap();
+    assert_eq!(o.status, Status::Completed, "{o:?}");
+    assert_eq!(o.memory_measure, MemoryMeasure::Sampled);
+    let peak = o.peak_memory.unwrap();
+    assert!(
+        peak >= 60 * MIB,
+        "reported peak {peak} below the 60 MiB the closure wrote"
+    );
+}
+
 /// Maps `bytes` of address space in this (the caller's) process without touching it, as thread
 /// stacks and allocator arenas do; returns it for unmapping.
 fn reserve(bytes: usize) -> usize {

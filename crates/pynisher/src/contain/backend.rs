@@ -59,6 +59,11 @@ pub(crate) trait CallContainer: Send {
     /// with the caller), to leave out of the sampled memory; called before the fork.
     fn set_inherited_memory(&mut self, _bytes: u64) {}
 
+    /// The reaped main process's high-water mark (`ru_maxrss`, in bytes), given before
+    /// [`CallContainer::memory_peak`] is asked: a sampled peak takes it as its floor, since a
+    /// short peak between two samples is seen by the kernel but by no sample.
+    fn record_main_max_rss(&mut self, _bytes: u64) {}
+
     /// How [`CallContainer::memory_peak`] measures.
     fn memory_measure(&self) -> crate::MemoryMeasure {
         crate::MemoryMeasure::CgroupPeak

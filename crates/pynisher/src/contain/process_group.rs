@@ -33,7 +33,7 @@ pub(crate) struct ProcessGroupContainer {
     /// Whether the memory limit is enforced by sampling (a limit of kind `Auto` was set).
     sampling: bool,
     /// Resident bytes the main process held when it was forked (0 for a program: exec drops them).
-    inherited: u64,
+    inherited: Option<u64>,
     /// Highest sampled memory of the call.
     peak: u64,
     /// The main process was reaped and its group found empty: it stays empty (nobody can join a
@@ -59,7 +59,7 @@ impl ProcessGroupContainer {
             ticks_per_second: sys::clock_ticks_per_second().max(1),
             page_size: sys::page_size(),
             sampling,
-            inherited: 0,
+            inherited: None,
             peak: 0,
             group_gone: false,
             notes: vec![
@@ -78,7 +78,7 @@ impl ProcessGroupContainer {
             .filter(|p| p.state != b'Z')
             .map(|p| p.rss_pages)
             .sum();
-        (pages * self.page_size).saturating_sub(self.inherited)
+        (pages * self.page_size).saturating_sub(self.inherited.unwrap_or(0))
     }
 
     /// Whether any process still belongs to the call's process group. The kernel does not reuse
@@ -192,7 +192,7 @@ impl CallContainer for ProcessGroupContainer {
     }
 
     fn set_inherited_memory(&mut self, bytes: u64) {
-        self.inherited = bytes;
+        self.inherited = Some(bytes);
     }
 
     fn memory_measure(&self) -> MemoryMeasure {
@@ -223,6 +223,15 @@ impl CallContainer for ProcessGroupContainer {
             cpu: Some(self.cpu_of(&members)),
             live_processes: Some(live),
             memory_current: Some(memory),
+        }
+    }
+
+    fn record_main_max_rss(&mut self, bytes: u64) {
+        // Only a forked closure's high-water mark is its own (less what it shared with the
+        // caller from the fork on, as in the samples): after an execve the kernel keeps the
+        // larger of the new program's and the pre-exec image's, which is the caller's size.
+        if let Some(inherited) = self.inherited {
+            self.peak = self.peak.max(bytes.saturating_sub(inherited));
         }
     }
 

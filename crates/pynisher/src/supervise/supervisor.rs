@@ -495,6 +495,7 @@ fn finish(
             (cpu, CpuMeasure::ProcessTree)
         }
     };
+    started.container.record_main_max_rss(reaped.max_rss);
     let (peak_memory, memory_measure) = match started.container.memory_peak() {
         Some(peak) => (Some(peak), started.container.memory_measure()),
         None => (Some(reaped.max_rss), MemoryMeasure::MaxRssOfOneProcess),
