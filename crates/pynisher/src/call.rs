@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::launch::{ChildPlan, Encoded, Payload};
+use crate::launch::{closure_body, ChildPlan, Encoded, Payload};
 use crate::supervise;
 use crate::{Command, CpuTime, Error, Limits, Outcome, Running, Status};
 
@@ -160,7 +160,11 @@ impl Limits {
         // The caller has a single thread (checked just above), so no lock can be held by a
         // thread that does not exist in the child.
         let body = move |buf: &mut [u8]| Encoded::postcard(&f(), buf);
-        self.run(Payload::Closure(Box::new(body)), true, postcard_value::<T>)
+        self.run(
+            Payload::Closure(closure_body(body)),
+            true,
+            postcard_value::<T>,
+        )
     }
 
     /// Starts `f` in a forked child without checking how many threads the caller has.
@@ -175,7 +179,7 @@ impl Limits {
         F: FnOnce() -> T,
     {
         let body = move |buf: &mut [u8]| Encoded::postcard(&f(), buf);
-        self.start(Payload::Closure(Box::new(body)), postcard_value::<T>)
+        self.start(Payload::Closure(closure_body(body)), postcard_value::<T>)
     }
 
     /// Starts `f` in a forked child; `f` returns the bytes to send back (already encoded by the
@@ -188,7 +192,7 @@ impl Limits {
         F: FnOnce() -> Result<Vec<u8>, String>,
     {
         self.start(
-            Payload::Closure(Box::new(move |_: &mut [u8]| f().map(Encoded::Heap))),
+            Payload::Closure(closure_body(move |_: &mut [u8]| f().map(Encoded::Heap))),
             raw_value,
         )
     }

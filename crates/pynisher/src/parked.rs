@@ -7,7 +7,7 @@
 //! process count, output capture) must be what the call asks ([`Parked::fits`]); a parked child
 //! that does not fit is dropped, which kills it and removes its container, like an unwaited call.
 
-use crate::launch::{ChildPlan, Encoded, Payload};
+use crate::launch::{closure_body, ChildPlan, Encoded, Payload};
 use crate::supervise::{self, ParkedStart};
 use crate::{Error, Limits, Running};
 
@@ -59,7 +59,7 @@ impl Limits {
         self.validate()?;
         let mut plan = ChildPlan::new(
             self,
-            Payload::Closure(Box::new(move |_: &mut [u8]| f().map(Encoded::Heap))),
+            Payload::Closure(closure_body(move |_: &mut [u8]| f().map(Encoded::Heap))),
         )?;
         plan.prepare = Some(Box::new(prepare));
         Ok(Parked {

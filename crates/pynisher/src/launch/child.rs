@@ -339,7 +339,9 @@ pub(crate) unsafe fn child_main(plan: &mut ChildPlan<'_>, fds: &ChildFds) -> ! {
     unsafe { wire_descriptors(plan.exec.is_some(), fds) };
     // SAFETY: as above.
     unsafe { set_rlimits(record.rlimit_cpu, record.rlimit_as, fds) };
-    match (&plan.exec, plan.closure.take()) {
+    // The closure is run where it lies, not taken out of the plan: the plan is in memory shared
+    // copy-on-write with the caller, and a write to it would be one more page fault.
+    match (&plan.exec, plan.closure.as_deref()) {
         // SAFETY: as above.
         (Some(image), _) => unsafe { exec(image, fds) },
         (None, Some(closure)) => {
@@ -348,7 +350,11 @@ pub(crate) unsafe fn child_main(plan: &mut ChildPlan<'_>, fds: &ChildFds) -> ! {
             if !parked && fds.others_in_flight {
                 close_other_calls_pipes(fds);
             }
-            super::closure::run_and_exit(closure, fds.error_write, fds.result.unwrap_or(-1))
+            // SAFETY: we are the forked child (our contract), which runs its closure once here
+            // and ends in it.
+            unsafe {
+                super::closure::run_and_exit(closure, fds.error_write, fds.result.unwrap_or(-1))
+            }
         }
         // SAFETY: _exit(2) ends this child; it touches no memory.
         (None, None) => unsafe { libc::_exit(SETUP_FAILED_EXIT) },

@@ -8,7 +8,7 @@ mod reaper;
 mod release;
 
 pub(crate) use child::{child_main, step, ChildFds, ChildPlan, Payload};
-pub(crate) use closure::Encoded;
+pub(crate) use closure::{body as closure_body, Encoded};
 pub use command::{Command, Stdin};
 pub(crate) use reaper::{decode_report, reaper_main, ReaperFds, REPORT_LEN};
 pub(crate) use release::ReleaseRecord;

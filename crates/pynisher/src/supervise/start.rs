@@ -373,6 +373,15 @@ pub(super) fn fork_call(
             None => unsafe { child_main(&mut plan, &fds) },
         }
     }
+    // A child released before the fork runs from here on: its wall clock starts now.
+    let forked_at = Instant::now();
+    if released_before_fork && reaper_pipes.is_none() && !park {
+        // The child may be queued on this CPU (the other CPUs busy, or the scheduler keeping a
+        // fork near its parent): then everything we do until the supervisor sleeps in its poll
+        // (pidfd, adoption, the idle-time work of the next call's leaves) delays it. It needs
+        // nothing more from us, so it goes first; with a CPU free elsewhere this returns at once.
+        rustix::thread::sched_yield();
+    }
     drop(plan);
     drop((
         release_read,
@@ -429,7 +438,11 @@ pub(super) fn fork_call(
             ));
         }
     }
-    let released_at = Instant::now();
+    let released_at = if released_before_fork {
+        forked_at
+    } else {
+        Instant::now()
+    };
     let parked_release = release_write
         .filter(|_| park)
         .map(|release| (release, record));
