@@ -297,10 +297,14 @@ fn detect_v1(
             .find_map(|m| dir_in_mount(m, path))
             .ok_or_else(|| format!("the cgroup v1 {ctrl} hierarchy is not mounted here"))?;
         let parent = dir.join("pynisher");
-        std::fs::create_dir_all(&parent)
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        // Usually made by an earlier process: one `access` says so (a `mkdir` that fails with
+        // EEXIST and a `stat` would cost two more system calls per hierarchy on every start).
         if !is_writable(&parent.join("cgroup.procs")) {
-            return Err(format!("{} is not writable", parent.display()));
+            std::fs::create_dir_all(&parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            if !is_writable(&parent.join("cgroup.procs")) {
+                return Err(format!("{} is not writable", parent.display()));
+            }
         }
         dirs.push(parent);
     }
