@@ -155,6 +155,10 @@ pub(crate) struct CgroupV1Container {
     closed: bool,
     /// Leave processes still in the leaf running (`keep_processes`).
     kept: bool,
+    /// `kill_all` found the leaves empty. Nothing enters an empty leaf again (only a process
+    /// of the call could join it through the files the child joined by), so `close` needs no
+    /// second look.
+    emptied: bool,
 }
 
 struct Settings {
@@ -188,6 +192,7 @@ impl CgroupV1Container {
             notes: Vec::new(),
             closed: false,
             kept: false,
+            emptied: false,
         };
         // From here on, an error drops `c`, which removes what was made.
         if limits.max_processes.is_some() && !c.leaves.contains(&c.pids) {
@@ -275,11 +280,13 @@ impl CgroupV1Container {
 
     fn kill_everything(&mut self) -> Result<u64, Error> {
         if self.empty() {
+            self.emptied = true;
             return Ok(0);
         }
         let state = self.freezer.join("freezer.state");
         let (killed, empty) = kill_until_empty(&self.freezer, Some(&state), KILL_BUDGET);
         if empty {
+            self.emptied = true;
             Ok(killed.len() as u64)
         } else {
             Err(survivors_error(&self.freezer))
@@ -436,7 +443,7 @@ impl CallContainer for CgroupV1Container {
             return Ok(());
         }
         // Normally already empty after kill_all; a leaf that still holds processes cannot go.
-        if !self.empty() && self.kill_everything().is_err() {
+        if !self.emptied && !self.empty() && self.kill_everything().is_err() {
             return self.remove_leaves();
         }
         // Empty: only the rmdirs are left, for a later call's idle time (`ahead.rs`); what the

@@ -97,6 +97,10 @@ pub(crate) struct CgroupV2Container {
     closed: bool,
     /// Leave processes still in the leaf running (`keep_processes`).
     kept: bool,
+    /// `kill_all` found the leaf empty. Nothing enters an empty leaf again (only a process of
+    /// the call could join it through the file the child joined by), so `close` needs no second
+    /// look.
+    emptied: bool,
 }
 
 struct Settings {
@@ -127,6 +131,7 @@ impl CgroupV2Container {
                 notes: settings.notes,
                 closed: false,
                 kept: false,
+                emptied: false,
             }),
             Err(e) => {
                 let _ = std::fs::remove_dir(&made.leaf);
@@ -244,6 +249,7 @@ impl CgroupV2Container {
     fn kill_everything(&mut self) -> Result<u64, Error> {
         let deadline = Instant::now() + KILL_BUDGET;
         if self.populated() == Some(false) {
+            self.emptied = true;
             return Ok(0);
         }
         let (killed, empty) = if self.has_kill {
@@ -255,6 +261,7 @@ impl CgroupV2Container {
             (killed.len() as u64, empty)
         };
         if empty {
+            self.emptied = true;
             Ok(killed)
         } else {
             Err(survivors_error(&self.leaf))
@@ -395,7 +402,8 @@ impl CallContainer for CgroupV2Container {
             self.registration = None;
             return Ok(());
         }
-        if self.populated() != Some(false)
+        if !self.emptied
+            && self.populated() != Some(false)
             && !procs_recursive(&self.leaf).is_empty()
             && self.kill_everything().is_err()
         {

@@ -368,10 +368,16 @@ fn freeze_v1(state: &Path, deadline: Instant) {
 /// Removes `dir` and every cgroup below it, deepest first, retrying briefly on EBUSY (a killed
 /// process may take a moment to leave).
 pub(super) fn remove_tree(dir: &Path) -> Result<(), Error> {
-    if has_subdirs(dir) {
-        for sub in subdirs(dir) {
-            remove_tree(&sub)?;
+    match rmdir_unless_nested(dir) {
+        Ok(true) => return Ok(()),
+        Ok(false) => {
+            for sub in subdirs(dir) {
+                remove_tree(&sub)?;
+            }
         }
+        // Busy (a killed process may take a moment to leave) or another error: the loop below
+        // retries or reports it.
+        Err(_) => {}
     }
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
@@ -389,14 +395,27 @@ pub(super) fn remove_tree(dir: &Path) -> Result<(), Error> {
 /// Removes `dir` and every cgroup below it, deepest first, without waiting: an error when one is
 /// still busy (its last process not yet gone) or cannot be removed.
 pub(super) fn try_remove_tree(dir: &Path) -> io::Result<()> {
-    if has_subdirs(dir) {
-        for sub in subdirs(dir) {
-            try_remove_tree(&sub)?;
-        }
+    if rmdir_unless_nested(dir)? {
+        return Ok(());
+    }
+    for sub in subdirs(dir) {
+        try_remove_tree(&sub)?;
     }
     match std::fs::remove_dir(dir) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
+    }
+}
+
+/// The first step of removing a cgroup tree: `rmdir` at once, as a leaf almost never has cgroups
+/// below it (a `stat` per leaf less than looking first). True when `dir` is gone; false when the
+/// `rmdir` failed and `dir` has cgroups below it (to remove first); the error otherwise.
+fn rmdir_unless_nested(dir: &Path) -> io::Result<bool> {
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+        Err(_) if has_subdirs(dir) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
