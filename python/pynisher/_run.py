@@ -26,6 +26,9 @@ from pynisher._calls import (
 from pynisher._guarantees import BACKEND_ENV, getenv, resolve_backend
 
 CONTEXTS = ("fork", "spawn", "forkserver")
+#: What an API object passes as ``on_start`` to keep its calls' pids: the fork context writes
+#: it without calling into Python (see `_core.ChildSlot`); the others call it.
+ChildSlot = _core.ChildSlot
 _MEMORY_KINDS = tuple(_core.MEMORY_KINDS)
 
 

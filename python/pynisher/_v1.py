@@ -307,10 +307,12 @@ class Pynisher(Generic[P, T]):
         self.outcome: Optional[Any] = None
         #: pid of the child of the most recent call (gone by the time the call returns).
         self._pid: Optional[int] = None
-        #: The most recent call's child as (pid, whether it ended): `_process` builds its handle
-        #: from it when first asked for.
-        self._child: Optional[Tuple[int, bool]] = None
+        #: Where the engine records each call's child (`pynisher._core.ChildSlot`, made at the
+        #: first call): `_process` builds its handle from it when first asked for.
+        self._slot: Optional[Any] = None
         self._handle: Optional[Any] = None
+        #: Which call (the slot's count) `_handle` is for.
+        self._handle_for = 0
         #: (settings, `pynisher._run.Prepared`) of the most recent call (see `_prepared`).
         self._prepared_for: Optional[Tuple[Any, Any]] = None
         #: (limits, warnings) of `_warn_about_limits` for the limits it last saw.
@@ -334,17 +336,17 @@ class Pynisher(Generic[P, T]):
         cost a quarter of a trivial call): asked during the call, it names the running child;
         after it, the child has ended and been reaped, and the handle says so (not running,
         `children()` raises `psutil.NoSuchProcess`), as one taken at the start would."""
-        child = self._child
-        if child is not None:
-            pid, ended = child
+        seen = None if self._slot is None else self._slot.get()
+        if seen is not None and seen[0] != self._handle_for:
+            count, pid, ended = seen
             self._handle = _ended_process(pid) if ended else _live_process(pid)
-            if self._child is child:
-                self._child = None
+            self._handle_for = count
         return self._handle
 
     @_process.setter
     def _process(self, handle: Optional[Any]) -> None:
-        self._child = None
+        seen = None if self._slot is None else self._slot.get()
+        self._handle_for = 0 if seen is None else seen[0]
         self._handle = handle
 
     def __enter__(self) -> "Pynisher[P, T]":
@@ -424,12 +426,14 @@ class Pynisher(Generic[P, T]):
                 cpu_time=self.cpu_time is not None,
                 wall_time=self.wall_time is not None,
             )
+        slot = self._slot
+        if slot is None:
+            slot = self._slot = run.ChildSlot()
         try:
-            result = run.run_prepared(self._prepared(run), target, args, kwargs, self._on_start)
+            # The slot as `on_start`: the fork context records the pid without a Python call.
+            result = run.run_prepared(self._prepared(run), target, args, kwargs, slot)
         finally:
-            child = self._child
-            if child is not None and not child[1]:
-                self._child = (child[0], True)  # over: its pid may name another process soon
+            slot.end()  # over: its pid may name another process soon
         self._pid = getattr(result, "pid", None)
         self.outcome = result
         if self.warnings and result.weaknesses:
@@ -437,11 +441,6 @@ class Pynisher(Generic[P, T]):
         if result.status == "completed" and result.returned:
             return result.value
         return self._outcome(result, args, kwargs)
-
-    def _on_start(self, pid: int) -> None:
-        # The handle is built when `_process` is first read (see there).
-        self._child = (pid, False)
-        self._handle = None
 
     # ---------------------------------------------------------------------------------------
 

@@ -65,6 +65,19 @@ def test_process_read_during_the_call_names_the_running_child(context: str) -> N
     assert lf._process is process and not process.is_running()
 
 
+def test_process_survives_pickling_after_a_call_and_follows_later_calls() -> None:
+    import pickle
+
+    lf = limit(os.getpid, wall_time=10, context="fork")
+    first = lf()
+    copy = pickle.loads(pickle.dumps(lf))
+    assert copy._process is not None and copy._process.pid == first
+    assert not copy._process.is_running()
+    second = copy()
+    assert copy._process.pid == second != first
+    assert lf._process.pid == first  # the original keeps its own
+
+
 @pytest.mark.parametrize("backend", _core.available_backends())
 def test_keep_descendants_leaves_them_running_after_a_returning_call_on_every_backend(backend: str) -> None:
     res = run_limited(h.spawn_sleep_and_return, backend=backend, context="fork", keep_descendants=True, memory=2**30)

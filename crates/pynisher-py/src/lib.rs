@@ -8,6 +8,7 @@
 
 mod finish;
 mod outcome;
+mod slot;
 mod wake;
 mod warm;
 
@@ -324,11 +325,18 @@ where
     result.map_err(engine_error)
 }
 
+/// `on_start(pid)`; a [`slot::ChildSlot`] is written without a call into Python.
 fn notify_start(on_start: Option<&Bound<'_, PyAny>>, pid: i32) -> PyResult<()> {
-    if let Some(callback) = on_start {
-        callback.call1((pid,))?;
+    match on_start {
+        Some(on_start) => match on_start.cast::<slot::ChildSlot>() {
+            Ok(slot) => {
+                slot.get().record(pid);
+                Ok(())
+            }
+            Err(_) => on_start.call1((pid,)).map(drop),
+        },
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Runs `child()` in a forked copy of this interpreter under `limits` and waits for it.
@@ -560,6 +568,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run_fork, m)?)?;
     m.add_function(wrap_pyfunction!(start_fork, m)?)?;
     m.add_class::<StartedCall>()?;
+    m.add_class::<slot::ChildSlot>()?;
     m.add_function(wrap_pyfunction!(finish::send_outcome_when_done, m)?)?;
     m.add_function(wrap_pyfunction!(finish::decode_outcome, m)?)?;
     m.add_function(wrap_pyfunction!(warm::park_fork, m)?)?;
