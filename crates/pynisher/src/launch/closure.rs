@@ -73,13 +73,40 @@ pub(crate) enum Encoded {
 impl Encoded {
     /// Encodes `value` with postcard, into `buf` when it fits.
     pub(crate) fn postcard<T: serde::Serialize>(value: &T, buf: &mut [u8]) -> Result<Self, String> {
-        match postcard::to_slice(value, buf) {
-            Ok(used) => Ok(Encoded::Inline(used.len())),
+        match postcard::serialize_with_flavor(value, Bytewise { buf, len: 0 }) {
+            Ok(used) => Ok(Encoded::Inline(used)),
             Err(postcard::Error::SerializeBufferFull) => postcard::to_stdvec(value)
                 .map(Encoded::Heap)
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         }
+    }
+}
+
+/// postcard's slice flavor, one byte at a time: its own copies call `memcpy`, whose code (in
+/// libc) a fresh child faults in for a value of a few bytes. The buffer holds at most [`INLINE`]
+/// bytes, so copying them one by one costs nothing that matters.
+struct Bytewise<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl postcard::ser_flavors::Flavor for Bytewise<'_> {
+    type Output = usize;
+
+    #[inline(always)]
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        let slot = self
+            .buf
+            .get_mut(self.len)
+            .ok_or(postcard::Error::SerializeBufferFull)?;
+        *slot = byte;
+        self.len += 1;
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<usize> {
+        Ok(self.len)
     }
 }
 
