@@ -33,6 +33,10 @@ pub const HEADER_LEN: usize = 14;
 /// The most a reader reserves in advance for an announced payload (it grows beyond as bytes come).
 const RESERVE_AT_MOST: u64 = 16 << 20;
 
+/// Payload bytes the first allocation makes room for: a Rust closure's value encoded on its
+/// child's stack (`launch::closure::INLINE`) fits.
+const SMALL_PAYLOAD: usize = 240;
+
 /// What a frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameKind {
@@ -122,6 +126,13 @@ impl FrameReader {
         }
         let before = self.bytes.len();
         if before < HEADER_LEN {
+            if self.bytes.capacity() == 0 {
+                // Room for the header and a small payload in one allocation: growing it later
+                // is a realloc, which goes through malloc's arena instead of its per-thread
+                // cache, and in a caller that has just forked each page it writes there is a
+                // copy-on-write fault.
+                self.bytes.reserve(HEADER_LEN + SMALL_PAYLOAD);
+            }
             let take = chunk.len().min(HEADER_LEN - before);
             self.bytes.extend_from_slice(&chunk[..take]);
             if let Some(reason) = header_problem(&self.bytes, self.limit) {
