@@ -317,6 +317,12 @@ pub(super) fn fork_call(
         rustix::io::write(release, &record.encode())
             .map_err(|e| Error::sys("releasing the child", e))?;
     }
+    // A child released before the fork may run as soon as it exists: its wall clock starts
+    // before the fork. (Taken after it, the clock of a program created with `CLONE_VFORK` would
+    // start only when this thread gets its CPU back after the child's execve; on a busy machine
+    // the program may have run for a while by then, 0.6 ms in a trace, time it got on top of its
+    // limit.)
+    let fork_started = Instant::now();
     let (forked, born_inside) = if plan.exec.is_some() {
         // A program (or its reaper) is created without glibc's fork bookkeeping, directly in its
         // cgroup when the backend allows it and there is no reaper.
@@ -373,8 +379,6 @@ pub(super) fn fork_call(
             None => unsafe { child_main(&mut plan, &fds) },
         }
     }
-    // A child released before the fork runs from here on: its wall clock starts now.
-    let forked_at = Instant::now();
     if released_before_fork && reaper_pipes.is_none() && !park {
         // The child may be queued on this CPU (the other CPUs busy, or the scheduler keeping a
         // fork near its parent): then everything we do until the supervisor sleeps in its poll
@@ -439,7 +443,7 @@ pub(super) fn fork_call(
         }
     }
     let released_at = if released_before_fork {
-        forked_at
+        fork_started
     } else {
         Instant::now()
     };
