@@ -373,9 +373,19 @@ impl Client {
             // A forked copy of the caller: its calls are not this guard's business.
             return false;
         }
-        let bytes = message.encode();
+        // Encoded on the stack: a growing Vec reallocated itself across several heap pages per
+        // message, and a forked caller copies every page it writes (~6 page faults per call).
+        let mut stack = [0u8; 1024];
+        let heap;
+        let bytes: &[u8] = match postcard::to_slice(message, &mut stack) {
+            Ok(bytes) => bytes,
+            Err(_) => {
+                heap = message.encode();
+                &heap
+            }
+        };
         loop {
-            match rustix::net::send(self.socket.as_fd(), &bytes, SendFlags::NOSIGNAL) {
+            match rustix::net::send(self.socket.as_fd(), bytes, SendFlags::NOSIGNAL) {
                 Ok(_) => return true,
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(_) => {
