@@ -28,13 +28,13 @@ Deliberate, documented deviations from 0.6.4:
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # (no stub) signal.signal without its enum wrapping
 import errno as _errno
 import functools
 import math
 import resource
 import signal
 import sys
-import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Type, Union
 
@@ -97,6 +97,10 @@ def _positive(name: str, value: Any) -> Optional[float]:
     return value
 
 
+def _on_quit(signum: int, frame: Any) -> None:
+    raise SignalException()
+
+
 class _QuitToSignalException:
     """Runs in the child: turns SIGQUIT into `SignalException` like 0.6's child handler did."""
 
@@ -104,15 +108,18 @@ class _QuitToSignalException:
         self.func = func
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        def on_quit(signum: int, frame: Any) -> None:
-            raise SignalException()
-
-        if threading.current_thread() is threading.main_thread():
-            try:
-                signal.signal(signal.SIGQUIT, on_quit)
-            except (OSError, ValueError):  # not fatal: SIGQUIT then keeps its default action
-                pass
+        # `_signal.signal`, not `signal.signal`: the latter converts the previous handler to an
+        # enum member, and in a forked child every object that touches is a copied page (~60
+        # page faults per call). It raises ValueError off the main thread, as the check did.
+        try:
+            _set_handler(_SIGQUIT, _on_quit)
+        except (OSError, ValueError):  # not fatal: SIGQUIT then keeps its default action
+            pass
         return self.func(*args, **kwargs)
+
+
+_set_handler = _signal.signal
+_SIGQUIT = int(signal.SIGQUIT)
 
 
 class enforce_limits:  # noqa: N801 - the 0.x name
