@@ -27,8 +27,8 @@ use std::time::Duration;
 use super::ahead::{Pool, Prepared, Ready, Register, Registration};
 use super::cgroupfs::{
     cg_err, cgroup_containment, count_lines, keyed, kill_until_empty, leaf_name, open_dir, open_in,
-    pids_max_value, pread, pread_all, procs_recursive, read_keyed, remove_tree, send_signal,
-    signal_every, survivors_error, write_file, KILL_BUDGET,
+    pids_max_value, pread, pread_all, procs_recursive, read_keyed, remove_tree, signal_every,
+    survivors_error, write_file, KILL_BUDGET,
 };
 use super::detect::V1Env;
 use super::{CallContainer, MainProcess, Remains, Sample};
@@ -416,19 +416,7 @@ impl CallContainer for CgroupV1Container {
     }
 
     fn signal_all(&mut self, signal: i32) {
-        // Through the open files, as `empty` looks (the soft signal of a time limit is on the
-        // path from the deadline to the exit): the path walk, open and close of the freezer
-        // leaf's `cgroup.procs` only when the leaf has cgroups below it.
-        let listed = pread_all(&self.made.procs, &mut self.procs_buf);
-        let below = rustix::fs::fstat(&self.made.freezer_dir).map(|st| st.st_nlink > 2);
-        match (listed, below, std::str::from_utf8(&self.procs_buf)) {
-            (Ok(()), Ok(false), Ok(text)) => {
-                for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                    send_signal(pid, signal);
-                }
-            }
-            _ => signal_every(&self.freezer, signal),
-        }
+        signal_every(&self.freezer, signal);
     }
 
     fn kill_all(&mut self, _main: MainProcess) -> Result<u64, Error> {
