@@ -334,8 +334,9 @@ class Pynisher(Generic[P, T]):
         """`psutil.Process` of the most recent call's child (as upstream), or None before the
         first call. Built when first asked for, not on every call's path (psutil's look at /proc
         cost a quarter of a trivial call): asked during the call, it names the running child;
-        after it, the child has ended and been reaped, and the handle says so (not running,
-        `children()` raises `psutil.NoSuchProcess`), as one taken at the start would."""
+        after it, the child has ended (a forkserver's may still be on its way out, killed: its
+        outcome comes at its result) and the handle says so (not running, `children()` raises
+        `psutil.NoSuchProcess`), as one taken at the start would."""
         seen = None if self._slot is None else self._slot.get()
         if seen is not None and seen[0] != self._handle_for:
             count, pid, ended = seen
@@ -434,6 +435,12 @@ class Pynisher(Generic[P, T]):
             result = run.run_prepared(self._prepared(run), target, args, kwargs, slot)
         finally:
             slot.end()  # over: its pid may name another process soon
+            if self._handle is not None:
+                seen = slot.get()
+                if seen is not None and seen[0] == self._handle_for:
+                    # A handle taken during the call: over too (a forkserver's child may still
+                    # be on its way out, killed: its outcome comes at its result).
+                    _mark_ended(self._handle)
         self._pid = getattr(result, "pid", None)
         self.outcome = result
         if self.warnings and result.weaknesses:
@@ -579,10 +586,21 @@ def _ended_process(pid: int) -> Any:
     process = psutil.Process.__new__(psutil.Process)
     try:
         process._init(pid, _ignore_nsp=True)
-        process._gone = True  # the pid no longer names our child, whoever has it now
     except Exception:  # a psutil without these internals: no handle rather than a wrong one
         return None
-    return process
+    return process if _mark_ended(process) else None
+
+
+def _mark_ended(process: Any) -> bool:
+    """Marks a call's `psutil.Process` as ended: the pid no longer names our child, whoever has
+    it now (a forkserver's child may even still be on its way out, killed: its outcome comes at
+    its result). False with a psutil without these internals."""
+    try:
+        process._gone = True
+        process._pid_reused = True
+    except Exception:
+        return False
+    return True
 
 
 #: Alias of `Pynisher` (``pynisher.limit(func, ...)``).

@@ -30,6 +30,21 @@ def proc_state(pid: int) -> "str | None":
     return stat.rsplit(")", 1)[1].split()[0]
 
 
+def on_its_way_out(pid: int) -> bool:
+    """Whether `pid` was killed or is exiting (SIGKILL pending, or PF_EXITING in its flags): a
+    forkserver call's child, whose outcome comes at its result while it is killed, may still be
+    tearing down when the call has returned. False when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            flags = int(fh.read().rsplit(")", 1)[1].split()[6])
+        with open(f"/proc/{pid}/status") as fh:
+            pending = [int(line.split()[1], 16) for line in fh if line.startswith(("SigPnd:", "ShdPnd:"))]
+    except (OSError, IndexError, ValueError):
+        return False
+    pf_exiting, sigkill = 0x4, 1 << (9 - 1)
+    return bool(flags & pf_exiting) or any(mask & sigkill for mask in pending)
+
+
 def assert_gone(pid: int) -> None:
     """Fail unless `pid` is dead. A zombie ("Z") is dead: it only waits for its new parent to
     reap it (this machine's PID 1 reaps orphans ~2 s late)."""

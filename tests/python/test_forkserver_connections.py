@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+import pyn_helpers as h
 import pynisher
 from pynisher import _forkserver
 
@@ -135,7 +136,9 @@ def _parked_child(server: int, timeout: float = 10.0) -> int:
         for kid in kids:
             try:
                 with open(f"/proc/{kid}/stat") as f:
-                    if f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+                    # Not a zombie, nor the last call's child still tearing down (killed at its
+                    # result, its outcome already sent).
+                    if f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X") and not h.on_its_way_out(kid):
                         live.add(kid)
             except OSError:
                 pass

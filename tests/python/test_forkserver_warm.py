@@ -20,13 +20,14 @@ from pynisher import MemoryLimitException, WallTimeoutException, _forkserver
 
 
 def _alive(pid: int) -> bool:
-    """A live process (a zombie waiting for PID 1 to reap it is not)."""
+    """A live process (a zombie waiting for PID 1 to reap it is not, nor a call's child killed
+    at its result and still tearing down)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             state = f.read().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return False
-    return state not in ("Z", "X")
+    return state not in ("Z", "X") and not h.on_its_way_out(pid)
 
 
 def _gone_within(pid: int, seconds: float) -> bool:

@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use serde::{Deserialize, Serialize};
 
-use pynisher::{Observer, Outcome};
+use pynisher::{Behind, Observer, Outcome};
 
 use crate::{outcome_dict, EngineError, StartedCall, Waiter};
 
@@ -134,7 +134,10 @@ fn finish(job: Job) {
         started[9..].copy_from_slice(&job.pid.to_le_bytes());
         send_all(watch.fd(), &started);
     }
-    let outcome = (job.waiter)(&mut watch).map_err(|err| err.chain().to_string());
+    let (outcome, behind) = match (job.waiter)(&mut watch) {
+        Ok((outcome, behind)) => (Ok(outcome), behind),
+        Err(err) => (Err(err.chain().to_string()), Behind::none()),
+    };
     let frame = OutcomeFrame {
         pid: job.pid,
         outcome,
@@ -146,6 +149,9 @@ fn finish(job: Job) {
         message.extend_from_slice(&body);
         send_all(watch.fd(), &message);
     }
+    // The call's exit and cleanup, once its outcome is on its way (nothing of it is the
+    // caller's to see: it never sees the server's children), before the call is reported done.
+    behind.finish();
     // SAFETY: the server keeps the done pipe's write end open for its life.
     let done = unsafe { BorrowedFd::borrow_raw(job.done_fd) };
     let _ = rustix::io::write(done, &job.pid.to_le_bytes());

@@ -27,7 +27,8 @@ use outcome::outcome_dict;
 use wake::SignalWake;
 
 use pynisher::{
-    Backend, Command, CpuMeasure, Limits, MemoryLimitKind, MemoryMeasure, Observer, Outcome, Stdin,
+    Backend, Behind, Command, CpuMeasure, Limits, MemoryLimitKind, MemoryMeasure, Observer,
+    Outcome, Stdin,
 };
 
 create_exception!(
@@ -362,7 +363,7 @@ fn run_fork<'py>(
     let (pid, waiter) = fork_child(&child, &limits)?;
     // On error `waiter` is dropped unwaited, which kills and reaps the call.
     notify_start(on_start.as_ref(), pid)?;
-    let outcome = wait_released(py, waiter, cancel_fd)?;
+    let outcome = wait_released(py, wait_whole(waiter), cancel_fd)?;
     outcome_dict(py, &outcome, pid)
 }
 
@@ -381,13 +382,27 @@ fn fork_child(child: &Bound<'_, PyAny>, limits: &Limits) -> PyResult<(i32, Waite
     let running = started.map_err(engine_error)?;
     let pid = running.pid();
     let waiter: Waiter =
-        Box::new(move |observer: &mut dyn Observer| running.wait_observed(observer));
+        Box::new(move |observer: &mut dyn Observer| running.wait_result_first(observer));
     Ok((pid, waiter))
 }
 
 /// The waiting half of a started call (the engine's `Running`), boxed so that it can be kept in
-/// a Python object and waited for from any thread.
-type Waiter = Box<dyn FnOnce(&mut dyn Observer) -> Outcome8 + Send>;
+/// a Python object and waited for from any thread. It gives a completed closure's outcome at its
+/// result, with the exit left [`Behind`] (`Running::wait_result_first`).
+type Waiter = Box<
+    dyn FnOnce(&mut dyn Observer) -> Result<(Outcome<Vec<u8>>, Behind), pynisher::Error> + Send,
+>;
+
+/// A [`Waiter`] that also waits for what was left behind (the fork context: its caller stays
+/// single-threaded, so nothing can wait for that later on another thread).
+fn wait_whole(waiter: Waiter) -> impl FnOnce(&mut dyn Observer) -> Outcome8 + Send {
+    move |observer: &mut dyn Observer| {
+        waiter(observer).map(|(outcome, behind)| {
+            behind.finish();
+            outcome
+        })
+    }
+}
 
 /// A call started by [`start_fork`]: wait for it with `wait()`. Dropping it unwaited kills and
 /// reaps the call's processes.
@@ -428,7 +443,7 @@ impl StartedCall {
     /// returns the outcome dict. A call is waited for once.
     #[pyo3(signature = (*, cancel_fd=None))]
     fn wait<'py>(&self, py: Python<'py>, cancel_fd: Option<RawFd>) -> PyResult<Bound<'py, PyDict>> {
-        let outcome = wait_released(py, self.take_waiter()?, cancel_fd)?;
+        let outcome = wait_released(py, wait_whole(self.take_waiter()?), cancel_fd)?;
         outcome_dict(py, &outcome, self.pid)
     }
 }

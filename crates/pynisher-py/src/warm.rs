@@ -92,7 +92,7 @@ impl ParkedCall {
             .ok_or_else(|| EngineError::new_err("this parked call was released or discarded"))?;
         let running = parked.release(&limits).map_err(engine_error)?;
         let waiter: Waiter =
-            Box::new(move |observer: &mut dyn Observer| running.wait_observed(observer));
+            Box::new(move |observer: &mut dyn Observer| running.wait_result_first(observer));
         Ok(StartedCall::new(self.pid, waiter))
     }
 

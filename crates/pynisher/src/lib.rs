@@ -150,6 +150,7 @@ pub use parked::Parked;
 #[cfg(feature = "macros")]
 pub use pynisher_macros::limit;
 pub use running::Running;
+pub use supervise::Behind;
 pub use sys::become_subreaper;
 pub use weakness::Weakness;
 pub use zygote::init;

@@ -201,7 +201,9 @@ pub struct Outcome<T> {
     pub status: Status,
     /// The closure's return value, when it completed.
     pub value: Option<T>,
-    /// The main process's exit code, when it exited by itself.
+    /// The main process's exit code, when it exited by itself. An outcome taken at the result
+    /// ([`crate::Running::wait_result_first`]) has `Some(0)`, what the child exits with right
+    /// after its result (the kill only spares waiting for that exit).
     pub exit_code: Option<i32>,
     /// The signal that ended the main process, when one did (whoever sent it).
     pub signal: Option<i32>,
@@ -209,7 +211,8 @@ pub struct Outcome<T> {
     pub soft_signal_sent: Option<i32>,
     /// Whether pynisher had to SIGKILL the call (after a limit, a cancel, or to clear leftovers).
     pub killed: bool,
-    /// Monotonic time from the child's release to the end of the call's main process.
+    /// Monotonic time from the child's release to the end of the call's main process (to its
+    /// whole result, for an outcome taken there).
     pub wall_time: Duration,
     /// CPU time of the call.
     pub cpu_time: CpuTime,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use rustix::event::{poll, PollFd, PollFlags};
 
 use crate::call::decode_value;
-use crate::supervise::{self, Started};
+use crate::supervise::{self, Behind, Started};
 use crate::zygote::RemoteCall;
 use crate::{Error, NoObserver, Observer, Outcome, Progress};
 
@@ -164,6 +164,39 @@ impl<T> Running<T> {
             Inner::Remote(mut call) => wait_remote(&mut call, observer)?,
         };
         Ok(decode_value(raw, self.decode))
+    }
+
+    /// Like [`Running::wait_observed`], but a closure that completes gets its outcome as soon as
+    /// its result is whole, before its process has exited: the call is measured then, its whole
+    /// tree is sent SIGKILL, and waiting for that teardown (reaping, emptying and closing the
+    /// container) is left to the returned [`Behind`] — do it with [`Behind::finish`] when it
+    /// suits you (dropping it does it too). For a forked interpreter the exit is a large part of
+    /// a short call.
+    ///
+    /// Such an outcome reports `exit_code: Some(0)` (what the child exits with right after its
+    /// result) and `signal: None`; the kill that cuts the exit short is not counted in `killed`.
+    /// Only on the cgroup backends, for a closure without captured output or
+    /// [`crate::Limits::keep_descendants`] whose main process is the call's only one at the
+    /// result; every other call (one that left other processes: they are dead when this
+    /// returns) ends at its exit as with `wait`, and its `Behind` has nothing to do.
+    ///
+    /// ```
+    /// let running = pynisher::Limits::new().spawn_fn(|n: u64| n * 2, 21)?;
+    /// let (outcome, behind) = running.wait_result_first(&mut pynisher::NoObserver)?;
+    /// assert_eq!(outcome.value, Some(42));
+    /// behind.finish();
+    /// # Ok::<(), pynisher::Error>(())
+    /// ```
+    pub fn wait_result_first(
+        mut self,
+        observer: &mut dyn Observer,
+    ) -> Result<(Outcome<T>, Behind), Error> {
+        let (raw, behind) = match self.inner.take().ok_or(Error::OutcomeTaken)? {
+            Inner::Local(started) => supervise::supervise_result_first(started, observer)?,
+            Inner::Ended(outcome) => (outcome, Behind::none()),
+            Inner::Remote(mut call) => (wait_remote(&mut call, observer)?, Behind::none()),
+        };
+        Ok((decode_value(raw, self.decode), behind))
     }
 
     /// The outcome if the call has ended, `None` if it still runs; never blocks for long (a call

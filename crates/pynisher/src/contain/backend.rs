@@ -143,6 +143,17 @@ pub(crate) trait CallContainer: Send {
     /// reaped by the supervisor, not here.
     fn kill_all(&mut self, main: MainProcess) -> Result<u64, Error>;
 
+    /// When the call's only process is `main` (a completed closure's child, about to exit):
+    /// SIGKILLs it now without waiting for it to end, and answers true. The outcome of a
+    /// completed closure is then taken at its result; waiting for the exit (`kill_all`, reaping,
+    /// `close`) is left behind (`supervise/behind.rs`). False, and nothing sent, when other
+    /// processes are left (they must be dead when the call returns, so the call ends at its exit
+    /// as before) or the backend cannot tell cheaply: the process-group fallback would need a
+    /// `/proc` walk, which costs more than the exit it would save.
+    fn kill_lone_main(&mut self, _main: Pid) -> bool {
+        false
+    }
+
     /// Total CPU time at the end of the call, read after everything is dead (cgroup backends), or
     /// `None` to let the supervisor use the main process's rusage.
     fn final_cpu(&mut self) -> Option<CpuTime>;

@@ -26,9 +26,9 @@ use std::time::Duration;
 
 use super::ahead::{Pool, Prepared, Ready, Register, Registration};
 use super::cgroupfs::{
-    cg_err, cgroup_containment, count_lines, keyed, kill_until_empty, leaf_name, open_dir, open_in,
-    pids_max_value, pread, pread_all, procs_recursive, read_keyed, remove_tree, signal_every,
-    survivors_error, write_file, KILL_BUDGET,
+    cg_err, cgroup_containment, count_lines, holds_only, keyed, kill_until_empty, leaf_name,
+    open_dir, open_in, pids_max_value, pread, pread_all, procs_recursive, read_keyed, remove_tree,
+    send_signal, signal_every, survivors_error, write_file, KILL_BUDGET,
 };
 use super::detect::V1Env;
 use super::{CallContainer, MainProcess, Remains, Sample};
@@ -421,6 +421,13 @@ impl CallContainer for CgroupV1Container {
 
     fn kill_all(&mut self, _main: MainProcess) -> Result<u64, Error> {
         self.kill_everything()
+    }
+
+    fn kill_lone_main(&mut self, main: rustix::process::Pid) -> bool {
+        // A lone process that is killed cannot fork any more: no freezer needed. One that forked
+        // between the listing and the kill is found by `kill_all`, behind.
+        holds_only(&self.freezer, main.as_raw_pid())
+            && send_signal(main.as_raw_pid(), libc::SIGKILL)
     }
 
     fn final_cpu(&mut self) -> Option<CpuTime> {

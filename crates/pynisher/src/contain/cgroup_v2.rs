@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 use super::ahead::{Pool, Prepared, Ready, Register, Registration};
 
 use super::cgroupfs::{
-    cg_err, cgroup_containment, count_lines, keyed, kill_until_empty, leaf_name, open_dir, open_in,
-    open_in_rw, pids_max_value, pread, pread_all, procs_recursive, read_keyed, read_u64,
-    remove_tree, signal_every, survivors_error, write_file, KILL_BUDGET,
+    cg_err, cgroup_containment, count_lines, holds_only, keyed, kill_until_empty, leaf_name,
+    open_dir, open_in, open_in_rw, pids_max_value, pread, pread_all, procs_recursive, read_keyed,
+    read_u64, remove_tree, send_signal, signal_every, survivors_error, write_file, KILL_BUDGET,
 };
 use super::detect::V2Env;
 use super::{CallContainer, MainProcess, Remains, Sample};
@@ -381,6 +381,18 @@ impl CallContainer for CgroupV2Container {
 
     fn kill_all(&mut self, _main: MainProcess) -> Result<u64, Error> {
         self.kill_everything()
+    }
+
+    fn kill_lone_main(&mut self, main: rustix::process::Pid) -> bool {
+        if !holds_only(&self.leaf, main.as_raw_pid()) {
+            return false;
+        }
+        if self.has_kill {
+            // The whole leaf, a fork racing with the listing included.
+            write_file(&self.leaf.join("cgroup.kill"), "1").is_ok()
+        } else {
+            send_signal(main.as_raw_pid(), libc::SIGKILL)
+        }
     }
 
     fn final_cpu(&mut self) -> Option<CpuTime> {

@@ -292,6 +292,12 @@ pub(super) fn send_signal(pid: i32, signal: i32) -> bool {
     unsafe { libc::kill(pid, signal) == 0 }
 }
 
+/// Whether `main` is the only process in `dir` and below (the cgroup of a completed closure whose
+/// outcome can be taken at its result, `supervise/behind.rs`).
+pub(super) fn holds_only(dir: &Path, main: i32) -> bool {
+    procs_recursive(dir).iter().all(|&p| p == main)
+}
+
 /// SIGKILLs every process in `dir` and below until none is listed, for at most `budget`. When
 /// `freezer_state` names a v1 `freezer.state` file, each pass runs frozen so that nothing can fork
 /// between reading the list and killing it. Returns the distinct pids killed and whether the

@@ -75,6 +75,9 @@ impl CallContainer for PassedOver {
     fn kill_all(&mut self, main: MainProcess) -> Result<u64, Error> {
         self.inner.kill_all(main)
     }
+    fn kill_lone_main(&mut self, main: rustix::process::Pid) -> bool {
+        self.inner.kill_lone_main(main)
+    }
     fn final_cpu(&mut self) -> Option<CpuTime> {
         self.inner.final_cpu()
     }

@@ -1,5 +1,6 @@
 //! Waiting, enforcing, ending: the supervisor loop, bounded output draining, and classification.
 
+mod behind;
 mod classify;
 mod drain;
 mod park;
@@ -7,6 +8,7 @@ mod reaping;
 mod start;
 mod supervisor;
 
+pub use behind::Behind;
 pub(crate) use park::{park, ParkedStart};
 pub(crate) use start::{start, Started};
-pub(crate) use supervisor::supervise;
+pub(crate) use supervisor::{supervise, supervise_result_first};

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags};
 
+use super::behind::{self, Behind};
 use super::classify::{classify, Facts};
 use super::start::Started;
 use crate::contain::Sample;
@@ -241,16 +242,35 @@ pub(crate) fn supervise(
     started: Started,
     observer: &mut dyn Observer,
 ) -> Result<Outcome<Vec<u8>>, Error> {
+    supervise_ending(started, observer, false).map(|(outcome, _)| outcome)
+}
+
+/// Like [`supervise`], but a closure that completes is given its outcome at its result, its exit
+/// and cleanup left to the returned [`Behind`] (`behind.rs`); any other call ends as with
+/// [`supervise`] (with nothing behind).
+pub(crate) fn supervise_result_first(
+    started: Started,
+    observer: &mut dyn Observer,
+) -> Result<(Outcome<Vec<u8>>, Behind), Error> {
+    supervise_ending(started, observer, true)
+}
+
+fn supervise_ending(
+    started: Started,
+    observer: &mut dyn Observer,
+    result_first: bool,
+) -> Result<(Outcome<Vec<u8>>, Behind), Error> {
     let captures = started.stdout.is_some() || started.stderr.is_some();
     let mut buffer = ReadBuffer::new(captures);
-    supervise_with_buffer(started, observer, &mut buffer)
+    supervise_with_buffer(started, observer, &mut buffer, result_first)
 }
 
 fn supervise_with_buffer(
     mut started: Started,
     observer: &mut dyn Observer,
     buf: &mut ReadBuffer,
-) -> Result<Outcome<Vec<u8>>, Error> {
+    result_first: bool,
+) -> Result<(Outcome<Vec<u8>>, Behind), Error> {
     let mut state = Loop {
         recorded: None,
         soft_signal_sent: None,
@@ -272,6 +292,7 @@ fn supervise_with_buffer(
     .map(|i| start + i);
     let observer_interval = observer.interval();
     let mut next_observe = observer_interval.map(|i| start + i);
+    let mut at_result = result_first && behind::possible(&started);
 
     let ended_at = loop {
         let now = Instant::now();
@@ -329,6 +350,24 @@ fn supervise_with_buffer(
         }
         if main_exited {
             break now;
+        }
+        if at_result
+            && state.recorded.is_none()
+            && result.is_complete()
+            && result.rejected().is_none()
+        {
+            // Completed: whatever it wrote to a diagnostic stderr before its frame is forwarded
+            // now, ahead of the outcome; the rest waits behind.
+            if let Some(pipe) = started.stderr.as_mut() {
+                pipe.read_available(buf.get());
+            }
+            match behind::outcome_at_result(&mut started, result, now) {
+                Ok(outcome) => return Ok((outcome, Behind::of(started))),
+                Err(back) => {
+                    result = back;
+                    at_result = false;
+                }
+            }
         }
         if let Some(reason) = result.rejected() {
             if state.recorded.is_none() {
@@ -396,7 +435,7 @@ fn supervise_with_buffer(
         }
     };
 
-    finish(started, state, result, ended_at, buf)
+    finish(started, state, result, ended_at, buf).map(|outcome| (outcome, Behind::none()))
 }
 
 /// After the main process ended: kill leftovers, drain (bounded), reap, measure, classify.
