@@ -76,53 +76,89 @@ struct Job {
     done_fd: RawFd,
 }
 
-/// Finisher threads: one more is started only when none is idle.
+/// Finisher threads: one more is started only when every thread has a job.
 struct Pool {
-    /// The pid that started the threads (a forked copy has none of them), the queue, and how
-    /// many threads wait for a job.
-    state: Mutex<(i32, VecDeque<Job>, usize)>,
+    state: Mutex<PoolState>,
     ready: Condvar,
 }
 
+struct PoolState {
+    /// The pid that started the threads (a forked copy has none of them).
+    pid: i32,
+    queue: VecDeque<Job>,
+    /// Threads started.
+    threads: usize,
+    /// Jobs queued or being finished. A finisher stops counting its job before it reports the
+    /// call done: the server's next request on that connection may follow at once (woken by the
+    /// report, its main thread may run before the finisher is back at the queue), and it must
+    /// not find every thread counted busy and start another.
+    busy: usize,
+}
+
 static POOL: Pool = Pool {
-    state: Mutex::new((0, VecDeque::new(), 0)),
+    state: Mutex::new(PoolState {
+        pid: 0,
+        queue: VecDeque::new(),
+        threads: 0,
+        busy: 0,
+    }),
     ready: Condvar::new(),
 };
 
+fn lock_pool() -> std::sync::MutexGuard<'static, PoolState> {
+    POOL.state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn submit(job: Job) -> std::io::Result<()> {
     let pid = rustix::process::getpid().as_raw_nonzero().get();
-    let mut state = POOL.state.lock().unwrap_or_else(|e| e.into_inner());
-    if state.0 != pid {
+    let mut state = lock_pool();
+    if state.pid != pid {
         // Threads of another process (we are a fork of it): none of them exist here.
-        *state = (pid, VecDeque::new(), 0);
+        *state = PoolState {
+            pid,
+            queue: VecDeque::new(),
+            threads: 0,
+            busy: 0,
+        };
     }
-    state.1.push_back(job);
-    if state.2 > 0 {
-        state.2 -= 1;
+    state.queue.push_back(job);
+    state.busy += 1;
+    if state.busy <= state.threads {
         POOL.ready.notify_one();
         return Ok(());
     }
+    state.threads += 1;
     drop(state);
-    std::thread::Builder::new()
+    let spawned = std::thread::Builder::new()
         .name("pynisher-finish".into())
         .spawn(finisher)
-        .map(drop)
+        .map(drop);
+    if spawned.is_err() {
+        // The job stays queued for a thread that exists (or the next one started).
+        lock_pool().threads -= 1;
+    }
+    spawned
 }
 
 fn finisher() {
     loop {
         let job = {
-            let mut state = POOL.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut state = lock_pool();
             loop {
-                if let Some(job) = state.1.pop_front() {
+                if let Some(job) = state.queue.pop_front() {
                     break job;
                 }
-                state.2 += 1;
                 state = POOL.ready.wait(state).unwrap_or_else(|e| e.into_inner());
             }
         };
         finish(job);
     }
+}
+
+/// The calling finisher's job no longer counts (see [`PoolState::busy`]).
+fn job_done() {
+    let mut state = lock_pool();
+    state.busy = state.busy.saturating_sub(1);
 }
 
 fn finish(job: Job) {
@@ -152,6 +188,7 @@ fn finish(job: Job) {
     // The call's exit and cleanup, once its outcome is on its way (nothing of it is the
     // caller's to see: it never sees the server's children), before the call is reported done.
     behind.finish();
+    job_done();
     // SAFETY: the server keeps the done pipe's write end open for its life.
     let done = unsafe { BorrowedFd::borrow_raw(job.done_fd) };
     let _ = rustix::io::write(done, &job.pid.to_le_bytes());
