@@ -13,6 +13,7 @@ __all__ = [
     "NotEnforceableError",
     "RESULT_FD_ENV",
     "ParkedCall",
+    "PreparedLimits",
     "StartedCall",
     "__version__",
     "_guard_main",
@@ -99,9 +100,17 @@ class _RawOutcome(TypedDict):
 
 _PathLike = Union[str, bytes]
 
+@final
+class PreparedLimits:
+    """A dict of limits checked and turned into the engine's form once (`run_fork` takes it in
+    place of the dict); raises ValueError as `check_limits` does."""
+
+    def __new__(cls, limits: Mapping[str, object]) -> "PreparedLimits": ...
+    def __reduce__(self) -> Tuple[type, Tuple[Dict[str, object]]]: ...
+
 def run_fork(
     child: Callable[[], bytes],
-    limits: Mapping[str, object],
+    limits: Union[Mapping[str, object], PreparedLimits],
     *,
     cancel_fd: Optional[int] = None,
     on_start: Optional[Callable[[int], object]] = None,

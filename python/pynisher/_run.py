@@ -290,13 +290,16 @@ class Prepared:
     one, `run_prepared` runs any number of calls with it (an API object that calls the same
     function under the same limits many times prepares once). Read-only."""
 
-    __slots__ = ("context", "limits", "soft", "fork_settings")
+    __slots__ = ("context", "limits", "soft", "fork_settings", "engine_limits")
 
     def __init__(self, context: str, limits: Dict[str, Any], soft: Dict[str, Optional[int]]) -> None:
         self.context = context
         self.limits = limits
         self.soft = soft
         self.fork_settings = _fork_settings(limits, soft)
+        #: The limits in the engine's form, for the fork context (not read from the dict again
+        #: on each call, in a caller that has just forked).
+        self.engine_limits = _core.PreparedLimits(limits)
 
 
 def prepare(
@@ -466,7 +469,7 @@ def _execute(prepared: Prepared, func, args, kwargs, on_start) -> CallResult:
                     pass
             raw = _run_fork_core(
                 partial(_execute_in_child, func, args, kwargs, *prepared.fork_settings),
-                prepared.limits,
+                prepared.engine_limits,
                 on_start=on_start,
             )
         elif context == "spawn":

@@ -8,6 +8,7 @@
 
 mod finish;
 mod outcome;
+mod prepared;
 mod slot;
 mod wake;
 mod warm;
@@ -349,17 +350,18 @@ fn notify_start(on_start: Option<&Bound<'_, PyAny>>, pid: i32) -> PyResult<()> {
 /// cancels the call (its processes are killed and reaped) and then raises `KeyboardInterrupt`. When
 /// `cancel_fd` is given, the call is also cancelled as soon as that descriptor becomes readable
 /// or hangs up. `on_start(pid)` is called once the child runs (the pid is also its process group);
-/// if it raises, the call is killed and the exception propagates.
+/// if it raises, the call is killed and the exception propagates. `limits`: a dict of limits or
+/// a [`prepared::PreparedLimits`] made from one.
 #[pyfunction]
 #[pyo3(signature = (child, limits, *, cancel_fd=None, on_start=None))]
 fn run_fork<'py>(
     py: Python<'py>,
     child: Bound<'py, PyAny>,
-    limits: &Bound<'py, PyDict>,
+    limits: &Bound<'py, PyAny>,
     cancel_fd: Option<RawFd>,
     on_start: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let limits = limits_from_dict(limits)?;
+    let limits = prepared::limits_of(limits)?;
     let (pid, waiter) = fork_child(&child, &limits)?;
     // On error `waiter` is dropped unwaited, which kills and reaps the call.
     notify_start(on_start.as_ref(), pid)?;
@@ -584,6 +586,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(start_fork, m)?)?;
     m.add_class::<StartedCall>()?;
     m.add_class::<slot::ChildSlot>()?;
+    m.add_class::<prepared::PreparedLimits>()?;
     m.add_function(wrap_pyfunction!(finish::send_outcome_when_done, m)?)?;
     m.add_function(wrap_pyfunction!(finish::decode_outcome, m)?)?;
     m.add_function(wrap_pyfunction!(warm::park_fork, m)?)?;
