@@ -365,8 +365,25 @@ fn run_fork<'py>(
     let (pid, waiter) = fork_child(&child, &limits)?;
     // On error `waiter` is dropped unwaited, which kills and reaps the call.
     notify_start(on_start.as_ref(), pid)?;
-    let outcome = wait_released(py, wait_whole(waiter), cancel_fd)?;
-    outcome_dict(py, &outcome, pid)
+    // The child's exit (its teardown) overlaps the building of the outcome dict; it is waited
+    // for (interpreter lock released) before the call returns, so no child of ours outlives it.
+    let mut behind = Behind::none();
+    let left = &mut behind;
+    let waited = wait_released(
+        py,
+        move |observer: &mut dyn Observer| {
+            waiter(observer).map(|(outcome, rest)| {
+                *left = rest;
+                outcome
+            })
+        },
+        cancel_fd,
+    );
+    let dict = waited.and_then(|outcome| outcome_dict(py, &outcome, pid));
+    if behind.is_pending() {
+        py.detach(move || behind.finish());
+    }
+    dict
 }
 
 /// Forks `child()` under `limits`, wrapped as `os.fork()` wraps a fork (see [`run_fork`]);
