@@ -45,6 +45,45 @@ def on_its_way_out(pid: int) -> bool:
     return bool(flags & pf_exiting) or any(mask & sigkill for mask in pending)
 
 
+def running(pid: int) -> bool:
+    """A live process: not gone, not a zombie waiting for PID 1 to reap it, not on its way out."""
+    return proc_state(pid) not in (None, "Z", "X") and not on_its_way_out(pid)
+
+
+def running_children(pid: int) -> set:
+    """The running children of `pid`, from every one of its threads."""
+    kids: set = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as fh:
+                kids |= {int(p) for p in fh.read().split()}
+        except OSError:
+            pass
+    return {k for k in kids if running(k)}
+
+
+def parked_child(server: int, ran: "set[int]", timeout: float = 10.0) -> int:
+    """The forkserver's parked child once no call is in flight: its one running child that has
+    not run a call. `ran` holds the pids of the calls made so far: a call's child, its result
+    sent, may still be running its way to exit (not yet flagged exiting) before the next child
+    is parked, and it would pass for the parked one. The guard is not the server's child (it is
+    started detached)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        kids = running_children(server) - ran
+        if len(kids) == 1:
+            return kids.pop()
+        time.sleep(0.01)
+    raise AssertionError(
+        f"the server {server} has no single parked child: {running_children(server)} (ran {ran})"
+    )
+
+
+def pid_and_result(f: Any, *args: Any) -> "tuple[int, Any]":
+    """Runs `f(*args)` and returns the pid it ran in with its result."""
+    return os.getpid(), f(*args)
+
+
 def assert_gone(pid: int) -> None:
     """Fail unless `pid` is dead. A zombie ("Z") is dead: it only waits for its new parent to
     reap it (this machine's PID 1 reaps orphans ~2 s late)."""

@@ -89,7 +89,9 @@ def test_a_thread_keeps_one_connection_for_its_calls_and_the_server_closes_it_wh
     assert _settles(server, before) == before, "the server closes a finished thread's connection"
 
 
-def test_a_call_cancelled_by_an_exception_drops_the_connection_and_the_next_call_works(getpid) -> None:
+def test_a_call_cancelled_by_an_exception_drops_the_connection_and_the_next_call_works(
+    getpid,
+) -> None:
     sleeper = pynisher.limit(time.sleep, wall_time=30, context="forkserver")
     getpid()
     server = _forkserver.server_pid()
@@ -121,45 +123,18 @@ def test_a_call_cancelled_by_an_exception_drops_the_connection_and_the_next_call
     assert _settles(server, before) == before
 
 
-def _parked_child(server: int, timeout: float = 10.0) -> int:
-    """The server's one live child once no call is in flight: its parked child."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        kids = set()
-        for task in os.listdir(f"/proc/{server}/task"):
-            try:
-                with open(f"/proc/{server}/task/{task}/children") as f:
-                    kids |= {int(p) for p in f.read().split()}
-            except OSError:
-                pass
-        live = set()
-        for kid in kids:
-            try:
-                with open(f"/proc/{kid}/stat") as f:
-                    # Not a zombie, nor the last call's child still tearing down (killed at its
-                    # result, its outcome already sent).
-                    if f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X") and not h.on_its_way_out(kid):
-                        live.add(kid)
-            except OSError:
-                pass
-        if len(live) == 1:
-            return live.pop()
-        time.sleep(0.01)
-    raise AssertionError(f"the server {server} has no single parked child")
-
-
 def test_a_parked_child_holds_none_of_the_callers_connections(getpid) -> None:
-    getpid()
+    ran = {getpid()}
     server = _forkserver.server_pid()
     assert server is not None
-    getpid()
-    alone = _steady(_parked_child(server))  # once it has prepared
+    ran.add(getpid())
+    alone = _steady(h.parked_child(server, ran))  # once it has prepared
     # Three more threads with connections of their own, kept open while the next child parks.
     release = threading.Event()
     ready = threading.Barrier(4)
 
     def hold() -> None:
-        getpid()
+        ran.add(getpid())
         ready.wait()
         release.wait()
 
@@ -169,8 +144,8 @@ def test_a_parked_child_holds_none_of_the_callers_connections(getpid) -> None:
     ready.wait()
     try:
         assert _steady(server) >= 3, "the server holds the threads' connections"
-        getpid()  # a warm call: the next child is parked while the three connections are open
-        parked = _parked_child(server)
+        ran.add(getpid())  # a warm call: the next child is parked while the three connections are open
+        parked = h.parked_child(server, ran)
         assert _steady(parked) == alone, "the parked child let go of the server's sockets"
     finally:
         release.set()

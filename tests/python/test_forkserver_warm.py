@@ -19,45 +19,11 @@ import pynisher
 from pynisher import MemoryLimitException, WallTimeoutException, _forkserver
 
 
-def _alive(pid: int) -> bool:
-    """A live process (a zombie waiting for PID 1 to reap it is not, nor a call's child killed
-    at its result and still tearing down)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X") and not h.on_its_way_out(pid)
-
-
 def _gone_within(pid: int, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
-    while _alive(pid) and time.monotonic() < deadline:
+    while h.running(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
-    return not _alive(pid)
-
-
-def _children(pid: int) -> set:
-    kids: set = set()
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                kids |= {int(p) for p in f.read().split()}
-        except OSError:
-            pass
-    return {k for k in kids if _alive(k)}
-
-
-def _parked_child(server: int, timeout: float = 10.0) -> int:
-    """The server's parked child: once no call is in flight, its one live child that is not its
-    guard (the guard is not the server's child: it is started detached)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        kids = _children(server)
-        if len(kids) == 1:
-            return kids.pop()
-        time.sleep(0.01)
-    raise AssertionError(f"the server {server} has no parked child: {_children(server)}")
+    return not h.running(pid)
 
 
 @pytest.fixture
@@ -72,7 +38,7 @@ def test_the_next_call_runs_in_the_parked_child_and_each_call_in_a_fresh_process
     pids = [getpid()]
     server = _forkserver.server_pid()
     for _ in range(5):
-        parked = _parked_child(server)
+        parked = h.parked_child(server, ran=set(pids))
         pids.append(getpid())
         # The call ran in the child parked before it was made, not in a child forked for it.
         assert pids[-1] == parked
@@ -81,18 +47,19 @@ def test_the_next_call_runs_in_the_parked_child_and_each_call_in_a_fresh_process
 
 
 def test_a_released_child_gets_its_calls_cpu_limit_not_the_one_it_was_parked_with(fresh_server) -> None:
-    unlimited = pynisher.limit(resource.getrlimit, wall_time=10, context="forkserver")
-    assert unlimited(resource.RLIMIT_CPU)[0] == resource.RLIM_INFINITY
-    parked = _parked_child(_forkserver.server_pid())
-    limited = pynisher.limit(resource.getrlimit, wall_time=10, cpu_time=5, context="forkserver")
-    soft, _ = limited(resource.RLIMIT_CPU)
+    unlimited = pynisher.limit(h.pid_and_result, wall_time=10, context="forkserver")
+    ran, (soft, _) = unlimited(resource.getrlimit, resource.RLIMIT_CPU)
+    assert soft == resource.RLIM_INFINITY
+    parked = h.parked_child(_forkserver.server_pid(), ran={ran})
+    limited = pynisher.limit(h.pid_and_result, wall_time=10, cpu_time=5, context="forkserver")
+    released, (soft, _) = limited(resource.getrlimit, resource.RLIMIT_CPU)
+    assert released == parked
     assert soft != resource.RLIM_INFINITY and soft >= 5
-    assert not _alive(parked) or parked not in _children(_forkserver.server_pid())
 
 
 def test_the_wall_time_of_a_call_in_a_parked_child_is_its_own(fresh_server) -> None:
-    pynisher.limit(h.add, wall_time=30, context="forkserver")(1, 2)
-    _parked_child(_forkserver.server_pid())
+    ran, _ = pynisher.limit(h.pid_and_result, wall_time=30, context="forkserver")(h.add, 1, 2)
+    h.parked_child(_forkserver.server_pid(), ran={ran})
     time.sleep(0.5)  # parked longer than the next call's limit: none of it counts
     assert pynisher.limit(h.sleep_and_return, wall_time=2, context="forkserver")(0.2) == 0.2
     with pytest.raises(WallTimeoutException):
@@ -100,16 +67,17 @@ def test_the_wall_time_of_a_call_in_a_parked_child_is_its_own(fresh_server) -> N
 
 
 def test_changing_the_memory_limit_between_calls_discards_the_parked_child(fresh_server) -> None:
-    big = pynisher.limit(h.hog, memory=(400, "MB"), wall_time=20, context="forkserver")
+    big = pynisher.limit(h.pid_and_result, memory=(400, "MB"), wall_time=20, context="forkserver")
     small = pynisher.limit(h.hog, memory=(100, "MB"), wall_time=20, context="forkserver")
-    assert big(150) == 150 * 2**20
+    ran, allocated = big(h.hog, 150)
+    assert allocated == 150 * 2**20
     server = _forkserver.server_pid()
-    parked_for_big = _parked_child(server)
+    parked_for_big = h.parked_child(server, ran={ran})
     with pytest.raises(MemoryLimitException):
         small(150)
     # The child parked for 400 MB could not take a 100 MB call: it is gone, not reused.
     assert _gone_within(parked_for_big, 5)
-    assert big(150) == 150 * 2**20
+    assert big(h.hog, 150)[1] == 150 * 2**20
     with pytest.raises(MemoryLimitException):
         small(150)
 
@@ -128,11 +96,11 @@ _CALLER = """
     import pynisher
     from pynisher import _forkserver
     sys.path.insert(0, {here!r})
-    from test_forkserver_warm import _parked_child
+    import pyn_helpers as h
     from test_guard import cgroup_leaves
-    pynisher.limit(os.getpid, wall_time=10, memory=(512, "MB"), context="forkserver")()
+    ran = pynisher.limit(os.getpid, wall_time=10, memory=(512, "MB"), context="forkserver")()
     server = _forkserver.server_pid()
-    parked = _parked_child(server)
+    parked = h.parked_child(server, ran={{ran}})
     print(server, parked, *cgroup_leaves(parked))
     sys.stdout.flush()
     {then}
@@ -160,9 +128,9 @@ def test_nothing_is_left_of_a_parked_child_when_the_server_is_killed(fresh_serve
     from test_guard import cgroup_leaves
 
     getpid = pynisher.limit(os.getpid, wall_time=10, memory=(512, "MB"), context="forkserver")
-    getpid()
+    ran = getpid()
     server = _forkserver.server_pid()
-    parked = _parked_child(server)
+    parked = h.parked_child(server, ran={ran})
     leaves = cgroup_leaves(parked)
     os.kill(server, signal.SIGKILL)
     # The server's guard kills what the server had registered, the parked child included.
