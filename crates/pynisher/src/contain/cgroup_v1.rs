@@ -49,8 +49,8 @@ pub(super) struct V1Leaves {
     mem_usage: File,
     mem_peak: File,
     oom_control: File,
-    procs: File,
-    /// The freezer leaf directory: its link count says whether it has cgroups below it.
+    /// The freezer leaf directory: its link count says whether it has cgroups below it, and its
+    /// `cgroup.procs` is opened relative to it at each look (`read_procs`).
     freezer_dir: File,
     /// Each directory's `tasks`, open for writing: the child joins through them.
     tasks: Vec<File>,
@@ -95,7 +95,6 @@ impl V1Leaves {
                 mem_usage: open_in(&mem_dir, &memory, "memory.usage_in_bytes", false)?,
                 mem_peak: open_in(&mem_dir, &memory, "memory.max_usage_in_bytes", false)?,
                 oom_control: open_in(&mem_dir, &memory, "memory.oom_control", false)?,
-                procs: open_in(&freezer_dir, &freezer, "cgroup.procs", false)?,
                 memory: memory.clone(),
                 freezer: freezer.clone(),
                 dirs: dirs.clone(),
@@ -265,11 +264,27 @@ impl CgroupV1Container {
         Some(split_cpu(total, user, system))
     }
 
-    /// Whether no process is in the call's leaves, through the open files (no path lookups):
-    /// the freezer leaf lists none and has no cgroup below it (else the slower recursive look).
+    /// The processes in the freezer leaf (not below it) into `procs_buf`, through a
+    /// `cgroup.procs` opened anew relative to the open leaf directory (no walk of the whole
+    /// path). Not through a file kept open: on cgroup v1 that lists what it listed at its first
+    /// read until no read came for about a second (the kernel keeps the pid list of an open
+    /// file), and the supervisor samples far more often.
+    fn read_procs(&mut self) -> std::io::Result<()> {
+        use rustix::fs::{Mode, OFlags};
+        let procs = rustix::fs::openat(
+            &self.made.freezer_dir,
+            "cgroup.procs",
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        pread_all(&File::from(procs), &mut self.procs_buf)
+    }
+
+    /// Whether no process is in the call's leaves, through the open leaf directory (no path
+    /// lookups): the freezer leaf lists none and has no cgroup below it (else the slower
+    /// recursive look).
     fn empty(&mut self) -> bool {
-        let listed =
-            pread_all(&self.made.procs, &mut self.procs_buf).map(|()| self.procs_buf.len());
+        let listed = self.read_procs().map(|()| self.procs_buf.len());
         let below = rustix::fs::fstat(&self.made.freezer_dir).map(|st| st.st_nlink > 2);
         match (listed, below) {
             (Ok(0), Ok(false)) => true,
@@ -382,7 +397,8 @@ impl CallContainer for CgroupV1Container {
     }
 
     fn sample(&mut self, _main: MainProcess) -> Sample {
-        let live = pread_all(&self.made.procs, &mut self.procs_buf)
+        let live = self
+            .read_procs()
             .ok()
             .map(|()| count_lines(&self.procs_buf));
         let mut buf = [0u8; 32];
@@ -416,7 +432,18 @@ impl CallContainer for CgroupV1Container {
     }
 
     fn signal_all(&mut self, signal: i32) {
-        signal_every(&self.freezer, signal);
+        // Through the open leaf directory as `empty` looks; the recursive walk by path only for
+        // a leaf with cgroups below it.
+        let listed = self.read_procs();
+        let below = rustix::fs::fstat(&self.made.freezer_dir).map(|st| st.st_nlink > 2);
+        match (listed, below, std::str::from_utf8(&self.procs_buf)) {
+            (Ok(()), Ok(false), Ok(text)) => {
+                for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                    send_signal(pid, signal);
+                }
+            }
+            _ => signal_every(&self.freezer, signal),
+        }
     }
 
     fn kill_all(&mut self, _main: MainProcess) -> Result<u64, Error> {
@@ -559,6 +586,29 @@ mod tests {
             let mut c = CgroupV1Container::open(&env, &Limits::new()).unwrap();
             let b = spinner_sampled_twice(&mut c);
             assert!(b.memory_current.unwrap() > 0);
+            c.close().unwrap();
+        }
+
+        #[test]
+        #[ignore = "needs cgroup v1 as root: scripts/test.sh runs it where the machine has that"]
+        fn a_process_that_joins_after_a_sample_is_counted_and_signalled() {
+            // A v1 `cgroup.procs` kept open lists what it listed at its first read until no read
+            // came for about a second: here the second look comes at once after the join.
+            let env = v1_env().expect("cgroup v1 as root");
+            let mut c = CgroupV1Container::open(&env, &Limits::new()).unwrap();
+            let first = spawn_blocked("sleep", &["30"]);
+            c.adopt(first.pid()).unwrap();
+            let first = first.release();
+            assert_eq!(c.sample(first.main()).live_processes, Some(1));
+            let second = spawn_blocked("sleep", &["30"]);
+            c.adopt(second.pid()).unwrap();
+            let second = second.release();
+            assert_eq!(c.sample(first.main()).live_processes, Some(2));
+            c.signal_all(libc::SIGTERM);
+            assert_eq!(term_signal(second.wait()), Some(libc::SIGTERM));
+            assert_eq!(term_signal(first.wait()), Some(libc::SIGTERM));
+            assert_eq!(c.sample(MainProcess::Reaped).live_processes, Some(0));
+            assert!(c.empty());
             c.close().unwrap();
         }
 
