@@ -124,6 +124,10 @@ fn submit(job: Job) -> std::io::Result<()> {
     state.queue.push_back(job);
     state.busy += 1;
     if state.busy <= state.threads {
+        // Woken after the lock is released: a finisher woken under it would preempt this
+        // thread (often on the same CPU), find the lock held and sleep again until this thread
+        // runs, which may be after the call's child has had that CPU for its whole run and exit.
+        drop(state);
         POOL.ready.notify_one();
         return Ok(());
     }
