@@ -401,10 +401,16 @@ def main() -> None:
         )
 
     seconds = 2.0 if args.quick else 5.0
-    throughput: dict = {}
-    for threads in (1, 2, 4):
-        r = run_inner(ours, "throughput", threads, seconds, 0)
-        throughput[f"{threads} thread{'s' if threads > 1 else ''}"] = r["calls"] / r["seconds"]
+    # Each count's time in 3 runs taken in turn with the other counts' (a drift of the machine's
+    # speed reaches every count alike); calls/s over the runs together.
+    rounds = 3
+    counted = {threads: [0, 0.0] for threads in (1, 2, 4)}
+    for _ in range(rounds):
+        for threads in counted:
+            r = run_inner(ours, "throughput", threads, seconds / rounds, 0)
+            counted[threads][0] += r["calls"]
+            counted[threads][1] += r["seconds"]
+    throughput: dict = {f"{t} thread{'s' if t > 1 else ''}": n / s for t, (n, s) in counted.items()}
     start_at = time.time() + 3.0
     procs = [
         subprocess.Popen(

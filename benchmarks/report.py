@@ -256,13 +256,21 @@ def measure_cli(reps, startup_reps, backend):
     return {"backend": backend, "limit_s": limit, "overshoot_s": overshoot, "startup_s": startup}
 
 
+#: Each thread count's time is split into this many runs, taken in turn with the other counts',
+#: so that a drift of the machine's speed during the measurement reaches every count alike.
+THROUGHPUT_ROUNDS = 3
+
+
 def measure_throughput(ours, seconds):
     out = {}
     for ctx in ("forkserver", "fork"):
-        row = {}
-        for threads in (1, 2, 4):
-            r = run_inner(ours, "throughput", ctx, threads, seconds, 0)
-            row[f"{threads} thread{'s' if threads > 1 else ''}"] = r["calls"] / r["seconds"]
+        calls = {threads: [0, 0.0] for threads in (1, 2, 4)}
+        for _ in range(THROUGHPUT_ROUNDS):
+            for threads in calls:
+                r = run_inner(ours, "throughput", ctx, threads, seconds / THROUGHPUT_ROUNDS, 0)
+                calls[threads][0] += r["calls"]
+                calls[threads][1] += r["seconds"]
+        row = {f"{t} thread{'s' if t > 1 else ''}": n / s for t, (n, s) in calls.items()}
         start_at = time.time() + 3.0  # both callers start, warm up, then go together
         env = dict(os.environ, PYTHONPATH=str(HERE))
         procs = [subprocess.Popen([str(ours), str(Path(__file__).resolve()), "--inner", "throughput", ctx, "1",
