@@ -9,6 +9,12 @@ fork as `os.fork` does), passes the wait to a finisher thread of the engine's si
 without the interpreter lock), and forks the next parked child. The finisher reports the call
 done on the done pipe; the main loop then closes the call's descriptors and listens to the
 connection again. The server never unpickles the call itself (the body): the call's child does.
+
+When the next warm child is forked matters: glibc's `fork` holds the allocator's locks in the
+server for its whole length (about 0.5-1 ms here), and a finisher that allocates or frees in that
+time (it does, between the call's result and its outcome) waits for it. So a call that is the only
+one in flight gets its outcome first, and the refill follows it (or comes once the call has run
+for `REFILL_DEFER`); with several calls in flight (caller threads) the refill follows the hand-off.
 """
 
 from __future__ import annotations
@@ -42,6 +48,9 @@ _MAX_FDS = 2 + 64
 _ANCILLARY = socket.CMSG_LEN(_MAX_FDS * array.array("i").itemsize)
 #: A request's first read (a longer one is read on).
 _FIRST_READ = 4096
+#: How long the refill waits for the outcome of a call that is the only one in flight (see the
+#: module doc): a short call's outcome comes first, a long call's refill is not kept waiting.
+REFILL_DEFER = 0.005
 
 
 class _ServerState:
@@ -59,8 +68,9 @@ class _ServerState:
         #: The descriptors received for calls in flight: stdout, stderr, passed ones (closed in
         #: every call's child but their own).
         self.call_fds: set = set()
-        #: The calls in flight by pid (also their process group): their connections and descriptors.
-        self.in_flight: Dict[int, Tuple[socket.socket, List[int]]] = {}
+        #: The calls in flight by pid (also their process group): their connections, descriptors
+        #: and when they were started (`time.monotonic`).
+        self.in_flight: Dict[int, Tuple[socket.socket, List[int], float]] = {}
         #: The server's ends of the parked children's sockets (closed in every call's child).
         self.parked_fds: set = set()
         #: A finisher writes a call's pid here (4 bytes) once its outcome was sent.
@@ -163,19 +173,30 @@ class _ServerState:
         else:
             # The finisher takes the call at once (it tells the caller the pid, if asked, then
             # waits): nothing the main thread does next is on the call's path.
-            self.in_flight[started.pid] = (conn, fds)
+            self.in_flight[started.pid] = (conn, fds, time.monotonic())
             try:
                 _core.send_outcome_when_done(started, conn.fileno(), self.done_write, wants_pid)
             except _core.EngineError as err:
                 del self.in_flight[started.pid]
                 self.end_call(conn, fds, ("engine_error", str(err)))
                 return
-            if warm and not self.requests_waiting():
-                # The next warm child is forked now, while this call's child runs on the other
-                # CPU; the call's outcome does not need the interpreter lock the fork holds. A
-                # request already waiting is served first (its own fork is as quick as a refill
-                # and a release); the idle loop refills later.
+            if warm and len(self.in_flight) > 1 and not self.requests_waiting():
+                # Other calls are in flight (caller threads): the next warm child is forked now,
+                # while this call's child runs on the other CPU. A request already waiting is
+                # served first (its own fork is as quick as a refill and a release); the idle
+                # loop refills later. A call alone in flight is left to `refill_wait`.
                 self.warm.refill()
+
+    def refill_wait(self) -> Optional[float]:
+        """Seconds the main loop may still wait before it forks the next warm child (0: now if
+        nothing else waits), or None when no warm child is wanted. A call alone in flight gets
+        its outcome first, for at most `REFILL_DEFER` (see the module doc)."""
+        if not self.warm.needs_refill():
+            return None
+        if len(self.in_flight) != 1:
+            return 0.0
+        started = next(iter(self.in_flight.values()))[2]
+        return max(0.0, started + REFILL_DEFER - time.monotonic())
 
     def requests_waiting(self) -> bool:
         """Whether a caller's connection or the control socket has something to read now."""
@@ -307,9 +328,11 @@ def serve(caller_fd: int) -> None:
             poller.register(caller, select.POLLIN)
         poller.register(state.done_read, select.POLLIN)
         while True:
-            # Fork the next warm child now, off the calls' path, when nothing else waits.
-            events = poller.poll(0 if state.warm.needs_refill() else None)
-            if not events:
+            # Fork the next warm child off the calls' path: when nothing else waits and the
+            # refill no longer waits for an outcome (`refill_wait`).
+            wait = state.refill_wait()
+            events = poller.poll(None if wait is None else wait * 1000)
+            if not events and wait is not None:
                 state.warm.refill()
             for fd, _ in events:
                 if fd == state.done_read:

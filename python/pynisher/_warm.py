@@ -6,9 +6,9 @@ call that does nothing, blocked before it runs anything of a call), made for the
 last call. A call whose limits it fits (all but the per-call ones: wall and CPU time, grace
 period, soft signals) is handed to it: the engine releases it with the call's limits (its
 rlimits, the wall clock from now), then the call's body (still pickled) and descriptors go to it
-over a socket of its own; the next warm child is forked right after that hand-off (the fork
-overlaps the call's child; the outcome is sent by a finisher thread that needs no interpreter
-lock) or when the server is idle. A call they do not fit (another memory limit, backend,
+over a socket of its own; the next warm child is forked when the server's main loop decides
+(`_forkserver_server._ServerState.refill_wait`: after a lone call's outcome, or right after the
+hand-off when other calls are in flight). A call they do not fit (another memory limit, backend,
 capture) discards them (killed, reaped, containers removed) and is started the cold way. Every
 call still runs in a process no other call touched.
 

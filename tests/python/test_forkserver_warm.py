@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -44,6 +45,44 @@ def test_the_next_call_runs_in_the_parked_child_and_each_call_in_a_fresh_process
         assert pids[-1] == parked
     assert len(set(pids)) == len(pids)
     assert server not in pids and os.getpid() not in pids
+
+
+def _note_pid_then_sleep(pidfile: str, seconds: float) -> int:
+    with open(pidfile, "w") as fh:
+        fh.write(str(os.getpid()))
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_a_long_call_alone_in_flight_gets_the_next_warm_child_forked_while_it_runs(
+    fresh_server, tmp_path
+) -> None:
+    # A lone call's refill waits for its outcome, but not past `REFILL_DEFER`: the call after a
+    # long one still finds a warm child.
+    from pynisher import _forkserver_server
+
+    limited = pynisher.limit(_note_pid_then_sleep, wall_time=10, context="forkserver")
+    ran = {limited(str(tmp_path / "first"), 0.0)}
+    server = _forkserver.server_pid()
+    h.parked_child(server, ran)
+    pidfile = tmp_path / "long"
+    long_call: list = []
+    caller = threading.Thread(target=lambda: long_call.append(limited(str(pidfile), 1.5)))
+    caller.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not pidfile.exists() or not pidfile.read_text():
+            assert time.monotonic() < deadline, "the long call did not start"
+            time.sleep(0.01)
+        running = int(pidfile.read_text())
+        assert running not in ran
+        # Well before the call ends (1.5 s), and well after REFILL_DEFER.
+        assert _forkserver_server.REFILL_DEFER < 0.1
+        parked = h.parked_child(server, ran | {running}, timeout=1.0)
+    finally:
+        caller.join()
+    assert long_call == [running]
+    assert limited(str(tmp_path / "next"), 0.0) == parked
 
 
 def test_a_released_child_gets_its_calls_cpu_limit_not_the_one_it_was_parked_with(fresh_server) -> None:
