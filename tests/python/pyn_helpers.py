@@ -67,12 +67,16 @@ def parked_child(server: int, ran: "set[int]", timeout: float = 10.0) -> int:
     not run a call. `ran` holds the pids of the calls made so far: a call's child, its result
     sent, may still be running its way to exit (not yet flagged exiting) before the next child
     is parked, and it would pass for the parked one. The guard is not the server's child (it is
-    started detached)."""
+    started detached), but the process that starts it is, for a moment: so the one candidate
+    must still be the one 50 ms later (a parked child waits for its call; the next child is
+    parked after a lone call's outcome, so such a moment can be the only one)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         kids = running_children(server) - ran
         if len(kids) == 1:
-            return kids.pop()
+            time.sleep(0.05)
+            if running_children(server) - ran == kids:
+                return kids.pop()
         time.sleep(0.01)
     raise AssertionError(
         f"the server {server} has no single parked child: {running_children(server)} (ran {ran})"
