@@ -6,15 +6,17 @@ the body for the call's child, and descriptors). Per request it hands the call t
 (`pynisher._warm`) or forks one (`pynisher._core.start_fork`, interpreter lock held across the
 fork as `os.fork` does), passes the wait to a finisher thread of the engine's side
 (`_core.send_outcome_when_done`: it waits, and writes the outcome to the caller's connection,
-without the interpreter lock), and forks the next parked child. The finisher reports the call
-done on the done pipe; the main loop then closes the call's descriptors and listens to the
-connection again. The server never unpickles the call itself (the body): the call's child does.
+without the interpreter lock), and forks the next parked child (when: below). The finisher
+reports the call done on the done pipe (after the outcome, the child's exit and cleanup); the
+main loop then closes the call's descriptors and listens to the connection again. The server
+never unpickles the call itself (the body): the call's child does.
 
 When the next warm child is forked matters: glibc's `fork` holds the allocator's locks in the
 server for its whole length (about 0.5-1 ms here), and a finisher that allocates or frees in that
 time (it does, between the call's result and its outcome) waits for it. So a call that is the only
-one in flight gets its outcome first, and the refill follows it (or comes once the call has run
-for `REFILL_DEFER`); with several calls in flight (caller threads) the refill follows the hand-off.
+one in flight is left alone: the refill comes once it is reported done, or once it has run for
+`REFILL_DEFER` (`_ServerState.refill_wait`); with several calls in flight (caller threads) the
+refill follows the hand-off.
 """
 
 from __future__ import annotations
