@@ -108,7 +108,11 @@ fn bare_fork_exec_true() {
 /// A trivial closure on `backend`, interleaved call by call with the bare fork round trip: the
 /// baseline row, then the closure's row (labelled `[label]`) with its ratio.
 fn closure_rows(n: usize, backend: Backend, label: &str) {
-    let limits = Limits::new().backend(backend);
+    closure_rows_with(n, &Limits::new().backend(backend), label);
+}
+
+/// [`closure_rows`] under `limits`.
+fn closure_rows_with(n: usize, limits: &Limits, label: &str) {
     let (base, closure) = measure_interleaved(n, bare_fork_pipe_waitpid, || {
         let o = limits.run_closure(|| 42u32).unwrap();
         assert_eq!(o.value, Some(42));
@@ -175,6 +179,15 @@ fn main() {
         .copied()
         .filter(|b| *b != Backend::ProcessGroup)
         .collect();
+    if !cgroup_backends.is_empty() {
+        // The same limit call after call, as an optimiser's trials have: each call writes it
+        // into its fresh leaf (memory.limit_in_bytes and memsw on v1, memory.max on v2).
+        println!("\n# per-call overhead with a memory limit of 256 MiB ({n} calls each, interleaved as above)");
+    }
+    for &b in &cgroup_backends {
+        let limits = Limits::new().backend(b).memory(256 << 20);
+        closure_rows_with(n, &limits, &format!("{}, memory", b.name()));
+    }
     if !cgroup_backends.is_empty() {
         println!("\n# per-call overhead with a guard ({n} calls each, interleaved as above)");
         // From here on every call of this process is guarded.
