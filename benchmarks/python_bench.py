@@ -335,6 +335,21 @@ def run_inner(python: Path, *args, env_extra=None) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def in_turn(keys, rounds, measure) -> dict:
+    """``measure(key)`` for every key, ``rounds`` times over with the keys in turn, so that a drift
+    of the machine's speed during the measurement reaches every key alike: ``{key: [results]}``."""
+    results: dict = {key: [] for key in keys}
+    for _ in range(rounds):
+        for key in results:
+            results[key].append(measure(key))
+    return results
+
+
+def calls_per_second_over(runs) -> float:
+    """Calls per second over throughput runs taken together."""
+    return sum(r["calls"] for r in runs) / sum(r["seconds"] for r in runs)
+
+
 def best_of_rounds(python: Path, rounds: int, *args) -> dict:
     """Runs a measurement in ``rounds`` fresh interpreters; keeps the round with the lowest
     median (the one least disturbed by other load on the machine) and all round medians."""
@@ -426,16 +441,9 @@ def main() -> None:
         )
 
     seconds = 2.0 if args.quick else 5.0
-    # Each count's time in 3 runs taken in turn with the other counts' (a drift of the machine's
-    # speed reaches every count alike); calls/s over the runs together.
-    rounds = 3
-    counted = {threads: [0, 0.0] for threads in (1, 2, 4)}
-    for _ in range(rounds):
-        for threads in counted:
-            r = run_inner(ours, "throughput", threads, seconds / rounds, 0)
-            counted[threads][0] += r["calls"]
-            counted[threads][1] += r["seconds"]
-    throughput: dict = {f"{t} thread{'s' if t > 1 else ''}": n / s for t, (n, s) in counted.items()}
+    # Each count's time in 3 runs taken in turn with the other counts'; calls/s over them together.
+    runs = in_turn((1, 2, 4), 3, lambda threads: run_inner(ours, "throughput", threads, seconds / 3, 0))
+    throughput: dict = {f"{t} thread{'s' if t > 1 else ''}": calls_per_second_over(r) for t, r in runs.items()}
     start_at = time.time() + 3.0
     procs = [
         subprocess.Popen(
@@ -455,12 +463,11 @@ def main() -> None:
         print(f"{label:<12} {rate:9.0f} {rate / one:6.2f}x")
 
     sizes = {"50MiB": 50, "2GiB": 2048}
-    # The forkserver's rounds go over the sizes in turn (a drift of the machine's speed reaches
-    # both alike); each size keeps its best round, as best_of_rounds does.
-    forkserver_rounds: dict = {label: [] for label in sizes}
-    for _ in range(max(rounds, 2)):
-        for label, mib in sizes.items():
-            forkserver_rounds[label].append(run_inner(ours, "overhead", "limit", "forkserver", n_fast // 2, mib))
+    # The forkserver's rounds go over the sizes in turn; each size keeps its best round, as
+    # best_of_rounds does.
+    forkserver_rounds = in_turn(
+        sizes, max(rounds, 2), lambda label: run_inner(ours, "overhead", "limit", "forkserver", n_fast // 2, sizes[label])
+    )
     rss: dict = {}
     for label, mib in sizes.items():
         best_round = dict(min(forkserver_rounds[label], key=lambda r: r["median_ms"]))

@@ -221,12 +221,9 @@ def measure_latency(ours, upstream, n, rounds):
 
 
 def measure_rss(ours, upstream, n, sizes, rounds=3):
-    # The forkserver is the series that must stay flat: its rounds go over the sizes in turn (a
-    # drift of the machine's speed reaches every size alike), and each size keeps its best round.
-    forkserver = {mib: [] for mib in sizes}
-    for _ in range(rounds):
-        for mib in sizes:
-            forkserver[mib].append(run_inner(ours, "latency", "pynisher", "forkserver", n, mib))
+    # The forkserver is the series that must stay flat: its rounds go over the sizes in turn, and
+    # each size keeps its best round.
+    forkserver = pb.in_turn(sizes, rounds, lambda mib: run_inner(ours, "latency", "pynisher", "forkserver", n, mib))
     out = {}
     for mib in sizes:
         out[mib] = {
@@ -268,21 +265,20 @@ def measure_cli(reps, startup_reps, backend):
     return {"backend": backend, "limit_s": limit, "overshoot_s": overshoot, "startup_s": startup}
 
 
-#: Each thread count's time is split into this many runs, taken in turn with the other counts',
-#: so that a drift of the machine's speed during the measurement reaches every count alike.
+#: Each thread count's time is split into this many runs, taken in turn with the other counts'
+#: (`python_bench.in_turn`).
 THROUGHPUT_ROUNDS = 3
 
 
 def measure_throughput(ours, seconds):
     out = {}
     for ctx in ("forkserver", "fork"):
-        calls = {threads: [0, 0.0] for threads in (1, 2, 4)}
-        for _ in range(THROUGHPUT_ROUNDS):
-            for threads in calls:
-                r = run_inner(ours, "throughput", ctx, threads, seconds / THROUGHPUT_ROUNDS, 0)
-                calls[threads][0] += r["calls"]
-                calls[threads][1] += r["seconds"]
-        row = {f"{t} thread{'s' if t > 1 else ''}": n / s for t, (n, s) in calls.items()}
+        runs = pb.in_turn(
+            (1, 2, 4),
+            THROUGHPUT_ROUNDS,
+            lambda threads: run_inner(ours, "throughput", ctx, threads, seconds / THROUGHPUT_ROUNDS, 0),
+        )
+        row = {f"{t} thread{'s' if t > 1 else ''}": pb.calls_per_second_over(r) for t, r in runs.items()}
         start_at = time.time() + 3.0  # both callers start, warm up, then go together
         env = dict(os.environ, PYTHONPATH=str(HERE))
         procs = [subprocess.Popen([str(ours), str(Path(__file__).resolve()), "--inner", "throughput", ctx, "1",
