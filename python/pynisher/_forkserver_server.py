@@ -75,7 +75,8 @@ class _ServerState:
         self.in_flight: Dict[int, Tuple[socket.socket, List[int], float]] = {}
         #: The server's ends of the parked children's sockets (closed in every call's child).
         self.parked_fds: set = set()
-        #: A finisher writes a call's pid here (4 bytes) once its outcome was sent.
+        #: A finisher writes a call's pid here (4 bytes) once the call is over: its outcome sent,
+        #: its child reaped and cleaned up after.
         self.done_read, self.done_write = os.pipe2(os.O_CLOEXEC)
         self.warm = _warm.WarmPool(_call_child, partial(_close_inherited, self), _recv_request, self.parked_fds)
 

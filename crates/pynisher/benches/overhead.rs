@@ -105,14 +105,9 @@ fn bare_fork_exec_true() {
     }
 }
 
-/// A trivial closure on `backend`, interleaved call by call with the bare fork round trip: the
+/// A trivial closure under `limits`, interleaved call by call with the bare fork round trip: the
 /// baseline row, then the closure's row (labelled `[label]`) with its ratio.
-fn closure_rows(n: usize, backend: Backend, label: &str) {
-    closure_rows_with(n, &Limits::new().backend(backend), label);
-}
-
-/// [`closure_rows`] under `limits`.
-fn closure_rows_with(n: usize, limits: &Limits, label: &str) {
+fn closure_rows(n: usize, limits: &Limits, label: &str) {
     let (base, closure) = measure_interleaved(n, bare_fork_pipe_waitpid, || {
         let o = limits.run_closure(|| 42u32).unwrap();
         assert_eq!(o.value, Some(42));
@@ -138,7 +133,7 @@ fn main() {
             .filter(|b| *b != Backend::ProcessGroup),
     );
     for &b in &backends {
-        closure_rows(n, b, b.name());
+        closure_rows(n, &Limits::new().backend(b), b.name());
     }
     for &b in &backends {
         let limits = Limits::new().backend(b);
@@ -186,7 +181,7 @@ fn main() {
     }
     for &b in &cgroup_backends {
         let limits = Limits::new().backend(b).memory(256 << 20);
-        closure_rows_with(n, &limits, &format!("{}, memory", b.name()));
+        closure_rows(n, &limits, &format!("{}, memory", b.name()));
     }
     if !cgroup_backends.is_empty() {
         println!("\n# per-call overhead with a guard ({n} calls each, interleaved as above)");
@@ -195,7 +190,11 @@ fn main() {
             .expect("the guard starts");
     }
     for &b in &cgroup_backends {
-        closure_rows(n, b, &format!("{}, guard", b.name()));
+        closure_rows(
+            n,
+            &Limits::new().backend(b),
+            &format!("{}, guard", b.name()),
+        );
     }
     if cgroup_backends.is_empty() {
         return;
