@@ -153,10 +153,12 @@ class ChildSlot:
     def __reduce__(self) -> Tuple[type, Tuple[int]]: ...
 
 def start_fork(child: Callable[[], bytes], limits: Mapping[str, object]) -> StartedCall: ...
-def send_outcome_when_done(call: StartedCall, conn_fd: int, done_fd: int, tell_pid: bool = False) -> None:
-    """The forkserver's wait: a thread without the interpreter lock tells the caller the pid if
-    `tell_pid`, waits for `call`, writes its outcome message to `conn_fd` and then the call's pid
-    to `done_fd`."""
+def send_outcome_when_done(
+    call: StartedCall, conn_fd: int, done_fd: int, tell_pid_after: Optional[float] = None
+) -> None:
+    """The forkserver's wait: a thread without the interpreter lock waits for `call` (telling
+    the caller the pid once the call has run `tell_pid_after` seconds, unless it is over first),
+    writes its outcome message to `conn_fd` and then the call's pid to `done_fd`."""
 
 def decode_outcome(body: bytes) -> _RawOutcome:
     """The outcome dict of an outcome message sent by `send_outcome_when_done` (after its tag)."""

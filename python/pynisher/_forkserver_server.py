@@ -155,7 +155,7 @@ class _ServerState:
             if len(data) < size:
                 data += _recv_exactly(conn, size - len(data))
             view = memoryview(data)
-            limits, wants_pid = pickle.loads(view[_HEAD.size : _HEAD.size + head_size])
+            limits, tell_pid_after = pickle.loads(view[_HEAD.size : _HEAD.size + head_size])
             body = view[_HEAD.size + head_size : size]
             capture = bool(limits.get("capture_output"))
             started = self.warm.start(limits, body, fds, capture)
@@ -174,11 +174,11 @@ class _ServerState:
         except Exception as err:
             self.end_call(conn, fds, ("error", f"{type(err).__name__}: {err}"))
         else:
-            # The finisher takes the call at once (it tells the caller the pid, if asked, then
+            # The finisher takes the call at once (it tells the caller the pid when asked, and
             # waits): nothing the main thread does next is on the call's path.
             self.in_flight[started.pid] = (conn, fds, time.monotonic())
             try:
-                _core.send_outcome_when_done(started, conn.fileno(), self.done_write, wants_pid)
+                _core.send_outcome_when_done(started, conn.fileno(), self.done_write, tell_pid_after)
             except _core.EngineError as err:
                 del self.in_flight[started.pid]
                 self.end_call(conn, fds, ("engine_error", str(err)))

@@ -167,3 +167,42 @@ def _digest(data: bytes) -> tuple:
     import hashlib
 
     return len(data), hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def messages(monkeypatch):
+    """The tags of the messages the caller receives from the server (b"S": the call's pid,
+    b"O": its outcome), in order."""
+    seen: list = []
+    receive = _forkserver._recv_message
+
+    def recording(sock):
+        message = receive(sock)
+        seen.append(message[:1])
+        return message
+
+    monkeypatch.setattr(_forkserver, "_recv_message", recording)
+    return seen
+
+
+def test_a_short_call_of_an_api_object_wakes_its_caller_once_and_still_names_its_child(
+    getpid, messages
+) -> None:
+    pid = getpid()
+    assert messages == [b"O"]
+    assert getpid._process is not None and getpid._process.pid == pid != os.getpid()
+
+
+def test_a_longer_call_of_an_api_object_tells_its_caller_the_pid_while_it_runs(messages) -> None:
+    lf = pynisher.limit(h.sleep_and_return, wall_time=10, context="forkserver")
+    assert lf(4 * _forkserver.TELL_SLOT_PID_AFTER) == 4 * _forkserver.TELL_SLOT_PID_AFTER
+    assert messages == [b"S", b"O"]
+
+
+def test_an_on_start_callback_gets_the_pid_before_the_outcome_however_short_the_call(messages) -> None:
+    from pynisher._run import run_limited
+
+    seen: list = []
+    result = run_limited(os.getpid, (), {}, wall_time=10.0, context="forkserver", on_start=seen.append)
+    assert messages == [b"S", b"O"]
+    assert seen == [result.value] and result.value != os.getpid()

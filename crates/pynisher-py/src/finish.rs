@@ -10,13 +10,14 @@
 use std::collections::VecDeque;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use serde::{Deserialize, Serialize};
 
-use pynisher::{Behind, Observer, Outcome};
+use pynisher::{Behind, Observer, Outcome, Progress};
 
 use crate::{outcome_dict, EngineError, StartedCall, Waiter};
 
@@ -36,9 +37,13 @@ struct OutcomeFrame {
 }
 
 /// Cancels the call when the caller's socket becomes readable: it sends nothing after its
-/// request, so that means it hung up or shut its end (Ctrl-C, death).
+/// request, so that means it hung up or shut its end (Ctrl-C, death). Tells the caller the
+/// call's pid once the call has run `tell_pid_after`, if it is set.
 struct HangUpWatch {
     fd: RawFd,
+    pid: i32,
+    /// When to send the STARTED message (`None`: never, or sent already).
+    tell_pid_after: Option<Duration>,
 }
 
 impl HangUpWatch {
@@ -50,6 +55,20 @@ impl HangUpWatch {
 }
 
 impl Observer for HangUpWatch {
+    fn interval(&self) -> Option<Duration> {
+        self.tell_pid_after
+    }
+
+    fn progress(&mut self, progress: &Progress) {
+        if self
+            .tell_pid_after
+            .is_some_and(|after| progress.elapsed >= after)
+        {
+            self.tell_pid_after = None;
+            self.tell_pid();
+        }
+    }
+
     fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
         Some(self.fd())
     }
@@ -66,11 +85,22 @@ impl Observer for HangUpWatch {
     }
 }
 
+impl HangUpWatch {
+    /// The STARTED message: the call's pid, before its outcome.
+    fn tell_pid(&self) {
+        let mut started = [0u8; 13];
+        started[..8].copy_from_slice(&5u64.to_le_bytes());
+        started[8] = STARTED_TAG;
+        started[9..].copy_from_slice(&self.pid.to_le_bytes());
+        send_all(self.fd(), &started);
+    }
+}
+
 /// One call for a finisher thread.
 struct Job {
     pid: i32,
-    /// Whether to tell the caller the pid first (a STARTED message).
-    tell_pid: bool,
+    /// When to tell the caller the pid (a STARTED message before the outcome), if at all.
+    tell_pid_after: Option<Duration>,
     waiter: Waiter,
     conn_fd: RawFd,
     done_fd: RawFd,
@@ -166,13 +196,14 @@ fn job_done() {
 }
 
 fn finish(job: Job) {
-    let mut watch = HangUpWatch { fd: job.conn_fd };
-    if job.tell_pid {
-        let mut started = [0u8; 13];
-        started[..8].copy_from_slice(&5u64.to_le_bytes());
-        started[8] = STARTED_TAG;
-        started[9..].copy_from_slice(&job.pid.to_le_bytes());
-        send_all(watch.fd(), &started);
+    let mut watch = HangUpWatch {
+        fd: job.conn_fd,
+        pid: job.pid,
+        tell_pid_after: job.tell_pid_after,
+    };
+    if watch.tell_pid_after == Some(Duration::ZERO) {
+        watch.tell_pid_after = None;
+        watch.tell_pid();
     }
     let (outcome, behind) = match (job.waiter)(&mut watch) {
         Ok((outcome, behind)) => (Ok(outcome), behind),
@@ -211,24 +242,37 @@ fn send_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) {
     }
 }
 
-/// Hands `call` to a finisher thread, which tells the caller the call's pid first if `tell_pid`
-/// (a message tagged `b"S"`), waits for the call (cancelling it when the caller's socket
-/// `conn_fd` hangs up), writes the outcome message to `conn_fd` (length-prefixed, tagged `b"O"`;
-/// see [`decode_outcome`]) and then the call's pid (4 bytes, little-endian) to `done_fd`: only
-/// then may the server close `conn_fd`. None of this takes the interpreter lock, so the server's
-/// main thread hands the call over first and forks its next child after.
+/// Hands `call` to a finisher thread, which waits for the call (cancelling it when the caller's
+/// socket `conn_fd` hangs up), writes the outcome message to `conn_fd` (length-prefixed, tagged
+/// `b"O"`; see [`decode_outcome`]) and then the call's pid (4 bytes, little-endian) to
+/// `done_fd`: only then may the server close `conn_fd`. With `tell_pid_after` (seconds) it
+/// tells the caller the call's pid (a message tagged `b"S"`) once the call has run that long,
+/// unless the outcome comes first (it carries the pid too): 0 tells it at once. A message the
+/// caller is woken for costs a short call its speed (measured: the caller's wake-up lands
+/// beside the call's child on its way out), so the API objects ask for it a little later.
+/// None of this takes the interpreter lock, so the server's main thread hands the call over
+/// first and forks its next child after.
 #[pyfunction]
-#[pyo3(signature = (call, conn_fd, done_fd, tell_pid=false))]
+#[pyo3(signature = (call, conn_fd, done_fd, tell_pid_after=None))]
 pub(crate) fn send_outcome_when_done(
     call: &StartedCall,
     conn_fd: RawFd,
     done_fd: RawFd,
-    tell_pid: bool,
+    tell_pid_after: Option<f64>,
 ) -> PyResult<()> {
+    let tell_pid_after = tell_pid_after
+        .map(|seconds| {
+            Duration::try_from_secs_f64(seconds).map_err(|_| {
+                PyValueError::new_err(format!(
+                    "invalid value for tell_pid_after: {seconds} (seconds, 0 or more)"
+                ))
+            })
+        })
+        .transpose()?;
     let waiter = call.take_waiter()?;
     submit(Job {
         pid: call.pid,
-        tell_pid,
+        tell_pid_after,
         waiter,
         conn_fd,
         done_fd,

@@ -42,7 +42,9 @@ pub struct Progress {
 /// ```
 pub trait Observer {
     /// How often the supervisor must call [`Observer::should_cancel`] and [`Observer::progress`]
-    /// at the least. `None`: only when it wakes up for its own reasons.
+    /// at the least. `None`: only when it wakes up for its own reasons. Asked when the call
+    /// starts and again after each [`Observer::progress`], so an observer that wants one look
+    /// (say, 5 ms into the call) returns `None` once it has had it.
     fn interval(&self) -> Option<Duration> {
         None
     }

@@ -328,7 +328,7 @@ fn wait_remote(
     call: &mut RemoteCall,
     observer: &mut dyn Observer,
 ) -> Result<Outcome<Vec<u8>>, Error> {
-    let interval = observer.interval();
+    let mut interval = observer.interval();
     let mut cancelled = false;
     loop {
         if let Some(outcome) = call.try_outcome()? {
@@ -366,6 +366,7 @@ fn wait_remote(
                 call.cancel()?;
                 cancelled = true;
             }
+            interval = observer.interval();
         }
     }
 }

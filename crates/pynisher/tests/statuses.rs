@@ -370,6 +370,40 @@ fn an_observer_can_cancel_a_call() {
     }
 }
 
+/// Wants one look, `after` into the call, then none: its interval is `None` once it had it.
+struct OneLookAfter {
+    after: Duration,
+    looks: Vec<Duration>,
+}
+impl Observer for OneLookAfter {
+    fn interval(&self) -> Option<Duration> {
+        self.looks.is_empty().then_some(self.after)
+    }
+    fn progress(&mut self, progress: &pynisher::Progress) {
+        self.looks.push(progress.elapsed);
+    }
+}
+
+#[test]
+fn an_observer_that_wants_no_more_looks_gets_none() {
+    for b in backends() {
+        let running = on(b).spawn_command(&sh("sleep 0.3")).unwrap();
+        let mut observer = OneLookAfter {
+            after: Duration::from_millis(20),
+            looks: Vec::new(),
+        };
+        let o = running.wait_observed(&mut observer).unwrap();
+        assert_eq!(o.status, Status::Completed, "{b:?}");
+        // Asked again after its look: with the first interval kept, it would have had ~15.
+        assert_eq!(observer.looks.len(), 1, "{b:?}: {:?}", observer.looks);
+        assert!(
+            observer.looks[0] >= Duration::from_millis(20),
+            "{b:?}: {:?}",
+            observer.looks
+        );
+    }
+}
+
 /// Wakes through a pipe; counts its looks; cancels when told to.
 struct WokenByPipe {
     read: std::os::fd::OwnedFd,

@@ -290,8 +290,7 @@ fn supervise_with_buffer(
         Duration::ZERO,
     )
     .map(|i| start + i);
-    let observer_interval = observer.interval();
-    let mut next_observe = observer_interval.map(|i| start + i);
+    let mut next_observe = observer.interval().map(|i| start + i);
     let mut at_result = result_first && behind::possible(&started);
 
     let ended_at = loop {
@@ -428,7 +427,7 @@ fn supervise_with_buffer(
             if observer.should_cancel() && state.recorded.is_none() {
                 state.record(Status::Cancelled, &mut started, now)?;
             }
-            next_observe = observer_interval.map(|i| now + i);
+            next_observe = observer.interval().map(|i| now + i);
         }
         if state.grace_deadline.is_some_and(|d| now >= d) && !state.killed {
             state.kill(&mut started)?;
