@@ -115,8 +115,7 @@ class WarmPool:
             self.discard_one(warm)
             raise
         try:
-            socket.send_fds(warm.sock, [_LENGTH.pack(len(body) + 1), b"\1" if capture else b"\0"], fds)
-            warm.sock.sendall(body)
+            _send_call(warm.sock, body, fds, capture)
         except OSError:
             pass  # the child is gone already: its outcome says why
         self._close(warm.sock)
@@ -139,6 +138,20 @@ class WarmPool:
         sock.close()
 
 
+def _send_call(sock: socket.socket, body: "bytes | memoryview", fds: List[int], capture: bool) -> None:
+    """What a parked child receives once released: the length, whether the engine captures the
+    output, the call's body, and ``fds`` (the caller's stdout and stderr, the passed ones)."""
+    socket.send_fds(sock, [_LENGTH.pack(len(body) + 1), b"\1" if capture else b"\0"], fds)
+    sock.sendall(body)
+
+
+def _dup_or_devnull(fd: int) -> int:
+    try:
+        return os.dup(fd)
+    except OSError:
+        return os.open(os.devnull, os.O_WRONLY)
+
+
 #: A call that does nothing (``int()``), run by a parked child to warm up (see `_WarmChild.prepare`).
 _IDLE_CALL = pickle.dumps((int, (), {}), protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -157,23 +170,30 @@ class _WarmChild:
 
     def prepare(self) -> None:
         """While parked, before the call's wall clock starts: walks the path a call takes once
-        with a call that does nothing, so that the pages it writes (reference counts, the
-        allocator's, the frames') are this child's own copies before the call needs them: a
-        forked child's first write to each page copies it, and those copies were most of a
-        trivial warm call's time (perf: page faults ~50 % of the children's samples)."""
+        (received over a socket with the caller's stdout and stderr, unpickled, run) with a call
+        that does nothing, so that the pages it writes (reference counts, the allocator's, the
+        frames') are this child's own copies before the call needs them: a forked child's first
+        write to each page copies it, and those copies were most of a trivial warm call's time
+        (perf: page faults ~50 % of the children's samples; receiving alone faulted 33 pages)."""
         # The server's descriptors (other calls', connections, ...) go now, not on the call's path.
         self.close_inherited({self.sock_fd})
         self.sock = socket.socket(fileno=self.sock_fd)
-        from pynisher import _worker
-
-        payload = b"\0" + pickle.dumps(({}, _IDLE_CALL), protocol=pickle.HIGHEST_PROTOCOL)
-        settings, blob = pickle.loads(memoryview(payload)[1:])
-        _worker.execute_blob(settings, blob)
+        receiving, sending = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        with receiving, sending:
+            std = [_dup_or_devnull(1), _dup_or_devnull(2)]  # as a call brings the caller's
+            try:
+                _send_call(sending, pickle.dumps(({}, _IDLE_CALL), protocol=pickle.HIGHEST_PROTOCOL), std, False)
+            finally:
+                for fd in std:
+                    os.close(fd)
+            self._receive_and_run(receiving)
 
     def __call__(self) -> bytes:
         """Once released: receives the call (its payload, the caller's stdout and stderr, and
         the descriptors passed with it), then runs it."""
-        sock = self.sock if self.sock is not None else socket.socket(fileno=self.sock_fd)
+        return self._receive_and_run(self.sock if self.sock is not None else socket.socket(fileno=self.sock_fd))
+
+    def _receive_and_run(self, sock: socket.socket) -> bytes:
         try:
             payload, fds = self.recv_request(sock)
         finally:

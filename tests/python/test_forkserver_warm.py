@@ -47,6 +47,33 @@ def test_the_next_call_runs_in_the_parked_child_and_each_call_in_a_fresh_process
     assert server not in pids and os.getpid() not in pids
 
 
+def _descriptors(pid: int) -> "dict[int, str]":
+    found = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            found[int(fd)] = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            pass
+    return found
+
+
+def test_a_parked_child_keeps_nothing_of_its_rehearsal(fresh_server) -> None:
+    # Before it parks, a child rehearses a call end to end (received over a socket pair with
+    # copies of stdout and stderr, unpickled, run): none of that may stay open, and its stdout
+    # and stderr must still be the server's until a call brings the caller's.
+    getpid = pynisher.limit(os.getpid, wall_time=10, context="forkserver")
+    ran = {getpid()}
+    server = _forkserver.server_pid()
+    parked = h.parked_child(server, ran)
+    theirs, ours = _descriptors(parked), _descriptors(server)
+    # Sockets the server does not hold (the engine's guard connection it shares): its own end of
+    # the socket its call comes on, nothing else.
+    own = {t for t in theirs.values() if t.startswith("socket:")} - set(ours.values())
+    assert len(own) == 1, theirs
+    assert (theirs[1], theirs[2]) == (ours[1], ours[2])
+    assert getpid() == parked
+
+
 def _note_pid_then_sleep(pidfile: str, seconds: float) -> int:
     with open(pidfile, "w") as fh:
         fh.write(str(os.getpid()))
