@@ -17,6 +17,11 @@ time (it does, between the call's result and its outcome) waits for it. So a cal
 one in flight is left alone: the refill comes once it is reported done, or once it has run for
 `REFILL_DEFER` (`_ServerState.refill_wait`); with several calls in flight (caller threads) the
 refill follows the hand-off.
+
+Every fork leaves the server's pages shared with the child, so the first write to each copies it;
+a request's path wrote about 60 such pages (~2 us each here). After an idle refill the server
+rehearses that path with the last request's head (`_ServerState.rehearse`), so the copies are
+made before the next request rather than during it.
 """
 
 from __future__ import annotations
@@ -78,6 +83,8 @@ class _ServerState:
         #: A finisher writes a call's pid here (4 bytes) once the call is over: its outcome sent,
         #: its child reaped and cleaned up after.
         self.done_read, self.done_write = os.pipe2(os.O_CLOEXEC)
+        #: The head of the last request (its limits), for `rehearse`.
+        self.last_head: Optional[bytes] = None
         self.warm = _warm.WarmPool(_call_child, partial(_close_inherited, self), _recv_request, self.parked_fds)
 
     def handle_control(self) -> bool:
@@ -118,26 +125,10 @@ class _ServerState:
     def handle_request(self, fd: int) -> None:
         """Reads one request from a caller's connection and starts its call."""
         conn = self.conns[fd]
-        try:
-            # One read takes a usual request whole. Not blocking: the event may be stale (a
-            # descriptor closed and reused meanwhile).
-            data, ancillary, _, _ = conn.recvmsg(
-                _FIRST_READ, _ANCILLARY, socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC
-            )
-        except BlockingIOError:
+        received = _receive_request(conn)
+        if received is None:
             return
-        except OSError:
-            data, ancillary = b"", []
-        fds = []
-        for level, kind, payload in ancillary:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                for received in array.array("i", payload[: len(payload) - len(payload) % 4]):
-                    if received < 4:
-                        # Out of the way of the descriptors the engine sets up in a child (0-3).
-                        moved = fcntl.fcntl(received, fcntl.F_DUPFD_CLOEXEC, 10)
-                        os.close(received)
-                        received = moved
-                    fds.append(received)
+        data, fds = received
         if not data or len(fds) < 2:
             # End of file: the caller's thread is gone (or cancelled its last call).
             for f in fds:
@@ -148,15 +139,7 @@ class _ServerState:
         del self.conns[fd]
         self.call_fds.update(fds)
         try:
-            if len(data) < _HEAD.size:
-                data += _recv_exactly(conn, _HEAD.size - len(data))
-            head_size, body_size = _HEAD.unpack_from(data)
-            size = _HEAD.size + head_size + body_size
-            if len(data) < size:
-                data += _recv_exactly(conn, size - len(data))
-            view = memoryview(data)
-            limits, tell_pid_after = pickle.loads(view[_HEAD.size : _HEAD.size + head_size])
-            body = view[_HEAD.size + head_size : size]
+            limits, tell_pid_after, body, self.last_head = _split_request(conn, data)
             capture = bool(limits.get("capture_output"))
             started = self.warm.start(limits, body, fds, capture)
             warm = started is not None
@@ -200,6 +183,36 @@ class _ServerState:
             return 0.0
         started = next(iter(self.in_flight.values()))[2]
         return max(0.0, started + REFILL_DEFER - time.monotonic())
+
+    def rehearse(self) -> None:
+        """After a fork (the next warm child's), while the server is idle: walks the path a
+        request takes as far as its limits (received over a socket pair with copies of stdout and
+        stderr, split, the head unpickled), with the last request's head. The fork made every
+        page of the server shared with the child; the first write to each copies it, and a
+        request's path wrote ~60 of them (minor faults, ~2 us each here): now the copies are
+        made here, off the next call's path."""
+        if self.last_head is None:
+            return
+        try:
+            receiving, sending = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            with receiving, sending:
+                std = [_warm.dup_or_devnull(1), _warm.dup_or_devnull(2)]
+                try:
+                    socket.send_fds(sending, [_HEAD.pack(len(self.last_head), 0), self.last_head], std)
+                finally:
+                    for fd in std:
+                        os.close(fd)
+                received = _receive_request(receiving)
+                if received is None:
+                    return
+                data, fds = received
+                try:
+                    _split_request(receiving, data)
+                finally:
+                    for fd in fds:
+                        os.close(fd)
+        except (OSError, EOFError):
+            pass  # only a warm-up (descriptors exhausted?): the next request takes its usual path
 
     def requests_waiting(self) -> bool:
         """Whether a caller's connection or the control socket has something to read now."""
@@ -246,6 +259,43 @@ class _ServerState:
                 self.hang_up(conn)
             else:
                 self.listen(conn)
+
+
+def _receive_request(conn: socket.socket) -> Optional[Tuple[bytes, List[int]]]:
+    """A request's first bytes (usually all of it: one read) and the descriptors sent with them
+    (moved out of the way of those the engine sets up in a child, 0-3); None when there is
+    nothing to read (a stale event: a descriptor closed and reused meanwhile); b"" at its end."""
+    try:
+        data, ancillary, _, _ = conn.recvmsg(_FIRST_READ, _ANCILLARY, socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC)
+    except BlockingIOError:
+        return None
+    except OSError:
+        data, ancillary = b"", []
+    fds = []
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            for received in array.array("i", payload[: len(payload) - len(payload) % 4]):
+                if received < 4:
+                    moved = fcntl.fcntl(received, fcntl.F_DUPFD_CLOEXEC, 10)
+                    os.close(received)
+                    received = moved
+                fds.append(received)
+    return data, fds
+
+
+def _split_request(conn: socket.socket, data: bytes) -> Tuple[Dict[str, Any], Optional[float], memoryview, bytes]:
+    """A request's limits and when to tell the caller the pid (its head, unpickled), its body
+    (for the call's child) and its head; reads the rest of a request longer than the first read."""
+    if len(data) < _HEAD.size:
+        data += _recv_exactly(conn, _HEAD.size - len(data))
+    head_size, body_size = _HEAD.unpack_from(data)
+    size = _HEAD.size + head_size + body_size
+    if len(data) < size:
+        data += _recv_exactly(conn, size - len(data))
+    view = memoryview(data)
+    head = view[_HEAD.size : _HEAD.size + head_size]
+    limits, tell_pid_after = pickle.loads(head)
+    return limits, tell_pid_after, view[_HEAD.size + head_size : size], bytes(head)
 
 
 def _preload(message: bytes) -> None:
@@ -337,6 +387,7 @@ def serve(caller_fd: int) -> None:
             events = poller.poll(None if wait is None else wait * 1000)
             if not events and wait is not None:
                 state.warm.refill()
+                state.rehearse()
             for fd, _ in events:
                 if fd == state.done_read:
                     state.read_done()

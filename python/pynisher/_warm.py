@@ -145,7 +145,8 @@ def _send_call(sock: socket.socket, body: "bytes | memoryview", fds: List[int], 
     sock.sendall(body)
 
 
-def _dup_or_devnull(fd: int) -> int:
+def dup_or_devnull(fd: int) -> int:
+    """A copy of ``fd``, or of /dev/null when ``fd`` is closed (for a rehearsal's stdout and stderr)."""
     try:
         return os.dup(fd)
     except OSError:
@@ -180,7 +181,7 @@ class _WarmChild:
         self.sock = socket.socket(fileno=self.sock_fd)
         receiving, sending = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         with receiving, sending:
-            std = [_dup_or_devnull(1), _dup_or_devnull(2)]  # as a call brings the caller's
+            std = [dup_or_devnull(1), dup_or_devnull(2)]  # as a call brings the caller's
             try:
                 _send_call(sending, pickle.dumps(({}, _IDLE_CALL), protocol=pickle.HIGHEST_PROTOCOL), std, False)
             finally:

@@ -74,6 +74,21 @@ def test_a_parked_child_keeps_nothing_of_its_rehearsal(fresh_server) -> None:
     assert getpid() == parked
 
 
+def test_the_server_keeps_nothing_of_its_rehearsals(fresh_server) -> None:
+    # Idle after forking the next warm child, the server rehearses a request's path over a
+    # socket pair with copies of its stdout and stderr: none of it may stay open.
+    getpid = pynisher.limit(os.getpid, wall_time=10, context="forkserver")
+    ran = {getpid()}
+    server = _forkserver.server_pid()
+    counts = []
+    for _ in range(4):
+        h.parked_child(server, ran)  # refilled, and so rehearsed (the server was idle)
+        time.sleep(0.05)
+        counts.append(len(_descriptors(server)))
+        ran.add(getpid())
+    assert len(set(counts)) == 1, counts
+
+
 def _note_pid_then_sleep(pidfile: str, seconds: float) -> int:
     with open(pidfile, "w") as fh:
         fh.write(str(os.getpid()))
