@@ -23,6 +23,7 @@ import os
 import pickle
 import socket
 import struct
+import sys
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from pynisher import _core
@@ -183,7 +184,17 @@ class _WarmChild:
         with receiving, sending:
             std = [dup_or_devnull(1), dup_or_devnull(2)]  # as a call brings the caller's
             try:
-                _send_call(sending, pickle.dumps(({}, _IDLE_CALL), protocol=pickle.HIGHEST_PROTOCOL), std, False)
+                # Settings shaped like a caller's (`_calls.call_settings`): applying them is on
+                # the path too.
+                settings = {
+                    "sys_path": list(sys.path),
+                    "cwd": os.getcwd(),
+                    "wall_signal": None,
+                    "cpu_signal": None,
+                    "end_descendants": True,
+                }
+                payload = pickle.dumps((settings, _IDLE_CALL), protocol=pickle.HIGHEST_PROTOCOL)
+                _send_call(sending, payload, std, False)
             finally:
                 for fd in std:
                     os.close(fd)
