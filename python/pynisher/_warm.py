@@ -110,15 +110,22 @@ class WarmPool:
             self.discard_one(warm)
             self.discard_all(keep_wanted=True)
             return None
+        # The call goes into the child's socket before the release, as far as it fits without
+        # waiting: released, the child finds it there instead of sleeping again until it comes.
+        try:
+            rest = _send_call_ahead(warm.sock, body, fds, capture)
+        except OSError:
+            rest = None  # the child is gone already: its outcome says why
         try:
             started = warm.parked.release(limits)
         except BaseException:
             self.discard_one(warm)
             raise
         try:
-            _send_call(warm.sock, body, fds, capture)
+            if rest:
+                warm.sock.sendall(rest)
         except OSError:
-            pass  # the child is gone already: its outcome says why
+            pass  # as above
         self._close(warm.sock)
         return started
 
@@ -139,11 +146,18 @@ class WarmPool:
         sock.close()
 
 
-def _send_call(sock: socket.socket, body: "bytes | memoryview", fds: List[int], capture: bool) -> None:
-    """What a parked child receives once released: the length, whether the engine captures the
-    output, the call's body, and ``fds`` (the caller's stdout and stderr, the passed ones)."""
+def _send_call_ahead(sock: socket.socket, body: "bytes | memoryview", fds: List[int], capture: bool) -> memoryview:
+    """Sends what a parked child receives once released (the length, whether the engine captures
+    the output, the call's body, and ``fds``: the caller's stdout and stderr, the passed ones)
+    as far as the socket takes it without waiting (the child reads only once released): the
+    rest of the body, to send after the release."""
     socket.send_fds(sock, [_LENGTH.pack(len(body) + 1), b"\1" if capture else b"\0"], fds)
-    sock.sendall(body)
+    body = memoryview(body)
+    try:
+        sent = sock.send(body, socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        sent = 0
+    return body[sent:]
 
 
 def dup_or_devnull(fd: int) -> int:
@@ -194,7 +208,7 @@ class _WarmChild:
                     "end_descendants": True,
                 }
                 payload = pickle.dumps((settings, _IDLE_CALL), protocol=pickle.HIGHEST_PROTOCOL)
-                _send_call(sending, payload, std, False)
+                sending.sendall(_send_call_ahead(sending, payload, std, False))
             finally:
                 for fd in std:
                     os.close(fd)
