@@ -27,8 +27,8 @@ use std::time::Duration;
 use super::ahead::{Pool, Prepared, Ready, Register, Registration};
 use super::cgroupfs::{
     cg_err, cgroup_containment, count_lines, holds_only, keyed, kill_until_empty, leaf_name,
-    open_dir, open_in, pids_max_value, pread, pread_all, procs_recursive, read_keyed, remove_tree,
-    send_signal, signal_every, survivors_error, write_file, KILL_BUDGET,
+    open_dir, open_in, pids_in, pids_max_value, pread, pread_all, procs_recursive, read_keyed,
+    remove_tree, send_signal, signal_every, survivors_error, write_file, KILL_BUDGET,
 };
 use super::detect::V1Env;
 use super::{CallContainer, MainProcess, Remains, Sample};
@@ -280,6 +280,16 @@ impl CgroupV1Container {
         pread_all(&File::from(procs), &mut self.procs_buf)
     }
 
+    /// Whether `procs_buf` now lists every process in the call's leaves, read through the open
+    /// leaf directory (no path lookups: on a completed call's path the look by path took six
+    /// system calls); false when the leaf has cgroups below it or cannot be read (then the
+    /// slower recursive look by path is needed).
+    fn list_leaf(&mut self) -> bool {
+        let listed = self.read_procs();
+        let below = rustix::fs::fstat(&self.made.freezer_dir).map(|st| st.st_nlink > 2);
+        matches!((listed, below), (Ok(()), Ok(false)))
+    }
+
     /// Whether no process is in the call's leaves, through the open leaf directory (no path
     /// lookups): the freezer leaf lists none and has no cgroup below it (else the slower
     /// recursive look).
@@ -432,17 +442,12 @@ impl CallContainer for CgroupV1Container {
     }
 
     fn signal_all(&mut self, signal: i32) {
-        // Through the open leaf directory as `empty` looks; the recursive walk by path only for
-        // a leaf with cgroups below it.
-        let listed = self.read_procs();
-        let below = rustix::fs::fstat(&self.made.freezer_dir).map(|st| st.st_nlink > 2);
-        match (listed, below, std::str::from_utf8(&self.procs_buf)) {
-            (Ok(()), Ok(false), Ok(text)) => {
-                for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                    send_signal(pid, signal);
-                }
+        if self.list_leaf() {
+            for pid in pids_in(&self.procs_buf) {
+                send_signal(pid, signal);
             }
-            _ => signal_every(&self.freezer, signal),
+        } else {
+            signal_every(&self.freezer, signal);
         }
     }
 
@@ -453,8 +458,13 @@ impl CallContainer for CgroupV1Container {
     fn kill_lone_main(&mut self, main: rustix::process::Pid) -> bool {
         // A lone process that is killed cannot fork any more: no freezer needed. One that forked
         // between the listing and the kill is found by `kill_all`, behind.
-        holds_only(&self.freezer, main.as_raw_pid())
-            && send_signal(main.as_raw_pid(), libc::SIGKILL)
+        let main = main.as_raw_pid();
+        let alone = if self.list_leaf() {
+            pids_in(&self.procs_buf).all(|pid| pid == main)
+        } else {
+            holds_only(&self.freezer, main)
+        };
+        alone && send_signal(main, libc::SIGKILL)
     }
 
     fn final_cpu(&mut self) -> Option<CpuTime> {

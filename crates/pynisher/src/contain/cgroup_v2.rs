@@ -21,9 +21,10 @@ use std::time::{Duration, Instant};
 use super::ahead::{Pool, Prepared, Ready, Register, Registration};
 
 use super::cgroupfs::{
-    cg_err, cgroup_containment, count_lines, holds_only, keyed, kill_until_empty, leaf_name,
-    open_dir, open_in, open_in_rw, pids_max_value, pread, pread_all, procs_recursive, read_keyed,
-    read_u64, remove_tree, send_signal, signal_every, survivors_error, write_file, KILL_BUDGET,
+    cg_err, cgroup_containment, count_lines, has_subdirs, holds_only, keyed, kill_until_empty,
+    leaf_name, open_dir, open_in, open_in_rw, pids_in, pids_max_value, pread, pread_all,
+    procs_recursive, read_keyed, read_u64, remove_tree, send_signal, signal_every, survivors_error,
+    write_file, KILL_BUDGET,
 };
 use super::detect::V2Env;
 use super::{CallContainer, MainProcess, Remains, Sample};
@@ -384,14 +385,24 @@ impl CallContainer for CgroupV2Container {
     }
 
     fn kill_lone_main(&mut self, main: rustix::process::Pid) -> bool {
-        if !holds_only(&self.leaf, main.as_raw_pid()) {
+        // Through the open `cgroup.procs` (v2 lists afresh at each read) and one `stat`, not
+        // a walk by path, when no cgroup is below the leaf.
+        let main = main.as_raw_pid();
+        let alone = if !has_subdirs(&self.leaf)
+            && pread_all(&self.made.procs, &mut self.procs_buf).is_ok()
+        {
+            pids_in(&self.procs_buf).all(|pid| pid == main)
+        } else {
+            holds_only(&self.leaf, main)
+        };
+        if !alone {
             return false;
         }
         if self.has_kill {
             // The whole leaf, a fork racing with the listing included.
             write_file(&self.leaf.join("cgroup.kill"), "1").is_ok()
         } else {
-            send_signal(main.as_raw_pid(), libc::SIGKILL)
+            send_signal(main, libc::SIGKILL)
         }
     }
 

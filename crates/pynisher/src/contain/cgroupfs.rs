@@ -244,13 +244,20 @@ pub(super) fn count_lines(buf: &[u8]) -> u64 {
     buf.iter().filter(|&&b| b == b'\n').count() as u64
 }
 
+/// The pids in the text of a `cgroup.procs` (one per line).
+pub(super) fn pids_in(listing: &[u8]) -> impl Iterator<Item = i32> + '_ {
+    listing
+        .split(|&b| b == b'\n')
+        .filter_map(|line| std::str::from_utf8(line).ok()?.trim().parse::<i32>().ok())
+}
+
 /// The pids listed in `dir/cgroup.procs` and in every cgroup below `dir`.
 pub(super) fn procs_recursive(dir: &Path) -> Vec<i32> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        if let Ok(text) = std::fs::read_to_string(d.join("cgroup.procs")) {
-            out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+        if let Ok(listing) = std::fs::read(d.join("cgroup.procs")) {
+            out.extend(pids_in(&listing));
         }
         if has_subdirs(&d) {
             stack.extend(subdirs(&d));
@@ -261,7 +268,7 @@ pub(super) fn procs_recursive(dir: &Path) -> Vec<i32> {
 
 /// Whether a cgroup directory has child cgroups: its link count is 2 + subdirectories, so a
 /// `stat` answers without listing the many control files.
-fn has_subdirs(dir: &Path) -> bool {
+pub(super) fn has_subdirs(dir: &Path) -> bool {
     rustix::fs::stat(dir).map_or(true, |st| st.st_nlink > 2)
 }
 
