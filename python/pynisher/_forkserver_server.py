@@ -387,7 +387,9 @@ def serve(caller_fd: int) -> None:
             events = poller.poll(None if wait is None else wait * 1000)
             if not events and wait is not None:
                 state.warm.refill()
-                state.rehearse()
+                if not state.requests_waiting():
+                    # (A request that came during the fork is served first: it would only wait.)
+                    state.rehearse()
             for fd, _ in events:
                 if fd == state.done_read:
                     state.read_done()
