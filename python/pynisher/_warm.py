@@ -23,10 +23,9 @@ import os
 import pickle
 import socket
 import struct
-import sys
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
-from pynisher import _core
+from pynisher import _calls, _core
 
 _LENGTH = struct.Struct("<Q")
 #: Set to "0" in the caller's environment (read when its server starts) to start every call the
@@ -198,15 +197,8 @@ class _WarmChild:
         with receiving, sending:
             std = [dup_or_devnull(1), dup_or_devnull(2)]  # as a call brings the caller's
             try:
-                # Settings shaped like a caller's (`_calls.call_settings`): applying them is on
-                # the path too.
-                settings = {
-                    "sys_path": list(sys.path),
-                    "cwd": os.getcwd(),
-                    "wall_signal": None,
-                    "cpu_signal": None,
-                    "end_descendants": True,
-                }
+                # Settings as a caller makes them: applying them is on the path too.
+                settings = _calls.call_settings({"wall_signal": None, "cpu_signal": None}, {})
                 payload = pickle.dumps((settings, _IDLE_CALL), protocol=pickle.HIGHEST_PROTOCOL)
                 sending.sendall(_send_call_ahead(sending, payload, std, False))
             finally:
